@@ -1,0 +1,207 @@
+"""A finite group acting on a d-dimensional pixel grid, stored as data.
+
+A group is its list of d×d orthogonal matrices (acting on centred grid coordinates, in tensor axis order).
+Everything else (Cayley table, inverses, the action on kernels and on tensors) is derived from them, so
+p4, p4m, the cube groups and the sampled rotation groups SE(2,N) share one implementation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["Group", "KernelAction"]
+
+_ATOL = 1e-6
+
+
+@dataclass(frozen=True)
+class KernelAction:
+    """How every group element acts on a flattened kernel grid of ``K = k**d`` points.
+
+    ``index`` (|G|, K) is set when each element permutes the grid (exact grid groups): the transformed
+    kernel of element g is ``kernel[..., index[g]]``. Otherwise ``matrix`` (|G|, K, K) holds the
+    interpolation operator: the transformed kernel is ``matrix[g] @ kernel``. ``matrix`` is always set.
+    """
+
+    matrix: torch.Tensor
+    index: torch.Tensor | None
+
+    @property
+    def is_permutation(self) -> bool:
+        return self.index is not None
+
+
+class Group:
+    """A finite group of orthogonal transformations of the d-dimensional grid.
+
+    Args:
+        name: the registry name (``"p4"``, ``"O"``...).
+        matrices: (|G|, d, d) orthogonal matrices; element 0 must be the identity.
+            Coordinates are in tensor axis order (for 2D: (row, column)).
+    """
+
+    def __init__(self, name: str, matrices: np.ndarray) -> None:
+        matrices = np.asarray(matrices, dtype=np.float64)
+        if matrices.ndim != 3 or matrices.shape[1] != matrices.shape[2]:
+            raise ValueError(f"group matrices must have shape (|G|, d, d), got {matrices.shape}")
+        if not np.allclose(matrices[0], np.eye(matrices.shape[1])):
+            raise ValueError("element 0 of a group must be the identity")
+        self.name = name
+        self.matrices = matrices
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r}, order={self.order}, spatial_dims={self.spatial_dims})"
+
+    def __len__(self) -> int:
+        return self.order
+
+    @property
+    def order(self) -> int:
+        """Number of elements |G|."""
+        return int(self.matrices.shape[0])
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.matrices.shape[1])
+
+    @property
+    def is_trivial(self) -> bool:
+        return self.order == 1
+
+    @cached_property
+    def is_grid(self) -> bool:
+        """True when every element maps the integer grid onto itself (signed permutation matrices)."""
+        return bool(np.allclose(self.matrices, np.round(self.matrices), atol=_ATOL))
+
+    def _find(self, matrix: np.ndarray) -> int:
+        diff = np.abs(self.matrices - matrix[None]).reshape(self.order, -1).max(axis=1)
+        hit = np.flatnonzero(diff < 1e-6)
+        if hit.size != 1:
+            raise ValueError(f"{self.name}: matrix is not an element of the group (closure fails)")
+        return int(hit[0])
+
+    @cached_property
+    def cayley(self) -> np.ndarray:
+        """(|G|, |G|) int table: ``cayley[a, b]`` is the index of the composition a∘b."""
+        n = self.order
+        table = np.empty((n, n), dtype=np.int64)
+        for a, b in itertools.product(range(n), range(n)):
+            table[a, b] = self._find(self.matrices[a] @ self.matrices[b])
+        return table
+
+    @cached_property
+    def inverse(self) -> np.ndarray:
+        """(|G|,) int array: index of each element's inverse."""
+        return np.argmax(self.cayley == 0, axis=1)
+
+    def kernel_action(self, kernel_size: int) -> KernelAction:
+        """The action ``kernel_g(y) = kernel(g^-1 y)`` on an odd k^d grid (multilinear in between points)."""
+        return _kernel_action(self, int(kernel_size))
+
+    @cached_property
+    def regular_index(self) -> torch.Tensor:
+        """(|G|, |G|) long: ``regular_index[g, h] = g^-1 h``, the group-axis part of the regular action."""
+        return torch.as_tensor(self.cayley[self.inverse], dtype=torch.long)
+
+    # ----------------------------------------------------------------------------------------------
+    # action on tensors
+
+    def transform(self, x: torch.Tensor, g: int, regular: bool = False) -> torch.Tensor:
+        """Apply element ``g`` to a plain tensor (B, C, *spatial) or, with ``regular=True``, to a group
+        tensor (B, C·|G|, *spatial) (field-major); returns a tensor of the same layout.
+
+        Plain: ``out(y) = x(g^-1 y)``. Group: ``out(h, y) = x(g^-1 h, g^-1 y)``.
+        Grid groups act exactly (flips and axis permutations); other groups interpolate.
+        """
+        self._check_element(g)
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(
+                f"{self.name} acts on (B, C, *spatial) tensors with {self.spatial_dims} spatial dims; "
+                f"got shape {tuple(x.shape)}"
+            )
+        if regular:
+            b, c = x.shape[:2]
+            if c % self.order:
+                raise ValueError(f"a {self.name} group tensor needs C·{self.order} channels, got {c}")
+            fields = x.reshape(b, c // self.order, self.order, *x.shape[2:])
+            fields = fields[:, :, self.regular_index[g].to(x.device)]
+            x = fields.reshape(x.shape)
+        return self.spatial_transform(x, g)
+
+    def spatial_transform(self, x: torch.Tensor, g: int) -> torch.Tensor:
+        """Transform only the spatial axes of (B, C, *spatial): ``out(y) = x(g^-1 y)``."""
+        if self.is_grid:
+            return _grid_transform(x, np.round(self.matrices[g]).astype(np.int64))
+        from monai_equivariant.groups.rotate import resample  # interpolating groups only
+
+        return resample(x, self.matrices[g])
+
+    def _check_element(self, g: int) -> None:
+        if not 0 <= int(g) < self.order:
+            raise IndexError(f"{self.name} has elements 0..{self.order - 1}, got {g}")
+
+
+def _grid_transform(x: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:
+    """``out[y] = x[M^-1 y]`` for a signed permutation matrix M, via axis permutation and flips."""
+    d = matrix.shape[0]
+    # out[y] = x[z] with z = M^T y, i.e. z_j = sign_j * y_{p(j)} where M[p(j), j] = sign_j.
+    source_axis = np.argmax(np.abs(matrix), axis=0)  # p(j): output axis feeding input axis j
+    sign = matrix[source_axis, np.arange(d)]
+    flips = [2 + j for j in range(d) if sign[j] < 0]
+    if flips:
+        x = torch.flip(x, flips)
+    # now out[y] = x'[z] with z_j = y_{p(j)}; torch.permute needs, for each output axis i, the input axis j
+    # with p(j) = i.
+    order = np.argsort(source_axis)
+    return x.permute(0, 1, *[2 + int(j) for j in order])
+
+
+@lru_cache(maxsize=None)
+def _grid_points(kernel_size: int, dims: int) -> np.ndarray:
+    """(k^d, d) centred integer coordinates of a k^d kernel in row-major (tensor) order."""
+    r = kernel_size // 2
+    axes = [np.arange(-r, r + 1)] * dims
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dims).astype(np.float64)
+
+
+_ACTION_CACHE: dict[tuple[str, int], KernelAction] = {}
+
+
+def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(
+            f"equivariant kernels must have an odd size (a centre pixel), got kernel_size={kernel_size}"
+        )
+    key = (group.name, kernel_size)
+    if key in _ACTION_CACHE:
+        return _ACTION_CACHE[key]
+    d, k = group.spatial_dims, kernel_size
+    points = _grid_points(k, d)  # (K, d)
+    r = k // 2
+    n_points = points.shape[0]
+    strides = k ** np.arange(d - 1, -1, -1)
+    matrix = np.zeros((group.order, n_points, n_points), dtype=np.float64)
+    corners = np.array(list(itertools.product((0, 1), repeat=d)), dtype=np.float64)  # (2^d, d)
+    for g in range(group.order):
+        source = points @ group.matrices[g]  # rows: (M^T y)^T = y^T M -> g^-1 y for orthogonal M
+        rounded = np.round(source)
+        source = np.where(np.abs(source - rounded) < _ATOL, rounded, source)
+        base = np.floor(source)
+        frac = source - base
+        for corner in corners:
+            pos = base + corner
+            weight = np.prod(np.where(corner == 1, frac, 1.0 - frac), axis=1)
+            inside = np.all(np.abs(pos) <= r, axis=1) & (weight > 0)
+            cols = ((pos + r) @ strides).astype(np.int64)
+            rows = np.flatnonzero(inside)
+            np.add.at(matrix[g], (rows, cols[inside]), weight[inside])
+    is_perm = np.all(np.isclose(matrix, np.round(matrix))) and np.all(matrix.sum(axis=2) == 1)
+    index = torch.as_tensor(matrix.argmax(axis=2), dtype=torch.long) if is_perm else None
+    action = KernelAction(matrix=torch.as_tensor(matrix, dtype=torch.float32), index=index)
+    _ACTION_CACHE[key] = action
+    return action

@@ -1,0 +1,1 @@
+"""handlers for monai_equivariant."""

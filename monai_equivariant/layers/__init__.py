@@ -1,0 +1,15 @@
+"""Generic equivariant layers: one implementation for every group and for 2D/3D."""
+
+from monai_equivariant.layers.conv import GroupConv, LiftingConv, expand_filter
+from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm, get_group_norm
+from monai_equivariant.layers.pool import GroupPool
+
+__all__ = [
+    "GroupBatchNorm",
+    "GroupConv",
+    "GroupInstanceNorm",
+    "GroupPool",
+    "LiftingConv",
+    "expand_filter",
+    "get_group_norm",
+]

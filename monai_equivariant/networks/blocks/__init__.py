@@ -1,0 +1,5 @@
+"""Building blocks on group tensors."""
+
+from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, GroupDoubleConv
+
+__all__ = ["GroupConvBlock", "GroupDoubleConv"]

@@ -1,0 +1,5 @@
+"""Equivariant networks with MONAI-style constructors; plain tensors in, plain tensors out."""
+
+from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
+
+__all__ = ["GroupUNet", "P4MUNet", "P4UNet", "matched_channels"]

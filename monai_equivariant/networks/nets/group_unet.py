@@ -1,0 +1,183 @@
+"""GroupUNet: one U-Net for every group (p4, p4m, SE(2,N), cube groups, trivial = plain baseline)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from monai.networks.layers.factories import Act
+
+from monai_equivariant.groups import Group, as_group
+from monai_equivariant.layers import GroupPool
+from monai_equivariant.networks.blocks import GroupDoubleConv
+
+__all__ = ["GroupUNet", "P4UNet", "P4MUNet", "matched_channels"]
+
+
+def matched_channels(
+    channels: Sequence[int], from_group: str | Group, to_group: str | Group, spatial_dims: int | None = None
+) -> tuple[int, ...]:
+    """Channels giving (about) the same parameter count under another group.
+
+    A group conv with C fields has |G|·C² weights per tap, a plain conv with C channels C², so equal
+    parameters means ``C_to = C_from · sqrt(|G_from| / |G_to|)`` (rounded). Example: p4 fields
+    (8, 16, 32, 64, 128) <-> plain channels (16, 32, 64, 128, 256).
+    """
+    g_from, g_to = as_group(from_group, spatial_dims), as_group(to_group, spatial_dims)
+    scale = math.sqrt(g_from.order / g_to.order)
+    return tuple(max(1, int(round(c * scale))) for c in channels)
+
+
+class GroupUpStep(nn.Module):
+    """Upsample the coarse group tensor, concatenate the skip (fields first), then two group convs."""
+
+    def __init__(self, upsample: nn.Module, block: nn.Module) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.block = block
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """x (B, C1·|G|, *s/stride), skip (B, C2·|G|, *s) -> (B, C_out·|G|, *s)."""
+        return self.block(torch.cat([skip, self.upsample(x)], dim=1))
+
+
+class GroupUNet(nn.Module):
+    """U-Net whose every conv is a group conv; equivariant to ``group`` (exactly, for grid groups).
+
+    Layout per level: (lifting at level 0, else group) conv + norm + act, group conv + norm + act; spatial
+    max-pool down by ``strides``; (bi/tri)linear upsampling + skip concat + two group convs up; then group
+    max-pool (invariant fields) and a 1×1 plain conv.
+
+    Args:
+        spatial_dims: 2 or 3 (must match the group).
+        in_channels: channels of the plain input.
+        out_channels: channels of the plain output.
+        channels: fields per level (the tensor carries fields·|G| channels).
+        group: group name (``"p4"``, ``"p4m"``, ``"O"``, ``"trivial"``...) or a :class:`Group`.
+        strides: down-sampling factor between consecutive levels (default 2 each; max-pool kernel = stride).
+        kernel_size: odd kernel size.
+        act, norm: MONAI-style specs (``"relu"``, ``("leakyrelu", {...})``; ``"batch"``, ``"instance"``).
+        dropout: dropout probability after every activation.
+        bias: conv biases.
+
+    Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
+    (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)`` to float round-off.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        channels: Sequence[int] = (8, 16, 32, 64, 128),
+        group: str | Group = "p4",
+        strides: Sequence[int] | None = None,
+        kernel_size: int = 3,
+        act: str | tuple | None = Act.RELU,
+        norm: str | tuple | None = "batch",
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.group = as_group(group, spatial_dims)
+        channels = [int(c) for c in channels]
+        if len(channels) < 2 or min(channels) < 1:
+            raise ValueError(f"channels needs at least two positive entries, got {channels}")
+        strides = [2] * (len(channels) - 1) if strides is None else [int(s) for s in strides]
+        if len(strides) != len(channels) - 1 or min(strides) < 1:
+            raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints, got {strides}")
+        self.spatial_dims = int(spatial_dims)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.channels, self.strides = tuple(channels), tuple(strides)
+        self.size_multiple = math.prod(strides)
+        block = dict(kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
+        pool_cls = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
+        mode = "bilinear" if spatial_dims == 2 else "trilinear"
+
+        self.encoder = nn.ModuleList([GroupDoubleConv(self.group, in_channels, channels[0], lifting=True, **block)])
+        for level in range(1, len(channels)):
+            self.encoder.append(
+                nn.Sequential(
+                    pool_cls(strides[level - 1]),
+                    GroupDoubleConv(self.group, channels[level - 1], channels[level], **block),
+                )
+            )
+        self.decoder = nn.ModuleList(
+            [
+                GroupUpStep(
+                    nn.Upsample(scale_factor=float(strides[level]), mode=mode, align_corners=False),
+                    GroupDoubleConv(self.group, channels[level + 1] + channels[level], channels[level], **block),
+                )
+                for level in range(len(channels) - 2, -1, -1)
+            ]
+        )
+        self.project = GroupPool(self.group.order, mode="max")
+        conv_cls = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.head = conv_cls(channels[0], out_channels, kernel_size=1)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by prod(strides)."""
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(
+                "expected a (B, C, *spatial) input with " + str(self.spatial_dims) + " spatial dims, got "
+                + str(x.dim() - 2)
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
+        for size in x.shape[2:]:
+            if size % self.size_multiple != 0:
+                raise ValueError(
+                    "spatial size " + str(size) + " is not a multiple of " + str(self.size_multiple)
+                    + " (the product of the strides); exact equivariance needs every spatial size divisible"
+                    " by it: crop or pad the input"
+                )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, *spatial) -> (B, out_channels, *spatial)."""
+        self.check_input(x)
+        skips: list[torch.Tensor] = []
+        for level, stage in enumerate(self.encoder):
+            if level > 0:
+                skips.append(x)
+            x = stage(x)
+        for level, step in enumerate(self.decoder):
+            x = step(x, skips[len(skips) - 1 - level])
+        return self.head(self.project(x))
+
+
+class P4UNet(GroupUNet):
+    """:class:`GroupUNet` for p4 (90° rotations). Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters
+    with 3 input channels, the same budget as the plain U-Net with channels (16, 32, 64, 128, 256)."""
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = (8, 16, 32, 64, 128),
+        **kwargs,
+    ) -> None:
+        if "group" in kwargs:
+            raise TypeError("P4UNet fixes group='p4'; use GroupUNet for another group")
+        super().__init__(spatial_dims, in_channels, out_channels, channels, group="p4", **kwargs)
+
+
+class P4MUNet(GroupUNet):
+    """:class:`GroupUNet` for p4m (90° rotations and reflections). Default fields (6, 11, 23, 45, 91) match the
+    plain U-Net (16, ..., 256) parameter budget (see :func:`matched_channels`)."""
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = (6, 11, 23, 45, 91),
+        **kwargs,
+    ) -> None:
+        if "group" in kwargs:
+            raise TypeError("P4MUNet fixes group='p4m'; use GroupUNet for another group")
+        super().__init__(spatial_dims, in_channels, out_channels, channels, group="p4m", **kwargs)

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from monai_equivariant.groups import GROUP_NAMES, get_group
+
+ORDERS = {"p4": 4, "p4m": 8, "D4": 8, "D4h": 16, "O": 24, "Oh": 48, "se2_12": 12, "se2_5": 5}
+NAMES = list(ORDERS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_group_axioms(name):
+    g = get_group(name)
+    assert g.order == ORDERS[name]
+    table = g.cayley
+    n = g.order
+    # identity
+    assert (table[0] == np.arange(n)).all() and (table[:, 0] == np.arange(n)).all()
+    # closure: every row and column is a permutation (Latin square)
+    for row in range(n):
+        assert sorted(table[row]) == list(range(n))
+        assert sorted(table[:, row]) == list(range(n))
+    # associativity
+    a, b, c = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+    assert (table[table[a, b], c] == table[a, table[b, c]]).all()
+    # inverses
+    assert (table[np.arange(n), g.inverse] == 0).all()
+    # matrices are orthogonal
+    m = g.matrices
+    assert np.allclose(m @ m.transpose(0, 2, 1), np.eye(g.spatial_dims))
+
+
+def test_cube_groups_contents():
+    dets = np.linalg.det(get_group("O").matrices)
+    assert np.allclose(dets, 1.0)
+    assert np.allclose(np.abs(np.linalg.det(get_group("Oh").matrices)), 1.0)
+    assert (np.linalg.det(get_group("Oh").matrices) < 0).sum() == 24
+    assert np.allclose(np.linalg.det(get_group("D4").matrices), 1.0)
+
+
+def test_unknown_group_lists_known_names():
+    with pytest.raises(ValueError) as err:
+        get_group("p6")
+    for name in ("trivial", "p4", "p4m", "D4", "D4h", "O", "Oh"):
+        assert name in str(err.value)
+    assert set(GROUP_NAMES) >= {"trivial", "p4", "p4m", "D4", "D4h", "O", "Oh"}
+
+
+def test_spatial_dims_mismatch():
+    with pytest.raises(ValueError, match="3D"):
+        get_group("O", spatial_dims=2)
+    assert get_group("trivial", 3).spatial_dims == 3
+
+
+@pytest.mark.parametrize("name", ["p4", "p4m", "D4h", "O", "Oh"])
+@pytest.mark.parametrize("regular", [False, True])
+def test_transform_is_homomorphism(name, regular):
+    g = get_group(name)
+    d = g.spatial_dims
+    shape = (2, 3 * (g.order if regular else 1)) + ((5, 6, 7) if d == 3 else (6, 7))
+    x = torch.randn(shape)
+    rng = np.random.default_rng(0)
+    pairs = [(a, b) for a in range(g.order) for b in range(g.order)]
+    for a, b in [pairs[i] for i in rng.choice(len(pairs), size=min(len(pairs), 60), replace=False)]:
+        lhs = g.transform(g.transform(x, b, regular), a, regular)
+        rhs = g.transform(x, int(g.cayley[a, b]), regular)
+        assert torch.equal(lhs, rhs), (a, b)
+    assert torch.equal(g.transform(x, 0, regular), x)
+
+
+@pytest.mark.parametrize("name", ["p4", "p4m", "D4", "D4h", "O", "Oh"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_kernel_action_matches_transform(name, k):
+    """The kernel permutation table and the tensor transform are the same action."""
+    g = get_group(name)
+    kernel = torch.randn((1, 1) + (k,) * g.spatial_dims)
+    action = g.kernel_action(k)
+    assert action.is_permutation
+    for e in range(g.order):
+        moved = kernel.flatten()[action.index[e]].reshape(kernel.shape)
+        assert torch.equal(moved, g.transform(kernel, e))
+
+
+def test_se2_4_acts_like_p4():
+    p4, se2 = get_group("p4"), get_group("se2_4")
+    assert np.array_equal(p4.cayley, se2.cayley)
+    assert torch.equal(p4.kernel_action(5).index, se2.kernel_action(5).index)
+    x = torch.randn(1, 2, 8, 8)
+    for e in range(4):
+        assert torch.equal(p4.transform(x, e), se2.transform(x, e))
+
+
+def test_se2_interpolated_action_is_stochastic_and_exact_at_quarter_turns():
+    g = get_group("se2_8")
+    action = g.kernel_action(5)
+    assert not action.is_permutation
+    assert torch.all(action.matrix >= 0)
+    assert torch.all(action.matrix.sum(-1) <= 1 + 1e-6)
+    for e in (0, 2, 4, 6):  # multiples of 90°: permutations
+        row = action.matrix[e]
+        assert torch.equal(row, row.round()) and torch.all(row.sum(-1) == 1)
+
+
+def test_bad_inputs():
+    g = get_group("p4")
+    with pytest.raises(IndexError):
+        g.transform(torch.randn(1, 1, 4, 4), 4)
+    with pytest.raises(ValueError, match="spatial dims"):
+        g.transform(torch.randn(1, 4, 4), 1)
+    with pytest.raises(ValueError, match="C·4"):
+        g.transform(torch.randn(1, 3, 4, 4), 1, regular=True)
+    with pytest.raises(ValueError, match="odd"):
+        g.kernel_action(4)
