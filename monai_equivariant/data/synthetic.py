@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["synthetic_polyp"]
+__all__ = ["synthetic_polyp", "write_synthetic_polyp_dataset"]
 
 
 def synthetic_polyp(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -37,3 +40,35 @@ def synthetic_polyp(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarra
     vignette = 1 - 0.5 * (((yy - centre) ** 2 + (xx - centre) ** 2) / (2 * centre**2))
     image = image * vignette + 0.03 * rng.standard_normal((3, size, size))
     return np.clip(image, 0, 1).astype(np.float32), mask[None].astype(np.float32)
+
+
+def write_synthetic_polyp_dataset(root: str | Path, num_samples: int = 60, size: int = 64, seed: int = 0) -> Path:
+    """Write ``num_samples`` synthetic polyps to ``root`` in the Kvasir-SEG layout (``images/``, ``masks/``, PNG).
+
+    Images are RGB uint8, masks grayscale 0/255. A ``synthetic.json`` stamp records the parameters: an
+    existing set with the same parameters is reused, so repeated runs do not regenerate it.
+
+    Returns:
+        ``root`` as a Path.
+    """
+    from PIL import Image
+
+    if num_samples < 1 or size < 8:
+        raise ValueError(f"need num_samples >= 1 and size >= 8, got num_samples={num_samples}, size={size}")
+    root = Path(root)
+    stamp = root / "synthetic.json"
+    params = {"num_samples": int(num_samples), "size": int(size), "seed": int(seed)}
+    if stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return root
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for stale in list((root / "images").glob("synthetic_*.png")) + list((root / "masks").glob("synthetic_*.png")):
+        stale.unlink()
+    rng = np.random.default_rng(seed)
+    for index in range(num_samples):
+        image, mask = synthetic_polyp(rng, size)
+        name = f"synthetic_{index:04d}.png"
+        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(root / "images" / name)
+        Image.fromarray((mask[0] * 255).astype(np.uint8)).save(root / "masks" / name)
+    stamp.write_text(json.dumps(params))
+    return root

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import types
 
 import torch.nn as nn
 
-__all__ = ["export"]
+__all__ = ["export", "scriptable"]
 
 
 def export(module: nn.Module) -> nn.Module:
@@ -31,3 +32,23 @@ def _replace(parent: nn.Module) -> None:
             setattr(parent, name, child.to_plain().eval())
         else:
             _replace(child)
+
+
+def scriptable(module: nn.Module) -> nn.Module:
+    """Make ``torch.jit.script(module)`` script :func:`export` of its current weights; returns ``module``.
+
+    TorchScript cannot compile the group convs (they expand their weights with Python tables), but it calls a
+    module's ``__prepare_scriptable__`` first: this sets that hook on the instance. The module itself is
+    unchanged (same state-dict keys, same forward), so bundles can load checkpoints into it and MONAI's
+    ``ckpt_export`` writes the plain-torch equivalent.
+    """
+
+    module.__prepare_scriptable__ = types.MethodType(_export_for_script, module)  # type: ignore[assignment]
+    return module
+
+
+def _export_for_script(module: nn.Module) -> nn.Module:
+    # a bound method: deepcopy rebinds it to the copy, so a copied module exports its own weights
+    plain = export(module)
+    plain.__dict__.pop("__prepare_scriptable__", None)
+    return plain

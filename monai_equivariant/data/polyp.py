@@ -1,0 +1,128 @@
+"""Polyp segmentation data: Kvasir-SEG / CVC-ClinicDB layouts on disk -> a seeded train/validation/test datalist.
+
+Layouts (``dataset_dir`` itself, or one sub-folder of it, e.g. the extracted ``Kvasir-SEG/``):
+
+- Kvasir-SEG: ``images/*.jpg`` and ``masks/*.jpg`` (masks are RGB JPEGs; threshold them at 127.5);
+- CVC-ClinicDB: ``Original/*.tif`` and ``Ground Truth/*.tif`` (the PNG release works too).
+
+Images and masks are paired by file stem. With no ``dataset_dir`` the built-in synthetic polyp set is
+written in the Kvasir-SEG layout (PNG) and used instead, so the same loading path serves both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from monai_equivariant.data.synthetic import write_synthetic_polyp_dataset
+
+__all__ = ["POLYP_LAYOUTS", "find_polyp_pairs", "polyp_datalist", "split_datalist"]
+
+POLYP_LAYOUTS: dict[str, tuple[str, str]] = {"Kvasir-SEG": ("images", "masks"), "CVC-ClinicDB": ("Original", "Ground Truth")}
+"""Layout name -> (image folder, mask folder)."""
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+_LAYOUT_TEXT = "Kvasir-SEG (images/*.jpg + masks/*.jpg) or CVC-ClinicDB (Original/*.tif + 'Ground Truth'/*.tif)"
+
+
+def _detect_layout(dataset_dir: Path) -> tuple[str, Path]:
+    """(layout name, folder holding the image/mask folders) for ``dataset_dir`` or its one matching child."""
+    if not dataset_dir.is_dir():
+        raise ValueError(f"dataset_dir {str(dataset_dir)!r} does not exist or is not a directory; expected {_LAYOUT_TEXT}")
+    candidates = [dataset_dir] + sorted(p for p in dataset_dir.iterdir() if p.is_dir())
+    for folder in candidates:
+        for name, (images, masks) in POLYP_LAYOUTS.items():
+            if (folder / images).is_dir() and (folder / masks).is_dir():
+                return name, folder
+    found = sorted(p.name for p in dataset_dir.iterdir())[:10]
+    raise ValueError(f"dataset_dir {str(dataset_dir)!r} has the wrong layout (found {found}); expected {_LAYOUT_TEXT}")
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _check_readable(path: Path) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise ValueError(f"cannot read image file {str(path)!r} ({error}); expected a JPEG/PNG/TIFF image") from error
+
+
+def find_polyp_pairs(dataset_dir: str | os.PathLike) -> tuple[str, list[dict[str, str]]]:
+    """Pair images with masks by stem and check every file opens.
+
+    Returns:
+        (layout name, sorted list of ``{"image": path, "label": path}``).
+
+    Raises:
+        ValueError naming the path and the expected layout: missing folder, wrong layout, no images,
+        images without masks, unreadable files.
+    """
+    layout, root = _detect_layout(Path(dataset_dir))
+    image_dir, mask_dir = (root / part for part in POLYP_LAYOUTS[layout])
+    images, masks = _images_in(image_dir), _images_in(mask_dir)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(image_dir)!r}; expected {_LAYOUT_TEXT}")
+    unmatched = sorted(set(images) - set(masks))
+    if unmatched:
+        raise ValueError(
+            f"{len(unmatched)} image(s) in {str(image_dir)!r} have no mask of the same name in {str(mask_dir)!r} "
+            f"(e.g. {unmatched[:3]}); expected {_LAYOUT_TEXT}"
+        )
+    pairs = [{"image": str(images[stem]), "label": str(masks[stem])} for stem in sorted(images)]
+    for pair in pairs:
+        _check_readable(Path(pair["image"]))
+        _check_readable(Path(pair["label"]))
+    return layout, pairs
+
+
+def split_datalist(
+    items: Sequence[dict], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> dict[str, list[dict]]:
+    """Seeded shuffle into ``{"training", "validation", "test"}`` with the given fractions (each part ≥ 1 item)."""
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be three positive numbers summing to 1, got {list(fractions)}")
+    if len(items) < 3:
+        raise ValueError(f"need at least 3 samples for a train/validation/test split, got {len(items)}")
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = max(1, int(round(fractions[1] * len(items))))
+    n_test = max(1, int(round(fractions[2] * len(items))))
+    n_train = len(items) - n_val - n_test
+    parts = np.split(order, [n_train, n_train + n_val])
+    return {name: [dict(items[i]) for i in part] for name, part in zip(("training", "validation", "test"), parts)}
+
+
+def polyp_datalist(
+    dataset_dir: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    synthetic_samples: int = 60,
+    synthetic_size: int = 64,
+) -> dict[str, list[dict[str, str]]]:
+    """The seeded 70/15/15 split of a polyp dataset, also written to ``output_dir/datalist.json``.
+
+    ``dataset_dir`` empty or None: the synthetic set is written to ``output_dir/synthetic_polyp`` (Kvasir-SEG
+    layout) and used. The input is validated before anything is written; the datalist is written atomically.
+    """
+    output_dir = Path(output_dir)
+    if dataset_dir is None or str(dataset_dir).strip() in ("", "None", "null"):
+        dataset_dir = write_synthetic_polyp_dataset(
+            output_dir / "synthetic_polyp", synthetic_samples, synthetic_size, seed
+        )
+    layout, pairs = find_polyp_pairs(dataset_dir)
+    datalist = split_datalist(pairs, fractions, seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target = output_dir / "datalist.json"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"layout": layout, "dataset_dir": str(dataset_dir), "seed": seed, **datalist}, indent=1))
+    os.replace(tmp, target)
+    return datalist
