@@ -16,7 +16,8 @@ __all__ = ["AtomicCheckpointSaver", "AtomicDiskSaver", "latest_checkpoint"]
 
 
 class AtomicDiskSaver(DiskSaver):
-    """ignite ``DiskSaver(atomic=True)`` with an optional fixed file name and umask permissions."""
+    """ignite ``DiskSaver(atomic=True)`` with an optional fixed file name (never removed, only replaced) and
+    umask permissions."""
 
     def __init__(self, dirname: str, filename: str | None = None) -> None:
         super().__init__(dirname=dirname, atomic=True, require_empty=False)
@@ -32,7 +33,10 @@ class AtomicDiskSaver(DiskSaver):
             os.chmod(path, 0o666 & ~umask)
 
     def remove(self, filename: str) -> None:
-        super().remove(self.filename or filename)
+        # ignite removes the previous file before writing the next one; with a fixed name the next write
+        # replaces it atomically, so removing it first would only open a window with no file at all
+        if self.filename is None:
+            super().remove(filename)
 
 
 class AtomicCheckpointSaver(CheckpointSaver):

@@ -1,0 +1,305 @@
+"""The MONAI bundles under bundles/, run for real on CPU on their synthetic defaults with tiny overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from PIL import Image
+
+from monai_equivariant.data import find_polyp_pairs, polyp_datalist
+from monai_equivariant.handlers import AtomicCheckpointSaver, latest_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = REPO / "bundles"
+SCHEMA = BUNDLES / "schema" / "meta_schema.json"
+POLYP_TINY = {
+    "image_size": 32,
+    "synthetic_samples": 12,
+    "network_channels": [4, 8],
+    "epochs": 2,
+    "batch_size": 4,
+    "progress": False,
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env
+
+
+def _cli_overrides(overrides: dict) -> list[str]:
+    return [item for key, value in overrides.items() for item in (f"--{key}", repr(value))]
+
+
+def copy_bundle(name: str, root: Path) -> Path:
+    """The bundle's configs/docs copied to ``root`` (outputs then land in ``root``, never in the repo)."""
+    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "data", "predictions"))
+    return root
+
+
+def run_workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
+    """What ``python -m monai.bundle run`` does, in-process (saves the interpreter start-up per run)."""
+    workflow = ConfigWorkflow(
+        config_file=[str(root / "configs" / c) for c in configs],
+        meta_file=str(root / "configs" / "metadata.json"),
+        logging_file=str(root / "configs" / "logging.conf"),
+        workflow_type=workflow_type,
+        bundle_root=str(root),
+        **overrides,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def polyp(tmp_path_factory) -> Path:
+    """One tiny polyp training run shared by the tests below: a bundle root holding models/model.pt."""
+    root = copy_bundle("polyp_segmentation", tmp_path_factory.mktemp("polyp") / "bundle")
+    run_workflow(root, ["train.json"], **POLYP_TINY)
+    return root
+
+
+# ---------------------------------------------------------------- polyp: train / evaluate / infer
+
+
+def test_polyp_train_writes_model_and_checkpoint(polyp):
+    assert (polyp / "models" / "model.pt").is_file()
+    assert latest_checkpoint(polyp / "models").endswith("checkpoint_epoch=2.pt")
+    weights = torch.load(polyp / "models" / "model.pt", weights_only=True)
+    assert any(key.startswith("encoder.") for key in weights)  # a flat state dict of the network
+    datalist = json.loads((polyp / "data" / "datalist.json").read_text())
+    assert [len(datalist[k]) for k in ("training", "validation", "test")] == [8, 2, 2]
+
+
+def test_polyp_evaluate_loads_model_and_writes_metrics(polyp, capsys):
+    workflow = run_workflow(polyp, ["train.json", "evaluate.json"], **POLYP_TINY)
+    metrics = dict(line.split(",") for line in (polyp / "eval" / "metrics.csv").read_text().splitlines())
+    assert set(metrics) == {"val_mean_dice", "val_mean_iou"}
+    assert 0.0 <= float(metrics["val_mean_dice"]) <= 1.0
+    errors = workflow.parser.get_parsed_content("equivariance_errors")
+    assert errors.shape == (4,) and errors.max() < 1e-4  # P4UNet: exact under the 90-degree rotations
+    out = capsys.readouterr().out
+    assert "test Dice" in out and "equivariance" in out
+
+
+def test_polyp_inference_writes_png_masks(polyp):
+    run_workflow(polyp, ["inference.json"], workflow_type="infer", **POLYP_TINY)
+    masks = sorted((polyp / "predictions").glob("*_mask.png"))
+    assert len(masks) == 2
+    for mask in masks:
+        values = np.asarray(Image.open(mask))
+        assert values.shape == (32, 32) and set(np.unique(values)) <= {0, 255}
+
+
+def test_polyp_inference_on_kvasir_layout_restores_the_original_size(polyp, tmp_path):
+    dataset = _write_kvasir(tmp_path / "kvasir", count=6, shape=(40, 56))
+    run_workflow(polyp, ["inference.json"], workflow_type="infer", dataset_dir=str(dataset),
+                 output_dir=str(tmp_path / "out"), datalist_dir=str(tmp_path / "lists"), **POLYP_TINY)
+    masks = sorted((tmp_path / "out").glob("*_mask.png"))
+    assert len(masks) == 1 and np.asarray(Image.open(masks[0])).shape == (40, 56)
+
+
+# ---------------------------------------------------------------- polyp: bundle checks
+
+
+def test_polyp_verify_metadata_offline_and_rejects_missing_fields(tmp_path):
+    meta = BUNDLES / "polyp_segmentation" / "configs" / "metadata.json"
+    verify_metadata(meta_file=str(meta), filepath=str(SCHEMA))  # the file exists: no download is attempted
+    broken = json.loads(meta.read_text())
+    del broken["network_data_format"]["outputs"]["pred"]
+    (tmp_path / "metadata.json").write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="pred"):
+        verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_polyp_verify_net_in_out():
+    configs = BUNDLES / "polyp_segmentation" / "configs"
+    verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"),
+                      config_file=str(configs / "inference.json"), device="cpu")
+
+
+def test_polyp_ckpt_export_is_plain_torch_and_matches(polyp):
+    configs = polyp / "configs"
+    target = polyp / "models" / "model.ts"
+    overrides = {k: v for k, v in POLYP_TINY.items() if k == "network_channels"}
+    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(polyp / "models" / "model.pt"),
+                meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
+                bundle_root=str(polyp), **overrides)
+    scripted = torch.jit.load(str(target))
+    kinds = {m.original_name for m in scripted.modules()}
+    assert "LiftingConv" not in kinds and "GroupConv" not in kinds and "Conv2d" in kinds
+    from monai_equivariant.networks.factory import segmentation_network
+
+    net = segmentation_network("p4", channels=POLYP_TINY["network_channels"])
+    net.load_state_dict(torch.load(polyp / "models" / "model.pt", weights_only=True))
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(scripted(x), net.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("configs, kind", [(["train.json"], "train"), (["inference.json"], "infer")])
+def test_polyp_check_properties(polyp, configs, kind):
+    root = polyp / "configs"
+    workflow = ConfigWorkflow(config_file=[str(root / c) for c in configs], meta_file=str(root / "metadata.json"),
+                              workflow_type=kind, bundle_root=str(polyp), **POLYP_TINY)
+    workflow.initialize()
+    assert workflow.check_properties() == []
+
+
+# ---------------------------------------------------------------- polyp: multi-process, resume, atomic saves
+
+
+def test_polyp_torchrun_two_processes_gloo_checkpoint_loads_in_evaluate(tmp_path):
+    root = copy_bundle("polyp_segmentation", tmp_path / "bundle")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
+               "--bundle_root", str(root), *_cli_overrides(POLYP_TINY)]
+    done = subprocess.run(command, cwd=root, env=_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    weights = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(key.startswith("module.") for key in weights)  # DDP wrapper stripped
+    workflow = run_workflow(root, ["train.json", "evaluate.json"], **POLYP_TINY)
+    assert 0.0 <= workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"] <= 1.0
+
+
+def test_polyp_killed_training_resumes_from_last_checkpoint(tmp_path):
+    root = copy_bundle("polyp_segmentation", tmp_path / "bundle")
+    base = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/train.json",
+            "--bundle_root", str(root)]
+    long_run = dict(POLYP_TINY, epochs=500)
+    process = subprocess.Popen(base + _cli_overrides(long_run), cwd=root, env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((root / "models").glob("checkpoint_epoch=*.pt")):
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    saved = latest_checkpoint(root / "models")
+    epoch = int(Path(saved).stem.rsplit("=", 1)[-1])
+    assert 1 <= epoch < 500
+    state = torch.load(saved, weights_only=True)  # atomic saves: whatever is on disk is complete
+    assert state["trainer"]["iteration"] == epoch * state["trainer"]["epoch_length"]
+    resumed = subprocess.run(base + _cli_overrides(dict(POLYP_TINY, epochs=epoch + 2, resume=True)), cwd=root,
+                             env=_env(), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert f"Restored all variables from {saved}" in log
+    trained = [int(n) for n in re.findall(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete", log)]
+    assert trained == [epoch + 1, epoch + 2]  # continues from the saved epoch, not from 1
+    assert latest_checkpoint(root / "models").endswith(f"checkpoint_epoch={epoch + 2}.pt")
+
+
+def test_atomic_checkpoint_saver_keeps_old_file_when_a_save_fails(tmp_path, monkeypatch):
+    from ignite.engine import Engine
+
+    net = torch.nn.Linear(2, 1)
+    engine = Engine(lambda e, b: None)
+    AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_final=True, final_filename="model.pt").attach(engine)
+    engine.run([0], max_epochs=1)
+    before = (tmp_path / "model.pt").read_bytes()
+    assert oct((tmp_path / "model.pt").stat().st_mode & 0o777) != "0o600"
+
+    def broken_save(obj, f, **kwargs):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with torch.no_grad():
+        net.weight.add_(1)
+    engine2 = Engine(lambda e, b: None)
+    AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_final=True, final_filename="model.pt").attach(engine2)
+    with pytest.raises(OSError, match="disk full"):
+        engine2.run([0], max_epochs=1)  # fails on completion, and again in MONAI's on-exception save
+    assert (tmp_path / "model.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+# ---------------------------------------------------------------- polyp data: real layouts and bad input
+
+
+def _write_kvasir(root: Path, count: int, shape=(40, 48)) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(root / "images" / f"cju{i}.jpg")
+        mask = np.zeros((*shape, 3), np.uint8)
+        mask[5:20, 8:30] = 255
+        Image.fromarray(mask).save(root / "masks" / f"cju{i}.jpg")  # RGB JPEG mask, as Kvasir ships it
+    return root
+
+
+def _write_cvc(root: Path, count: int) -> Path:
+    (root / "Original").mkdir(parents=True)
+    (root / "Ground Truth").mkdir()
+    for i in range(1, count + 1):
+        Image.fromarray(np.full((36, 44, 3), 100, np.uint8)).save(root / "Original" / f"{i}.tif")
+        Image.fromarray(np.full((36, 44), 255, np.uint8)).save(root / "Ground Truth" / f"{i}.tif")
+    return root
+
+
+def test_polyp_loaders_detect_layouts_and_split_70_15_15(tmp_path):
+    kvasir = _write_kvasir(tmp_path / "download" / "Kvasir-SEG", 20)  # the extracted zip's sub-folder works too
+    layout, pairs = find_polyp_pairs(tmp_path / "download")
+    assert layout == "Kvasir-SEG" and len(pairs) == 20 and Path(pairs[0]["label"]).parent.name == "masks"
+    split = polyp_datalist(kvasir, tmp_path / "out", seed=3)
+    assert [len(split[k]) for k in ("training", "validation", "test")] == [14, 3, 3]
+    assert split == polyp_datalist(kvasir, tmp_path / "out2", seed=3)
+    assert split != polyp_datalist(kvasir, tmp_path / "out3", seed=4)
+    assert json.loads((tmp_path / "out" / "datalist.json").read_text())["layout"] == "Kvasir-SEG"
+    layout, pairs = find_polyp_pairs(_write_cvc(tmp_path / "cvc", 5))
+    assert layout == "CVC-ClinicDB" and pairs[0]["label"].endswith("Ground Truth/1.tif")
+
+
+def test_polyp_bundle_transforms_binarise_kvasir_and_cvc_masks(tmp_path):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "polyp_segmentation" / "configs" / "train.json"))
+    parser["image_size"] = 32
+    transform = parser.get_parsed_content("validate#preprocessing")
+    for root in (_write_kvasir(tmp_path / "k", 3), _write_cvc(tmp_path / "c", 3)):
+        item = transform(find_polyp_pairs(root)[1][0])
+        assert item["image"].shape == (3, 32, 32) and 0 <= item["image"].min() and item["image"].max() <= 1
+        assert item["label"].shape == (1, 32, 32) and set(torch.unique(item["label"]).tolist()) <= {0.0, 1.0}
+        assert item["label"].sum() > 0
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda root: root, "does not exist"),
+        (lambda root: (root / "scans").mkdir(parents=True) or root, "wrong layout"),
+        (lambda root: (_write_kvasir(root, 4), (root / "masks" / "cju2.jpg").unlink())[0], "no mask"),
+        (lambda root: (_write_kvasir(root, 4), (root / "images" / "cju1.jpg").write_bytes(b"not a jpeg"))[0],
+         "cannot read"),
+    ],
+    ids=["missing", "wrong-layout", "image-without-mask", "unreadable"],
+)
+def test_polyp_bad_dataset_dir_names_path_and_layout_and_keeps_outputs(polyp, tmp_path, make, expected):
+    bad = make(tmp_path / "dataset")
+    with pytest.raises(ValueError, match=expected) as error:
+        find_polyp_pairs(bad)
+    assert str(bad) in str(error.value) and ("Kvasir-SEG" in str(error.value) or "JPEG" in str(error.value))
+    kept = {p: p.read_bytes() for p in (polyp / "models").iterdir()} | {
+        polyp / "data" / "datalist.json": (polyp / "data" / "datalist.json").read_bytes()}
+    with pytest.raises(RuntimeError) as error:
+        run_workflow(polyp, ["train.json"], dataset_dir=str(bad), **POLYP_TINY)
+    assert expected in repr(error.value.__cause__)
+    assert {p: p.read_bytes() for p in kept} == kept
