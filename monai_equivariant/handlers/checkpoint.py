@@ -51,7 +51,9 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoint") -> str:
-    """Path of the highest-epoch ``{prefix}_epoch=N.pt`` in ``ckpt_dir`` (what the train config saves each epoch).
+    """Path of the newest ``{prefix}_epoch=N.pt`` in ``ckpt_dir`` (what the train configs save every epoch).
+
+    Newest = last written (then highest N), so files left over from an older, longer run are not picked.
 
     Raises:
         ValueError naming the folder when it holds no such checkpoint (nothing to resume from).
@@ -60,7 +62,7 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoint") -
     for path in Path(ckpt_dir).glob(f"{prefix}_epoch=*.pt"):
         step = path.stem.rsplit("=", 1)[-1]
         if step.isdigit():
-            found.append((int(step), str(path)))
+            found.append((path.stat().st_mtime_ns, int(step), str(path)))
     if not found:
         raise ValueError(f"no '{prefix}_epoch=N.pt' checkpoint in {str(ckpt_dir)!r} to resume from; train without resume first")
-    return max(found)[1]
+    return max(found)[2]
