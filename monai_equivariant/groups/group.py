@@ -26,10 +26,16 @@ class KernelAction:
     ``index`` (|G|, K) is set when each element permutes the grid (exact grid groups): the transformed
     kernel of element g is ``kernel[..., index[g]]``. Otherwise ``matrix`` (|G|, K, K) holds the
     interpolation operator: the transformed kernel is ``matrix[g] @ kernel``. ``matrix`` is always set.
+
+    ``mask`` (K,) is set for interpolated actions: 1 on the taps inside the disk (ball) of radius k/2
+    inscribed in the kernel's pixel square (Bekkers et al.'s disk mask), 0 outside. Layers zero the taps
+    outside it before and after the action, so every rotated copy of a kernel has the same round support.
+    Grid groups need no mask (None), which keeps se2_4 identical to p4.
     """
 
     matrix: torch.Tensor
     index: torch.Tensor | None
+    mask: torch.Tensor | None = None
 
     @property
     def is_permutation(self) -> bool:
@@ -169,6 +175,12 @@ def _grid_points(kernel_size: int, dims: int) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dims).astype(np.float64)
 
 
+def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
+    """(K,) 1/0: taps within the disk (ball) of radius k/2 inscribed in the k^d pixel square."""
+    radius = kernel_size / 2.0
+    return (np.sum(points**2, axis=1) <= radius**2 + _ATOL).astype(np.float64)
+
+
 _ACTION_CACHE: dict[tuple[str, int], KernelAction] = {}
 
 
@@ -202,6 +214,7 @@ def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
             np.add.at(matrix[g], (rows, cols[inside]), weight[inside])
     is_perm = np.all(np.isclose(matrix, np.round(matrix))) and np.all(matrix.sum(axis=2) == 1)
     index = torch.as_tensor(matrix.argmax(axis=2), dtype=torch.long) if is_perm else None
-    action = KernelAction(matrix=torch.as_tensor(matrix, dtype=torch.float32), index=index)
+    mask = None if is_perm else torch.as_tensor(_disk_mask(points, k), dtype=torch.float32)
+    action = KernelAction(matrix=torch.as_tensor(matrix, dtype=torch.float32), index=index, mask=mask)
     _ACTION_CACHE[key] = action
     return action
