@@ -27,10 +27,11 @@ class KernelAction:
     kernel of element g is ``kernel[..., index[g]]``. Otherwise ``matrix`` (|G|, K, K) holds the
     interpolation operator: the transformed kernel is ``matrix[g] @ kernel``. ``matrix`` is always set.
 
-    ``mask`` (K,) is set for interpolated actions: 1 on the taps inside the disk (ball) of radius k/2
-    inscribed in the kernel's pixel square (Bekkers et al.'s disk mask), 0 outside. Layers zero the taps
-    outside it before and after the action, so every rotated copy of a kernel has the same round support.
-    Grid groups need no mask (None), which keeps se2_4 identical to p4.
+    ``mask`` (K,) is set for interpolated actions: 1 on the taps inside the disk (ball) of radius (k-1)/2
+    inscribed in the square of tap centres (Bekkers et al.'s disk mask; their radius k/2 lets 45° rotations
+    of the corner taps leave the grid), 0 outside: 5 of 9 taps for k=3, 13 of 25 for k=5. Layers zero the
+    taps outside it before and after the action, so every rotated copy of a kernel has the same round
+    support. Grid groups need no mask (None), which keeps se2_4 identical to p4.
     """
 
     matrix: torch.Tensor
@@ -176,8 +177,9 @@ def _grid_points(kernel_size: int, dims: int) -> np.ndarray:
 
 
 def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
-    """(K,) 1/0: taps within the disk (ball) of radius k/2 inscribed in the k^d pixel square."""
-    radius = kernel_size / 2.0
+    """(K,) 1/0: taps within the disk (ball) of radius (k-1)/2 inscribed in the square of tap centres, so
+    every rotation of a tap stays inside the grid (no kernel mass is interpolated away)."""
+    radius = (kernel_size - 1) / 2.0
     return (np.sum(points**2, axis=1) <= radius**2 + _ATOL).astype(np.float64)
 
 

@@ -73,7 +73,7 @@ class SE2CNN(nn.Module):
         out_channels: number of logits.
         num_rotations: N ≥ 1 sampled rotations.
         channels: fields per level (the group tensors carry fields·N channels).
-        kernel_size: odd kernel size; 5×5 kernels keep a round support under the disk mask (21 of 25 taps).
+        kernel_size: odd kernel size; the disk mask keeps 13 of the 25 taps of a 5×5 kernel (5 of 9 at 3×3).
         act, norm, dropout, bias: as :class:`GroupUNet`; ``dropout`` also applies before the linear layer.
 
     Input (B, in_channels, H, W) with H and W divisible by 2^(len(channels) - 1); output (B, out_channels)
