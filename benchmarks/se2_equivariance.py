@@ -1,6 +1,6 @@
 """Equivariance error of SE(2,N) U-Nets vs a plain U-Net of equal parameters, at arbitrary angles.
 
-Usage: python benchmarks/se2_equivariance.py [--rotations 8 12] [--seeds 3] [--size 96] [--radius 28]
+Usage: python benchmarks/se2_equivariance.py [--rotations 8 12] [--seeds 3] [--size 96] [--radius 28] [--sigma 4]
 
 Untrained networks with non-trivial random weights (He-initialised convs, random biases and norm affine
 parameters, batch-norm statistics from a few training-mode passes) get smooth, disk-masked inputs;
@@ -54,12 +54,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--radius", type=float, default=28.0, help="input support and compared disk")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--sigma", type=float, default=2.0, help="input smoothing (pixels)")
+    parser.add_argument("--sigma", type=float, default=4.0, help="input smoothing (pixels)")
     args = parser.parse_args()
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} size={args.size} radius={args.radius} "
           f"sigma={args.sigma} seeds={args.seeds}\n")
-    print("| N | net | fields | params | " + "angle → error (mean ± std over seeds) |")
-    print("|---|---|---|---|---|")
     for n in args.rotations:
         step = 360.0 / n
         angles = sorted({round(k * step, 6) for k in range(n) if k * step <= 90.0} | set(range(0, 91, 15)))
@@ -77,15 +75,17 @@ def main() -> None:
                 counts[name] = parameter_count(net)
                 randomise(net, x)
                 curves[name].append(rotation_error_curve(net, x, angles, radius=args.radius))
+        marks = ["*" if abs(a / step - round(a / step)) < 1e-9 else "" for a in angles]
+        print(f"N = {n} (* = multiple of 360°/N, a group element)\n")
+        print("| net | fields | params | " + " | ".join(f"{a:g}°{m}" for a, m in zip(angles, marks)) + " |")
+        print("|---|---|---|" + "---|" * len(angles))
         for name, label, fields in (("se2", f"SE2UNet (N={n})", args.channels), ("plain", "plain U-Net", plain_channels)):
             stacked = torch.stack(curves[name])
-            mean, std = stacked.mean(0), stacked.std(0) if args.seeds > 1 else torch.zeros(len(angles))
-            cells = ", ".join(
-                f"{a:g}°{'*' if abs(a / step - round(a / step)) < 1e-9 else ''}: {m:.4f}±{s:.4f}"
-                for a, m, s in zip(angles, mean.tolist(), std.tolist())
-            )
-            print(f"| {n} | {label} | {tuple(fields)} | {counts[name]:,} | {cells} |")
-    print("\n* = multiple of 360°/N (a group element)")
+            mean = stacked.mean(0)
+            std = stacked.std(0) if args.seeds > 1 else torch.zeros(len(angles))
+            cells = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean.tolist(), std.tolist()))
+            print(f"| {label} | {tuple(fields)} | {counts[name]:,} | {cells} |")
+        print()
 
 
 if __name__ == "__main__":
