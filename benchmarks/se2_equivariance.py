@@ -79,7 +79,8 @@ def main() -> None:
         print(f"N = {n} (* = multiple of 360°/N, a group element)\n")
         print("| net | fields | params | " + " | ".join(f"{a:g}°{m}" for a, m in zip(angles, marks)) + " |")
         print("|---|---|---|" + "---|" * len(angles))
-        for name, label, fields in (("se2", f"SE2UNet (N={n})", args.channels), ("plain", "plain U-Net", plain_channels)):
+        rows = (("se2", f"SE2UNet (N={n})", args.channels), ("plain", "plain U-Net", plain_channels))
+        for name, label, fields in rows:
             stacked = torch.stack(curves[name])
             mean = stacked.mean(0)
             std = stacked.std(0) if args.seeds > 1 else torch.zeros(len(angles))

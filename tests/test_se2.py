@@ -149,3 +149,17 @@ def test_bad_inputs_give_clear_errors():
         rotation_error_curve(unet, torch.randn(1, 3, 16, 12), [45])
     with pytest.raises(ValueError, match="out_type"):
         rotation_error_curve(unet, torch.randn(1, 3, 16, 16), [45], out_type="regular")
+
+
+def test_bundle_config_instantiates_se2_nets():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser({
+        "imports": ["$import monai_equivariant"],
+        "net": {"_target_": "monai_equivariant.networks.nets.SE2CNN", "in_channels": 3, "out_channels": 2,
+                "num_rotations": 12, "channels": [2, 2]},
+        "unet": {"_target_": "monai_equivariant.networks.nets.SE2UNet", "in_channels": 1, "out_channels": 2,
+                 "channels": [2, 2], "num_rotations": 6},
+    })
+    assert parser.get_parsed_content("net")(torch.randn(1, 3, 8, 8)).shape == (1, 2)
+    assert parser.get_parsed_content("unet")(torch.randn(1, 1, 8, 8)).shape == (1, 2, 8, 8)

@@ -32,8 +32,9 @@ def se2_group(num_rotations: int) -> Group:
 class SE2UNet(GroupUNet):
     """:class:`GroupUNet` for SE(2,N): N sampled rotations, interpolated kernels.
 
-    Default fields (5, 9, 18, 37, 74) give, at the default N=12, the plain U-Net's (16, ..., 256) budget
-    (1,955,673 parameters with 3 input channels, plain U-Net 1,965,569, see :func:`matched_channels`); with fixed fields the
+    Default fields (5, 9, 18, 37, 74) give, at the default N=12, the plain U-Net's (16, ..., 256) budget:
+    1,955,673 parameters with 3 input channels (plain U-Net 1,965,569, see :func:`matched_channels`), of
+    which 1,087,071 are unmasked (the disk mask zeroes the corner taps of 3×3 kernels). With fixed fields the
     parameter count grows linearly with N. Exactly equivariant under 90° rotations when 4 divides N.
 
     Args:
