@@ -85,21 +85,15 @@ class Group:
         """True when every element maps the integer grid onto itself (signed permutation matrices)."""
         return bool(np.allclose(self.matrices, np.round(self.matrices), atol=_ATOL))
 
-    def _find(self, matrix: np.ndarray) -> int:
-        diff = np.abs(self.matrices - matrix[None]).reshape(self.order, -1).max(axis=1)
-        hit = np.flatnonzero(diff < 1e-6)
-        if hit.size != 1:
-            raise ValueError(f"{self.name}: matrix is not an element of the group (closure fails)")
-        return int(hit[0])
-
     @cached_property
     def cayley(self) -> np.ndarray:
         """(|G|, |G|) int table: ``cayley[a, b]`` is the index of the composition a∘b."""
-        n = self.order
-        table = np.empty((n, n), dtype=np.int64)
-        for a, b in itertools.product(range(n), range(n)):
-            table[a, b] = self._find(self.matrices[a] @ self.matrices[b])
-        return table
+        products = np.einsum("aij,bjk->abik", self.matrices, self.matrices)
+        diff = np.abs(products[:, :, None] - self.matrices[None, None]).max(axis=(-1, -2))  # (|G|, |G|, |G|)
+        hits = diff < 1e-6
+        if not (hits.sum(axis=2) == 1).all():
+            raise ValueError(f"{self.name}: the matrices are not closed under composition (not a group)")
+        return hits.argmax(axis=2)
 
     @cached_property
     def inverse(self) -> np.ndarray:
@@ -215,8 +209,8 @@ def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
             rows = np.flatnonzero(inside)
             np.add.at(matrix[g], (rows, cols[inside]), weight[inside])
     is_perm = np.all(np.isclose(matrix, np.round(matrix))) and np.all(matrix.sum(axis=2) == 1)
-    index = torch.as_tensor(matrix.argmax(axis=2), dtype=torch.long) if is_perm else None
-    mask = None if is_perm else torch.as_tensor(_disk_mask(points, k), dtype=torch.float32)
-    action = KernelAction(matrix=torch.as_tensor(matrix, dtype=torch.float32), index=index, mask=mask)
+    index = torch.from_numpy(matrix.argmax(axis=2)) if is_perm else None
+    mask = None if is_perm else torch.from_numpy(_disk_mask(points, k).astype(np.float32))
+    action = KernelAction(matrix=torch.from_numpy(matrix.astype(np.float32)), index=index, mask=mask)
     _ACTION_CACHE[key] = action
     return action

@@ -120,8 +120,8 @@ class _GroupConvNd(nn.Module):
         )
 
     def kernel_mask(self) -> torch.Tensor | None:
-        """(K,) mask on the kernel taps: the group's disk for interpolated actions (SE(2,N) with 4 ∤ N or a
-        non-grid element), None for grid groups (so se2_4 equals p4 exactly)."""
+        """(K,) mask on the kernel taps: the group's disk when its kernel action interpolates (se2_N for
+        N ∉ {1, 2, 4}, k > 1); None for permutation actions (so se2_4 equals p4 exactly)."""
         return self.group.kernel_action(self.kernel_size).mask
 
     def expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
