@@ -65,35 +65,58 @@ def run_workflow(root: Path, configs: list[str], workflow_type: str = "train", *
     return workflow
 
 
+HISTO_TINY = {"synthetic_samples": 16, "network_channels": [4, 8], "epochs": 2, "batch_size": 8, "progress": False}
+TINY = {"polyp_segmentation": POLYP_TINY, "histopathology_classification": HISTO_TINY}
+BUNDLE_NAMES = list(TINY)
+
+
 @pytest.fixture(scope="module")
-def polyp(tmp_path_factory) -> Path:
-    """One tiny polyp training run shared by the tests below: a bundle root holding models/model.pt."""
-    root = copy_bundle("polyp_segmentation", tmp_path_factory.mktemp("polyp") / "bundle")
-    run_workflow(root, ["train.json"], **POLYP_TINY)
-    return root
+def trained(tmp_path_factory):
+    """``trained(name)``: the bundle root of one tiny training run per bundle, shared by the tests below."""
+    roots: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in roots:
+            roots[name] = copy_bundle(name, tmp_path_factory.mktemp(name) / "bundle")
+            run_workflow(roots[name], ["train.json"], **TINY[name])
+        return roots[name]
+
+    return get
 
 
-# ---------------------------------------------------------------- polyp: train / evaluate / infer
+@pytest.fixture(scope="module")
+def polyp(trained) -> Path:
+    return trained("polyp_segmentation")
 
 
-def test_polyp_train_writes_model_and_checkpoint(polyp):
-    assert (polyp / "models" / "model.pt").is_file()
-    assert latest_checkpoint(polyp / "models").endswith("checkpoint_epoch=2.pt")
-    weights = torch.load(polyp / "models" / "model.pt", weights_only=True)
-    assert any(key.startswith("encoder.") for key in weights)  # a flat state dict of the network
+# ---------------------------------------------------------------- every bundle: train / evaluate / infer
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_train_writes_model_and_checkpoint(trained, name):
+    root = trained(name)
+    assert (root / "models" / "model.pt").is_file()
+    assert latest_checkpoint(root / "models").endswith("checkpoint_epoch=2.pt")
+    weights = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in weights.values())  # a flat state dict of the network
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_evaluate_loads_model_and_writes_metrics(trained, name, capsys):
+    root = trained(name)
+    workflow = run_workflow(root, ["train.json", "evaluate.json"], **TINY[name])
+    metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
+    expected = {"polyp_segmentation": {"val_mean_dice", "val_mean_iou"},
+                "histopathology_classification": {"val_auc", "val_accuracy"}}[name]
+    assert set(metrics) == expected and all(0.0 <= float(v) <= 1.0 for v in metrics.values())
+    errors = workflow.parser.get_parsed_content("equivariance_errors")
+    assert errors.shape == (4,) and errors.max() < 1e-4  # P4UNet / SE2CNN(8): exact under 90-degree rotations
+    assert "variance max|f(g.x)" in capsys.readouterr().out  # printed for the main job
+
+
+def test_polyp_train_split_70_15_15(polyp):
     datalist = json.loads((polyp / "data" / "datalist.json").read_text())
     assert [len(datalist[k]) for k in ("training", "validation", "test")] == [8, 2, 2]
-
-
-def test_polyp_evaluate_loads_model_and_writes_metrics(polyp, capsys):
-    workflow = run_workflow(polyp, ["train.json", "evaluate.json"], **POLYP_TINY)
-    metrics = dict(line.split(",") for line in (polyp / "eval" / "metrics.csv").read_text().splitlines())
-    assert set(metrics) == {"val_mean_dice", "val_mean_iou"}
-    assert 0.0 <= float(metrics["val_mean_dice"]) <= 1.0
-    errors = workflow.parser.get_parsed_content("equivariance_errors")
-    assert errors.shape == (4,) and errors.max() < 1e-4  # P4UNet: exact under the 90-degree rotations
-    out = capsys.readouterr().out
-    assert "test Dice" in out and "equivariance" in out
 
 
 def test_polyp_inference_writes_png_masks(polyp):
@@ -105,6 +128,15 @@ def test_polyp_inference_writes_png_masks(polyp):
         assert values.shape == (32, 32) and set(np.unique(values)) <= {0, 255}
 
 
+def test_histopathology_inference_writes_probability_csv(trained):
+    root = trained("histopathology_classification")
+    run_workflow(root, ["inference.json"], workflow_type="infer", **HISTO_TINY)
+    rows = [line.split(",") for line in (root / "predictions" / "predictions.csv").read_text().splitlines()]
+    assert len(rows) == HISTO_TINY["synthetic_samples"] and rows[0][0] == "synthetic_test_00000"
+    probabilities = np.array([[float(v) for v in row[1:]] for row in rows])
+    assert probabilities.shape == (16, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
 def test_polyp_inference_on_kvasir_layout_restores_the_original_size(polyp, tmp_path):
     dataset = _write_kvasir(tmp_path / "kvasir", count=6, shape=(40, 56))
     run_workflow(polyp, ["inference.json"], workflow_type="infer", dataset_dir=str(dataset),
@@ -113,11 +145,12 @@ def test_polyp_inference_on_kvasir_layout_restores_the_original_size(polyp, tmp_
     assert len(masks) == 1 and np.asarray(Image.open(masks[0])).shape == (40, 56)
 
 
-# ---------------------------------------------------------------- polyp: bundle checks
+# ---------------------------------------------------------------- every bundle: bundle checks
 
 
-def test_polyp_verify_metadata_offline_and_rejects_missing_fields(tmp_path):
-    meta = BUNDLES / "polyp_segmentation" / "configs" / "metadata.json"
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, name):
+    meta = BUNDLES / name / "configs" / "metadata.json"
     verify_metadata(meta_file=str(meta), filepath=str(SCHEMA))  # the file exists: no download is attempted
     broken = json.loads(meta.read_text())
     del broken["network_data_format"]["outputs"]["pred"]
@@ -126,35 +159,43 @@ def test_polyp_verify_metadata_offline_and_rejects_missing_fields(tmp_path):
         verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
 
 
-def test_polyp_verify_net_in_out():
-    configs = BUNDLES / "polyp_segmentation" / "configs"
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_verify_net_in_out(name):
+    configs = BUNDLES / name / "configs"
     verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"),
                       config_file=str(configs / "inference.json"), device="cpu")
 
 
-def test_polyp_ckpt_export_is_plain_torch_and_matches(polyp):
-    configs = polyp / "configs"
-    target = polyp / "models" / "model.ts"
-    overrides = {k: v for k, v in POLYP_TINY.items() if k == "network_channels"}
-    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(polyp / "models" / "model.pt"),
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_ckpt_export_is_plain_torch_and_matches(trained, name):
+    from monai.bundle import ConfigParser
+
+    root = trained(name)
+    configs = root / "configs"
+    target = root / "models" / "model.ts"
+    overrides = {"network_channels": TINY[name]["network_channels"]}
+    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(root / "models" / "model.pt"),
                 meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
-                bundle_root=str(polyp), **overrides)
+                bundle_root=str(root), **overrides)
     scripted = torch.jit.load(str(target))
     kinds = {m.original_name for m in scripted.modules()}
     assert "LiftingConv" not in kinds and "GroupConv" not in kinds and "Conv2d" in kinds
-    from monai_equivariant.networks.factory import segmentation_network
-
-    net = segmentation_network("p4", channels=POLYP_TINY["network_channels"])
-    net.load_state_dict(torch.load(polyp / "models" / "model.pt", weights_only=True))
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.json"))
+    parser.update(overrides)
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(scripted(x), net.eval()(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
 @pytest.mark.parametrize("configs, kind", [(["train.json"], "train"), (["inference.json"], "infer")])
-def test_polyp_check_properties(polyp, configs, kind):
-    root = polyp / "configs"
-    workflow = ConfigWorkflow(config_file=[str(root / c) for c in configs], meta_file=str(root / "metadata.json"),
-                              workflow_type=kind, bundle_root=str(polyp), **POLYP_TINY)
+def test_bundle_check_properties(trained, name, configs, kind):
+    root = trained(name)
+    workflow = ConfigWorkflow(config_file=[str(root / "configs" / c) for c in configs],
+                              meta_file=str(root / "configs" / "metadata.json"), workflow_type=kind,
+                              bundle_root=str(root), **TINY[name])
     workflow.initialize()
     assert workflow.check_properties() == []
 
@@ -303,3 +344,52 @@ def test_polyp_bad_dataset_dir_names_path_and_layout_and_keeps_outputs(polyp, tm
         run_workflow(polyp, ["train.json"], dataset_dir=str(bad), **POLYP_TINY)
     assert expected in repr(error.value.__cause__)
     assert {p: p.read_bytes() for p in kept} == kept
+
+
+# ---------------------------------------------------------------- histopathology data: PCam HDF5 and bad input
+
+
+def _write_pcam(root: Path, count: int = 6, splits=("train", "valid", "test")) -> Path:
+    import h5py
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split in splits:
+        with h5py.File(root / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as f:
+            f["x"] = rng.integers(0, 255, (count, 96, 96, 3), dtype=np.uint8)
+        with h5py.File(root / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as f:
+            f["y"] = (np.arange(count) % 2).astype(np.uint8).reshape(count, 1, 1, 1)
+    return root
+
+
+def test_pcam_patches_read_lazily_in_the_bundle_format(tmp_path):
+    from monai_equivariant.data import PCamPatches, histopathology_dataset
+
+    root = _write_pcam(tmp_path / "pcam")
+    data = histopathology_dataset(root, "validation", max_samples=4)
+    assert isinstance(data, PCamPatches) and len(data) == 4
+    item = data[3]
+    assert item["image"].shape == (3, 96, 96) and item["image"].dtype == np.float32 and item["image"].max() <= 1
+    assert item["label"].tolist() == [0.0, 1.0] and item["id"] == "pcam_valid_000003"
+    batch = next(iter(torch.utils.data.DataLoader(data, batch_size=4, num_workers=1)))  # handles reopen per worker
+    assert batch["image"].shape == (4, 3, 96, 96) and batch["label"].argmax(1).tolist() == [0, 1, 0, 1]
+    synthetic = histopathology_dataset(None, "training", synthetic_samples=6, synthetic_size=32)
+    assert len(synthetic) == 6 and synthetic[1]["image"].shape == (3, 32, 32) and synthetic[1]["label"].tolist() == [0, 1]
+
+
+def test_pcam_bad_input_names_path_and_layout(tmp_path):
+    from monai_equivariant.data import histopathology_dataset
+
+    with pytest.raises(ValueError, match="does not exist.*camelyonpatch_level_2_split"):
+        histopathology_dataset(tmp_path / "nowhere", "training")
+    root = _write_pcam(tmp_path / "pcam", splits=("train",))
+    with pytest.raises(ValueError, match="missing PCam file .*split_test_x.h5"):
+        histopathology_dataset(root, "test")
+    (root / "camelyonpatch_level_2_split_valid_x.h5.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match="gunzip"):
+        histopathology_dataset(root, "validation")
+    (root / "camelyonpatch_level_2_split_train_x.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="cannot read PCam files"):
+        histopathology_dataset(root, "training")
+    with pytest.raises(ValueError, match="split must be one of"):
+        histopathology_dataset(None, "holdout")

@@ -14,7 +14,7 @@ import torch.nn as nn
 from monai_equivariant.networks.nets.group_unet import GroupUNet, matched_channels
 from monai_equivariant.utils.export import scriptable
 
-__all__ = ["SEGMENTATION_NETWORKS", "segmentation_network"]
+__all__ = ["CLASSIFICATION_NETWORKS", "SEGMENTATION_NETWORKS", "classification_network", "segmentation_network"]
 
 SEGMENTATION_NETWORKS: dict[str, str] = {
     "p4": "P4UNet: 90° rotations (default)",
@@ -61,4 +61,50 @@ def segmentation_network(
         net = _optional_net("SteerableUNet")(channels=channels, **common)
     else:
         raise ValueError(f"network_name must be one of {sorted(SEGMENTATION_NETWORKS)}, got {name!r}")
+    return scriptable(net)
+
+
+CLASSIFICATION_NETWORKS: dict[str, str] = {
+    "se2": "SE2CNN(num_rotations=8): 2D, logits invariant to 45° rotations (exact at 90°) (default, 2D)",
+    "p4": "SE2CNN(num_rotations=4): 2D, exactly invariant to 90° rotations",
+    "O": "GroupCNN(group='O'): 3D, exactly invariant to the 24 cube rotations (default, 3D)",
+    "Oh": "GroupCNN(group='Oh'): 3D, cube rotations and reflections",
+    "D4h": "GroupCNN(group='D4h'): 3D, in-plane 90° rotations and flips",
+    "plain": "the plain CNN of matched parameters (SE2CNN with N=1 in 2D, GroupCNN(group='trivial') in 3D)",
+}
+
+
+def classification_network(
+    name: str = "se2",
+    spatial_dims: int = 2,
+    in_channels: int = 3,
+    out_channels: int = 2,
+    channels: Sequence[int] = (8, 16, 32),
+    num_rotations: int = 8,
+    **kwargs,
+) -> nn.Module:
+    """The patch classifier called ``name`` (one of :data:`CLASSIFICATION_NETWORKS`), scriptable.
+
+    Args:
+        name: ``"se2"``, ``"p4"`` (2D); ``"O"``, ``"Oh"``, ``"D4h"`` (3D); ``"plain"`` (either).
+        channels: fields per level of the equivariant net (2D: SE(2, num_rotations); 3D: the named group;
+            ``plain`` gets :func:`matched_channels` of the 2D se2 / 3D O default).
+        kwargs: passed to the network (``norm``, ``dropout``...).
+
+    Input (B, in_channels, *spatial), output (B, out_channels) logits.
+    """
+    channels = tuple(int(c) for c in channels)
+    common = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
+    if spatial_dims == 2 and name in ("se2", "p4", "plain"):
+        rotations = {"se2": int(num_rotations), "p4": 4, "plain": 1}[name]
+        fields = matched_channels(channels, f"se2_{int(num_rotations)}", "trivial", 2) if name == "plain" else channels
+        net = _optional_net("SE2CNN")(num_rotations=rotations, channels=fields, **common)
+    elif spatial_dims == 3 and name in ("O", "Oh", "D4h", "plain"):
+        group = "trivial" if name == "plain" else name
+        fields = matched_channels(channels, "O", "trivial", 3) if name == "plain" else channels
+        net = _optional_net("GroupCNN")(channels=fields, group=group, **common)
+    else:
+        raise ValueError(
+            f"network_name {name!r} with spatial_dims={spatial_dims} is not one of: {CLASSIFICATION_NETWORKS}"
+        )
     return scriptable(net)
