@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from monai.data import MetaTensor
 from monai.metrics import compute_dice
 
 from monai_equivariant.groups import get_group, rotate
@@ -165,6 +166,17 @@ def test_list_of_channel_first_images():
     metric = EquivarianceMetric(add_ramp, angles=[0.0, 90.0])
     metric([torch.rand(1, 8, 8), torch.rand(1, 8, 8)])
     assert metric.aggregate("none")["dice"].shape == (2, 2)
+
+
+def test_group_elements_match_rotation_angles():
+    """One rotation implementation: p4's elements (Group.transform) and rotate() at 0/90/180/270° agree."""
+    x = MetaTensor(torch.rand(3, 1, 12, 12))
+    by_angle, by_group = EquivarianceMetric(add_ramp, angles=QUARTER_TURNS), EquivarianceMetric(add_ramp, group="p4")
+    by_angle(x)
+    by_group(x)
+    assert by_group.labels == ["g0", "g1", "g2", "g3"]
+    for name, values in by_angle.aggregate("none").items():
+        assert torch.equal(values, by_group.aggregate("none")[name])
 
 
 def test_network_given_per_call():

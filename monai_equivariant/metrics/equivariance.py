@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
-from monai.utils import MetricReduction
+from monai.utils import MetricReduction, convert_to_tensor
 
 from monai_equivariant.groups import Group, as_group, rotate
 
@@ -242,7 +242,7 @@ class EquivarianceMetric(CumulativeIterationMetric):
         net = network if network is not None else self.network
         if net is None:
             raise ValueError("EquivarianceMetric needs a network: pass it to the constructor or to the call")
-        x = y_pred
+        x = convert_to_tensor(y_pred, track_meta=False)  # MetaTensor -> plain tensor
         if not torch.is_floating_point(x):
             x = x.float()
         self._setup(x.dim() - 2)

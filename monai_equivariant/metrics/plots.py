@@ -97,7 +97,7 @@ def plot_equivariance_curves(
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium")
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -137,6 +137,7 @@ def plot_equivariance_boxplots(
             patch_artist=True,
             manage_ticks=False,
             flierprops={"markersize": 3},
+            medianprops={"color": "black"},
         )
         for box in boxes["boxes"]:
             box.set_facecolor(f"C{j}")
@@ -149,7 +150,7 @@ def plot_equivariance_boxplots(
     ax.grid(alpha=0.3, axis="y")
     ax.legend([h for h, _ in handles], [n for _, n in handles], loc="best")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium")
     if path is not None:
         save_figure(fig, path)
     return fig
