@@ -129,7 +129,7 @@ def main() -> None:
     for angle in shown:
         i = ANGLES.index(angle)
         cells = [
-            f"{float(means[n]['dice'][i]):.3f} / {float(eroded_means[n]['dice'][i]):.3f} / {float(means[n]['mad'][i]):.3f}"
+            " / ".join(f"{float(v):.3f}" for v in (means[n]["dice"][i], eroded_means[n]["dice"][i], means[n]["mad"][i]))
             for n in means
         ]
         print(f"| {angle:g}° | " + " | ".join(cells) + " |")

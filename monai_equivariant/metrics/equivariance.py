@@ -228,7 +228,9 @@ class EquivarianceMetric(CumulativeIterationMetric):
     # ------------------------------------------------------------------------------------------------
     # computation
 
-    def __call__(self, images: Any, y: Any = None, network: Callable | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def __call__(  # type: ignore[override]
+        self, images: Any, y: Any = None, network: Callable | None = None, **kwargs: Any
+    ) -> Any:
         """Buffer the measures of a batch of images (B, C, *spatial) (or a list of (C, *spatial)).
 
         Returns a list with one (B, n_angles) tensor per measure (see :attr:`measures`).
@@ -305,7 +307,9 @@ class EquivarianceMetric(CumulativeIterationMetric):
     # ------------------------------------------------------------------------------------------------
     # results
 
-    def aggregate(self, reduction: MetricReduction | str | None = None) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def aggregate(  # type: ignore[override]
+        self, reduction: MetricReduction | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Reduce the buffers: ``{measure: tensor}`` with (n_angles,) for ``"mean_batch"`` (the default),
         (N, n_angles) for ``"none"``, a one-element tensor for ``"mean"`` (as MONAI's metrics)."""
         buffers = self.get_buffer()
