@@ -368,6 +368,17 @@ def test_handler_classifier_and_dataset_items():
         bad.evaluate(Engine(lambda e, b: None))
 
 
+def test_handler_3d_group_elements(tmp_path):
+    from ignite.engine import Engine
+
+    handler = EquivarianceHandler(images=torch.rand(2, 1, 6, 6, 6), network=lambda x: x - 0.5, output_dir=tmp_path)
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    engine.run([0], max_epochs=1)
+    assert [engine.state.metrics[f"equivariance_dice_g{g}"] for g in range(24)] == [1.0] * 24
+    assert _is_png(tmp_path / "equivariance_curve.png") and _is_png(tmp_path / "equivariance_boxplot.png")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda():
     net = p4_net().cuda()
