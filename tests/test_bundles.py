@@ -106,9 +106,14 @@ def test_bundle_evaluate_loads_model_and_writes_metrics(trained, name, capsys):
     root = trained(name)
     workflow = run_workflow(root, ["train.json", "evaluate.json"], **TINY[name])
     metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
-    expected = {"polyp_segmentation": {"val_mean_dice", "val_mean_iou"},
-                "histopathology_classification": {"val_auc", "val_accuracy"}}[name]
-    assert set(metrics) == expected and all(0.0 <= float(v) <= 1.0 for v in metrics.values())
+    expected = {"polyp_segmentation": {"val_mean_dice", "val_mean_iou", "equivariance_dice", "equivariance_iou",
+                                       "equivariance_mad"},
+                "histopathology_classification": {"val_auc", "val_accuracy", "equivariance_agreement",
+                                                  "equivariance_logit_change"}}[name]
+    assert set(metrics) == expected and all(0.0 <= float(v) for v in metrics.values())
+    assert all(float(metrics[k]) <= 1.0 for k in metrics if "mad" not in k and "logit" not in k)
+    for figure in ("equivariance_curve.png", "equivariance_boxplot.png", "equivariance_per_angle.csv"):
+        assert (root / "eval" / figure).is_file()  # the issue-7 handler's curve over 0..90 degrees
     errors = workflow.parser.get_parsed_content("equivariance_errors")
     assert errors.shape == (4,) and errors.max() < 1e-4  # P4UNet / SE2CNN(8): exact under 90-degree rotations
     assert "variance max|f(g.x)" in capsys.readouterr().out  # printed for the main job
