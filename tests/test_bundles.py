@@ -398,3 +398,27 @@ def test_pcam_bad_input_names_path_and_layout(tmp_path):
         histopathology_dataset(root, "training")
     with pytest.raises(ValueError, match="split must be one of"):
         histopathology_dataset(None, "holdout")
+
+
+@pytest.mark.parametrize("network_name, group_order", [("p4", 4), ("p4m", 8), ("se2", 12), ("plain", 1)])
+def test_polyp_network_name_override_builds_only_that_net(network_name, group_order):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "polyp_segmentation" / "configs" / "train.json"))
+    parser.update({"network_name": network_name, "network_channels": [4, 8]})
+    net = parser.get_parsed_content("network_def")
+    assert net.group.order == group_order
+    x = torch.rand(1, 3, 16, 16)
+    assert net.eval()(x).shape == (1, 1, 16, 16)
+    scripted = torch.jit.script(net)  # the factory marks every net scriptable (plain-torch export)
+    torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_network_factories_reject_unknown_names():
+    from monai_equivariant.networks.factory import classification_network, segmentation_network
+
+    with pytest.raises(ValueError, match="network_name must be one of"):
+        segmentation_network("resnet")
+    with pytest.raises(ValueError, match="not one of"):
+        classification_network("O", spatial_dims=2)
