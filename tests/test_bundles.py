@@ -210,7 +210,7 @@ def test_bundle_check_properties(trained, name, configs, kind):
 
 def test_polyp_torchrun_two_processes_gloo_checkpoint_loads_in_evaluate(tmp_path):
     root = copy_bundle("polyp_segmentation", tmp_path / "bundle")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
                "--bundle_root", str(root), *_cli_overrides(POLYP_TINY)]
     done = subprocess.run(command, cwd=root, env=_env(), capture_output=True, text=True, timeout=240)
