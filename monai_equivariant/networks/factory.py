@@ -20,7 +20,7 @@ SEGMENTATION_NETWORKS: dict[str, str] = {
     "p4": "P4UNet: 90° rotations (default)",
     "p4m": "GroupUNet(group='p4m'): 90° rotations and reflections",
     "se2": "SE2UNet(num_rotations=12): 30° rotations, interpolated kernels",
-    "steerable": "SteerableUNet (escnn): continuous rotations",
+    "steerable": "SteerableUNet(num_rotations=8) (escnn): steerable filters, regular C8 fields",
     "plain": "GroupUNet(group='trivial'): the plain U-Net of matched parameters",
 }
 
@@ -58,7 +58,9 @@ def segmentation_network(
     elif name == "se2":
         net = _optional_net("SE2UNet")(channels=matched_channels(channels, "p4", "se2_12"), num_rotations=12, **common)
     elif name == "steerable":
-        net = _optional_net("SteerableUNet")(channels=channels, **common)
+        # regular C8 fields: matched like an 8-element group conv (approximately: steerable bases are smaller)
+        steerable = _optional_net("SteerableUNet")
+        net = steerable(channels=matched_channels(channels, "p4", "se2_8"), num_rotations=8, **common)
     else:
         raise ValueError(f"network_name must be one of {sorted(SEGMENTATION_NETWORKS)}, got {name!r}")
     return scriptable(net)
