@@ -64,10 +64,15 @@ def field_type(gspace: Any, fields: int, max_frequency: int = 3) -> FieldType:
     return FieldType(gspace, int(fields) * bundle)
 
 
-def _drop_escnn_eval_buffers(state_dict: dict, prefix: str, *args: Any) -> None:
-    """Load-state-dict pre-hook: ignore the ``filter``/``expanded_bias`` tensors escnn adds in eval mode."""
-    for name in ("filter", "expanded_bias"):
-        state_dict.pop(prefix + name, None)
+_STRUCTURAL = ("filter", "expanded_bias", "bias_expansion", "_basisexpansion.")
+
+
+def _drop_structural_tensors(state_dict: dict, prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: ignore what escnn checkpoints carry besides parameters (the ``filter`` /
+    ``expanded_bias`` buffers of eval mode, the sampled basis and index tables), all rebuilt from the types."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key[len(prefix):].startswith(_STRUCTURAL):
+            del state_dict[key]
 
 
 class SteerableConv(enn.R2Conv):
@@ -76,7 +81,8 @@ class SteerableConv(enn.R2Conv):
     Differences from ``R2Conv``, all for deployment and speed:
       - state-dict keys do not depend on the mode: the expanded filter is cached in eval mode (with gradients
         off) as a plain attribute, never as the ``filter``/``expanded_bias`` buffers escnn adds and removes in
-        ``train()``/``eval()``; checkpoints that contain those keys (saved by plain escnn) still load;
+        ``train()``/``eval()``; the state dict holds only ``weights`` and ``bias`` (the sampled basis and
+        index tables are non-persistent buffers), and escnn checkpoints carrying those extras still load;
       - the cache is keyed on the parameters' version, so loading weights in eval mode cannot leave a stale
         filter (escnn rebuilds it only on a train -> eval switch);
       - construction skips escnn's uncached ``generalized_he_init`` (seconds for wide layers) and uses
@@ -93,8 +99,14 @@ class SteerableConv(enn.R2Conv):
         for name in ("filter", "expanded_bias"):
             if name in self._buffers:
                 del self._buffers[name]
+        # The sampled basis, index tables and bias expansion follow from the field types: keep them out of the
+        # state dict (escnn's index buffers are also overlapping views that load_state_dict cannot copy into).
+        for module in [self] + list(self._basisexpansion.modules()):
+            for name, buffer in list(module._buffers.items()):
+                if buffer is not None:
+                    module.register_buffer(name, buffer.clone(), persistent=False)
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
-        self._register_load_state_dict_pre_hook(_drop_escnn_eval_buffers)
+        self._register_load_state_dict_pre_hook(_drop_structural_tensors)
         self.reset_parameters()
 
     def reset_parameters(self, gain: float = 2.0) -> None:
@@ -150,18 +162,39 @@ class SteerableConv(enn.R2Conv):
 
 class IIDBatchNorm(nn.Module):
     """escnn ``IIDBatchNorm2d`` on plain tensors: full batch norm on invariant components, norm-only scaling of
-    the others (one statistic per field). ``to_plain()`` is escnn's export (an ``nn.BatchNorm2d``)."""
+    the others (one statistic per field).
+
+    ``to_plain()`` returns the eval-mode map as a 1×1 ``nn.Conv2d`` (it is affine; escnn's own export refuses
+    field types whose irreps are interleaved, as in the band-limited bundles).
+    """
 
     def __init__(self, in_type: FieldType, **kwargs: Any) -> None:
         super().__init__()
         self.norm = enn.IIDBatchNorm2d(in_type, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_type.size, H, W) -> same shape."""
+        """(B, in_type.size, H, W) -> same shape, float32 under autocast (like torch's batch norm; escnn's
+        norm mixes the input dtype with float32 statistics otherwise)."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return self.norm(GeometricTensor(x.float(), self.norm.in_type)).tensor
         return self.norm(GeometricTensor(x, self.norm.in_type)).tensor
 
-    def to_plain(self) -> nn.Module:
-        return self.norm.export()
+    def to_plain(self) -> nn.Conv2d:
+        """The eval-mode affine map ``A x + c``, read off by probing with 0 and the unit vectors."""
+        size = self.norm.in_type.size
+        reference = next(b for b in self.norm.buffers() if b.is_floating_point())
+        was_training = self.norm.training
+        self.norm.eval()
+        with torch.no_grad():
+            probe = torch.cat([torch.zeros(1, size), torch.eye(size)]).to(reference.device, reference.dtype)
+            out = self.forward(probe.view(size + 1, size, 1, 1)).view(size + 1, size)
+        self.norm.train(was_training)
+        shift = out[0]
+        conv = nn.Conv2d(size, size, 1).to(reference.device, reference.dtype)
+        conv.weight.data.copy_((out[1:] - shift).t().reshape(size, size, 1, 1))
+        conv.bias.data.copy_(shift)
+        return conv
 
 
 def _field_layout(ftype: FieldType) -> tuple[list[int], list[int], list[int]]:
