@@ -75,6 +75,16 @@ def _drop_structural_tensors(state_dict: dict, prefix: str, *args: Any) -> None:
             del state_dict[key]
 
 
+def _submodules(module: nn.Module) -> list[nn.Module]:
+    """``module`` and its descendants without ``nn.Module.modules()``'s memo set (escnn's basis modules have an
+    expensive ``__hash__``)."""
+    found = [module]
+    for child in module._modules.values():
+        if child is not None:
+            found.extend(_submodules(child))
+    return found
+
+
 class SteerableConv(enn.R2Conv):
     """escnn ``R2Conv`` on plain tensors ``(B, in_type.size, H, W) -> (B, out_type.size, H, W)``, "same" padding.
 
@@ -101,7 +111,7 @@ class SteerableConv(enn.R2Conv):
                 del self._buffers[name]
         # The sampled basis, index tables and bias expansion follow from the field types: keep them out of the
         # state dict (escnn's index buffers are also overlapping views that load_state_dict cannot copy into).
-        for module in [self] + list(self._basisexpansion.modules()):
+        for module in _submodules(self):
             for name, buffer in list(module._buffers.items()):
                 if buffer is not None:
                     module.register_buffer(name, buffer.clone(), persistent=False)
