@@ -1,70 +1,73 @@
-"""Equivariance error over rotation angles 0°..90°: SteerableUNet vs P4UNet vs SE(2,N) GroupUNet.
+"""Equivariance error over 0°..90°: SteerableUNet (escnn) next to P4UNet and SE2UNet, same protocol as
+``benchmarks/se2_equivariance.py``.
 
-Usage: python benchmarks/steerable_equivariance.py [--size 64] [--steps 20] [--angles 0,15,30,45,60,75,90]
+Usage: python benchmarks/steerable_equivariance.py [--seeds 3] [--size 96] [--radius 28] [--sigma 4]
+                                                   [--channels 4 8 16] [--steps 0]
 
-Each net is trained for a few Adam steps on the built-in synthetic polyps (so weights and batch-norm statistics
-are not at their initial values), then in eval mode we measure, on smooth disk-masked inputs x,
-
-    error(θ) = ||m · (f(R_θ x) - R_θ f(x))||_2 / ||m · f(x)||_2
-
-with R_θ = ``monai_equivariant.groups.rotate`` (exact at multiples of 90°, bilinear otherwise) and m the disk
-inscribed in the image (minus a 2-pixel margin), averaged over inputs. Prints a Markdown table.
+Every net has the same fields per level (default (4, 8, 16), 3 levels, 1 input and 1 output channel).
+``--steps 0`` (default): untrained nets with non-trivial random weights (``randomise`` of se2_equivariance: random
+biases and norm scales, batch-norm statistics from two training passes; escnn basis coefficients keep their He
+init) on smooth, disk-masked noise. ``--steps K``: instead, K Adam steps on the synthetic polyps first.
+``rotation_error_curve`` reports ‖f(R_θ x) − R_θ f(x)‖ / ‖f(x)‖ inside the disk; the table is mean ± std over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+import torch.nn as nn
 
-from monai_equivariant.data.synthetic import synthetic_polyp
-from monai_equivariant.groups import rotate
-from monai_equivariant.networks.nets import GroupUNet, P4UNet, SteerableUNet
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from se2_equivariance import parameter_count, randomise, smooth_disk_inputs  # noqa: E402
+
+from monai_equivariant.data.synthetic import synthetic_polyp  # noqa: E402
+from monai_equivariant.networks.nets import P4UNet, SE2UNet, SteerableUNet  # noqa: E402
+from monai_equivariant.utils import rotation_error_curve  # noqa: E402
+
+ANGLES = [0, 15, 30, 45, 60, 75, 90]
 
 
-def nets() -> dict[str, torch.nn.Module]:
-    """The compared networks (3 input channels, 1 output, five levels each)."""
+def nets(channels: tuple[int, ...]) -> dict[str, nn.Module]:
     return {
-        "P4UNet()": P4UNet(),
-        "GroupUNet(group='se2_12', channels=(4,8,16,32,64))": GroupUNet(2, 3, 1, (4, 8, 16, 32, 64), group="se2_12"),
-        "SteerableUNet() (C8)": SteerableUNet(),
-        "SteerableUNet(num_rotations=12)": SteerableUNet(num_rotations=12),
-        "SteerableUNet(num_rotations=-1) (SO(2), L=3)": SteerableUNet(num_rotations=-1),
+        "P4UNet": P4UNet(2, 1, 1, channels),
+        "SE2UNet (N=8)": SE2UNet(2, 1, 1, channels, num_rotations=8),
+        "SE2UNet (N=12)": SE2UNet(2, 1, 1, channels, num_rotations=12),
+        "SteerableUNet (C8)": SteerableUNet(2, 1, 1, channels, num_rotations=8),
+        "SteerableUNet (C8, frequencies_cutoff=0.5)": SteerableUNet(
+            2, 1, 1, channels, num_rotations=8, frequencies_cutoff=0.5
+        ),
+        "SteerableUNet (C12)": SteerableUNet(2, 1, 1, channels, num_rotations=12),
+        "SteerableUNet (SO(2), L=3)": SteerableUNet(2, 1, 1, channels, num_rotations=-1),
     }
 
 
-def disk(size: int, radius: float) -> torch.Tensor:
-    """(size, size) indicator of the disk of ``radius`` pixels about the image centre."""
-    c = (size - 1) / 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    return torch.from_numpy(((yy - c) ** 2 + (xx - c) ** 2 <= radius**2).astype(np.float32))
+def randomise_steerable(net: nn.Module, x: torch.Tensor) -> nn.Module:
+    """se2_equivariance's ``randomise`` (random biases and norm scales, batch-norm statistics from two training
+    passes), except that escnn's 1-D ``weights`` (steerable basis coefficients, not norm scales) keep their init."""
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0.0, 0.1)
+            elif param.dim() == 1 and not name.endswith(".weights"):
+                param.uniform_(0.5, 1.5)
+        net.train()
+        for _ in range(2):
+            net(x)
+    return net.eval()
 
 
-def smooth_disk_inputs(count: int, size: int, seed: int = 1) -> torch.Tensor:
-    """(count, 3, size, size) synthetic polyp frames, centred, blurred (σ = 1) and faded to 0 outside a disk."""
-    rng = np.random.default_rng(seed)
-    c = (size - 1) / 2
-    yy, xx = np.mgrid[0:size, 0:size]
-    r = np.sqrt((yy - c) ** 2 + (xx - c) ** 2) / (size / 2)
-    taper = np.clip((0.9 - r) / 0.2, 0, 1) ** 2  # 1 inside 0.7·R, smooth fall to 0 at 0.9·R
-    images = []
-    for _ in range(count):
-        image, _ = synthetic_polyp(rng, size)
-        image = gaussian_filter(image - image.mean(axis=(1, 2), keepdims=True), sigma=(0, 1, 1))
-        images.append(image * taper)
-    return torch.from_numpy(np.stack(images).astype(np.float32))
-
-
-def train_briefly(net: torch.nn.Module, size: int, steps: int, seed: int = 0) -> torch.nn.Module:
+def train_on_polyps(net: nn.Module, size: int, steps: int, seed: int) -> nn.Module:
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = nn.BCEWithLogitsLoss()
     net.train()
     for _ in range(steps):
         pairs = [synthetic_polyp(rng, size) for _ in range(4)]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs]))
+        x = torch.from_numpy(np.stack([p[0][:1] for p in pairs]))  # one channel
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))
         opt.zero_grad()
         loss_fn(net(x), y).backward()
@@ -72,37 +75,39 @@ def train_briefly(net: torch.nn.Module, size: int, steps: int, seed: int = 0) ->
     return net.eval()
 
 
-@torch.no_grad()
-def error_curve(net: torch.nn.Module, x: torch.Tensor, angles: list[float]) -> list[float]:
-    """Mean over inputs of the relative L2 error inside the inscribed disk, per angle."""
-    mask = disk(x.shape[-1], x.shape[-1] / 2 - 2)
-    reference = net(x)
-    errors = []
-    for angle in angles:
-        diff = mask * (net(rotate(x, angle)) - rotate(reference, angle))
-        per_input = diff.flatten(1).norm(dim=1) / (mask * reference).flatten(1).norm(dim=1)
-        errors.append(per_input.mean().item())
-    return errors
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--inputs", type=int, default=4)
-    parser.add_argument("--angles", default="0,15,30,45,60,75,90")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--radius", type=float, default=28.0)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--sigma", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=0, help="Adam steps on synthetic polyps (0: randomised)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    angles = [float(a) for a in args.angles.split(",")]
-    x = smooth_disk_inputs(args.inputs, args.size)
-    print("| net | params | " + " | ".join(f"{a:g}°" for a in angles) + " |")
-    print("|---|---|" + "---|" * len(angles))
-    for name, net in nets().items():
-        params = sum(p.numel() for p in net.parameters())
-        errors = error_curve(train_briefly(net, args.size, args.steps), x, angles)
-        print(f"| {name} | {params:,} | " + " | ".join(f"{e:.1e}" for e in errors) + " |", flush=True)
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} size={args.size} radius={args.radius} "
+          f"sigma={args.sigma} seeds={args.seeds} steps={args.steps}\n")
+    curves: dict[str, list[torch.Tensor]] = {}
+    counts: dict[str, int] = {}
+    for seed in range(args.seeds):
+        torch.manual_seed(seed)
+        x = smooth_disk_inputs(args.batch, 1, args.size, args.radius, args.sigma)
+        for name, net in nets(tuple(args.channels)).items():
+            counts[name] = parameter_count(net)
+            if args.steps:
+                train_on_polyps(net, args.size, args.steps, seed)
+            elif isinstance(net, SteerableUNet):
+                randomise_steerable(net, x)
+            else:
+                randomise(net, x)
+            curves.setdefault(name, []).append(rotation_error_curve(net, x, ANGLES, radius=args.radius))
+    print("| net | params | " + " | ".join(f"{a}°" for a in ANGLES) + " |")
+    print("|---|---|" + "---|" * len(ANGLES))
+    for name, runs in curves.items():
+        stacked = torch.stack(runs)
+        std = stacked.std(0) if len(runs) > 1 else torch.zeros(len(ANGLES))
+        cells = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(stacked.mean(0).tolist(), std.tolist()))
+        print(f"| {name} | {counts[name]:,} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

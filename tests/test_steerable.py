@@ -31,16 +31,18 @@ def trained(net, size=(16, 16), steps=2):
     return net.eval()
 
 
-@pytest.mark.parametrize("num_rotations,reflections,group", [
-    (8, False, "p4"),
-    (4, False, "p4"),
-    (12, False, "p4"),
-    (4, True, "p4m"),
-    (-1, False, "p4"),  # SO(2), band-limited irreps
-    (-1, True, "p4m"),  # O(2)
+@pytest.mark.parametrize("num_rotations,reflections,group,kwargs", [
+    (8, False, "p4", {}),
+    (8, False, "p4", {"frequencies_cutoff": 0.5}),
+    (4, False, "p4", {}),
+    (12, False, "p4", {}),
+    (4, True, "p4m", {}),
+    (-1, False, "p4", {}),  # SO(2), band-limited irreps
+    (-1, True, "p4m", {}),  # O(2)
 ])
-def test_exactly_equivariant_on_the_grid(num_rotations, reflections, group):
-    net = trained(SteerableUNet(2, 2, 2, (2, 3, 4), num_rotations=num_rotations, reflections=reflections))
+def test_exactly_equivariant_on_the_grid(num_rotations, reflections, group, kwargs):
+    net = SteerableUNet(2, 2, 2, (2, 3, 4), num_rotations=num_rotations, reflections=reflections, **kwargs)
+    trained(net)
     for size in [(16, 16), (24, 20)]:
         with torch.no_grad():
             errors = assert_equivariant(net, group, torch.randn((2, 2) + size), rtol=1e-4)

@@ -100,7 +100,11 @@ class SteerableConv(enn.R2Conv):
       - ``to_plain()`` returns an ``nn.Conv2d`` holding the expanded filter.
     """
 
-    def __init__(self, in_type: FieldType, out_type: FieldType, kernel_size: int = 3, bias: bool = True, **kwargs: Any):
+    def __init__(
+        self, in_type: FieldType, out_type: FieldType, kernel_size: int = 3, bias: bool = True, **kwargs: Any
+    ) -> None:
+        """Args: escnn input/output field types, odd ``kernel_size``, ``bias``; other kwargs go to ``R2Conv``
+        (e.g. ``frequencies_cutoff``, ``rings``, ``sigma``)."""
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd for exact equivariance, got {kernel_size}")
         super().__init__(

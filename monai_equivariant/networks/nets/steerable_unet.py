@@ -94,6 +94,9 @@ class SteerableUNet(PlainSteerableUNet):
         reflections: add reflections (D_N, O(2)).
         max_frequency: band limit of the SO(2)/O(2) fields (ignored for N >= 1).
         kernel_size: odd kernel size.
+        frequencies_cutoff: escnn's angular band limit of the filters (max frequency = cutoff × ring radius);
+            None keeps escnn's default. Lower cutoffs give smoother filters, fewer parameters and smaller errors
+            between the grid rotations (see the README).
         act: MONAI act spec for regular fields (any pointwise act is equivariant there).
         norm: ``"batch"`` (default), ``"instance"`` (regular fields only) or None.
         dropout: dropout probability after every activation.
@@ -114,6 +117,7 @@ class SteerableUNet(PlainSteerableUNet):
         reflections: bool = False,
         max_frequency: int = 3,
         kernel_size: int = 3,
+        frequencies_cutoff: float | None = None,
         act: str | tuple | None = Act.RELU,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
@@ -131,7 +135,10 @@ class SteerableUNet(PlainSteerableUNet):
         gspace = st.steerable_gspace(int(num_rotations), bool(reflections), int(max_frequency))
         regular = gspace.fibergroup.order() > 0
         types = [st.field_type(gspace, c, max_frequency) for c in channels]
-        block = dict(kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias, regular=regular)
+        conv = dict(kernel_size=kernel_size, bias=bias)
+        if frequencies_cutoff is not None:
+            conv["frequencies_cutoff"] = float(frequencies_cutoff)
+        block = dict(conv=conv, act=act, norm=norm, dropout=dropout, regular=regular)
 
         encoder = nn.ModuleList([_double_conv(st, st.trivial_type(gspace, in_channels), types[0], **block)])
         pool_cls = nn.MaxPool2d if regular else nn.AvgPool2d  # pointwise max is equivariant for permutations only
@@ -185,11 +192,11 @@ def _replace_with_plain(parent: nn.Module) -> None:
             _replace_with_plain(child)
 
 
-def _double_conv(st, in_type, out_type, kernel_size, act, norm, dropout, bias, regular) -> nn.Sequential:
+def _double_conv(st, in_type, out_type, conv, act, norm, dropout, regular) -> nn.Sequential:
     """(steerable conv, norm, act, dropout) twice: (B, in_type.size, H, W) -> (B, out_type.size, H, W)."""
     layers: list[nn.Module] = []
     for source in (in_type, out_type):
-        layers.append(st.SteerableConv(source, out_type, kernel_size, bias=bias))
+        layers.append(st.SteerableConv(source, out_type, **conv))
         layers.append(_norm(st, norm, out_type, regular))
         if act is not None:
             layers.append(get_act_layer(act) if regular else st.FieldNormReLU(out_type))
