@@ -72,6 +72,9 @@ def test_checkpoint_loads_strictly_across_modes(num_rotations):
     with torch.no_grad():
         source.eval()(x)  # escnn would add `filter` buffers now
     assert list(source.state_dict()) == train_keys
+    # only learnt tensors and norm statistics: no eval filters, no sampled basis or index tables
+    assert not any(k.endswith(("filter", "expanded_bias", "bias_expansion")) or "_basisexpansion" in k
+                   for k in train_keys)
     saved_in_eval = source.state_dict()
 
     into_eval = SteerableUNet(**kwargs).eval()
