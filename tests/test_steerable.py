@@ -197,3 +197,22 @@ def test_import_does_not_load_escnn():
     code = "import sys, monai_equivariant.networks.nets; assert 'escnn' not in sys.modules"
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def test_build_skips_escnn_he_init_and_initialises_he_variance(monkeypatch):
+    """escnn's uncached generalized_he_init (seconds per wide layer) is never run; filters get He variance."""
+    import escnn.nn.init
+
+    from monai_equivariant.layers.steerable import SteerableConv
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("generalized_he_init called during build")
+
+    monkeypatch.setattr(escnn.nn.init, "generalized_he_init", forbidden)
+    net = SteerableUNet(2, 3, 1, (4, 8, 16))
+    convs = [m for m in net.modules() if isinstance(m, SteerableConv)]
+    assert len(convs) == 10
+    for conv in convs:
+        bank, _ = conv.expanded()
+        fan_in_energy = bank.detach().pow(2).sum() / bank.shape[0]
+        assert abs(fan_in_energy.item() - 2.0) < 1e-3  # E[sum over inputs and taps of w²] = 2 per output
