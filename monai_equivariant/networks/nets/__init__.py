@@ -2,5 +2,15 @@
 
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
 from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
+from monai_equivariant.networks.nets.steerable_unet import PlainSteerableUNet, SteerableUNet
 
-__all__ = ["GroupUNet", "P4MUNet", "P4UNet", "SE2CNN", "SE2UNet", "matched_channels"]
+__all__ = [
+    "GroupUNet",
+    "P4MUNet",
+    "P4UNet",
+    "PlainSteerableUNet",
+    "SE2CNN",
+    "SE2UNet",
+    "SteerableUNet",
+    "matched_channels",
+]
