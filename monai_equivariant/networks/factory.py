@@ -44,7 +44,8 @@ def segmentation_network(
 
     Args:
         name: ``"p4"``, ``"p4m"``, ``"se2"``, ``"steerable"`` or ``"plain"``.
-        channels: fields per level of the p4 net; other nets get :func:`matched_channels` of it.
+        channels: fields per level of the p4 net; p4m/se2/plain get :func:`matched_channels` of it (equal
+            parameters), steerable gets half as many C8 fields (equal feature-map widths, fewer parameters).
         kwargs: passed to the network (``norm``, ``dropout``...).
 
     Input (B, in_channels, H, W), output (B, out_channels, H, W).
@@ -58,9 +59,9 @@ def segmentation_network(
     elif name == "se2":
         net = _optional_net("SE2UNet")(channels=matched_channels(channels, "p4", "se2_12"), num_rotations=12, **common)
     elif name == "steerable":
-        # regular C8 fields: matched like an 8-element group conv (approximately: steerable bases are smaller)
+        # regular C8 fields with the p4 net's feature-map widths (SteerableUNet's own convention): half the fields
         steerable = _optional_net("SteerableUNet")
-        net = steerable(channels=matched_channels(channels, "p4", "se2_8"), num_rotations=8, **common)
+        net = steerable(channels=tuple(max(1, c // 2) for c in channels), num_rotations=8, **common)
     else:
         raise ValueError(f"network_name must be one of {sorted(SEGMENTATION_NETWORKS)}, got {name!r}")
     return scriptable(net)
