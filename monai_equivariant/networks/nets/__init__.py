@@ -1,5 +1,6 @@
 """Equivariant networks with MONAI-style constructors; plain tensors in, plain tensors out."""
 
+from monai_equivariant.networks.nets.group_cnn import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
 
-__all__ = ["GroupUNet", "P4MUNet", "P4UNet", "matched_channels"]
+__all__ = ["GroupCNN", "GroupUNet", "P4MUNet", "P4UNet", "count_parameters", "matched_baseline", "matched_channels"]
