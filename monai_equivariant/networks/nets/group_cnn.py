@@ -22,9 +22,10 @@ __all__ = ["GroupCNN", "count_parameters", "matched_baseline"]
 class GroupCNN(nn.Module):
     """Residual group CNN classifier: plain image in, group-invariant logits out.
 
-    Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = residual block; stage i > 0 =
-    spatial max-pool by ``strides[i-1]`` then a residual block (``channels[i-1]`` -> ``channels[i]`` fields);
-    then group max-pool (invariant fields), global average pool over space, and a linear layer.
+    Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks;
+    stage i > 0 = spatial max-pool by ``strides[i-1]`` then ``num_res_units`` residual blocks (the first maps
+    ``channels[i-1]`` -> ``channels[i]`` fields); then group max-pool (invariant fields), global average pool over
+    space, and a linear layer.
     For grid groups the logits are exactly invariant (float round-off): ``f(g·x) == f(x)`` for every g.
 
     Args:
@@ -38,9 +39,12 @@ class GroupCNN(nn.Module):
         act, norm: MONAI-style specs (``"relu"``; ``"batch"``, ``"instance"``, None).
         dropout: dropout probability inside every residual block.
         bias: conv biases.
-        checkpointing: recompute each stage in the backward pass instead of storing its activations
-            (``torch.utils.checkpoint``, ``use_reentrant=False``); only active in training with gradients on.
-            Batch-norm running statistics are then updated twice per step (once in the recomputation).
+        num_res_units: residual blocks per stage.
+        checkpointing: keep only the output of the lifting unit and of each block (and pool) for the backward
+            pass and recompute their insides there (``torch.utils.checkpoint``, ``use_reentrant=False``);
+            only active in training with gradients on. Saves most with several blocks per stage: the peak
+            still holds one block's insides at full resolution. Batch-norm running statistics are updated
+            twice per step (once more in the recomputation).
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels).
@@ -59,6 +63,7 @@ class GroupCNN(nn.Module):
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
         bias: bool = True,
+        num_res_units: int = 1,
         checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -71,6 +76,8 @@ class GroupCNN(nn.Module):
         strides = [2] * (len(channels) - 1) if strides is None else [int(s) for s in strides]
         if len(strides) != len(channels) - 1 or (strides and min(strides) < 1):
             raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints, got {strides}")
+        if int(num_res_units) < 1:
+            raise ValueError(f"num_res_units must be ≥ 1, got {num_res_units}")
         self.spatial_dims = int(spatial_dims)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.channels, self.strides = tuple(channels), tuple(strides)
@@ -80,15 +87,14 @@ class GroupCNN(nn.Module):
         pool_cls = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
 
         self.stem = GroupConvBlock(self.group, in_channels, channels[0], lifting=True, **block)
-        stages = [GroupResidualBlock(self.group, channels[0], channels[0], dropout=dropout, **block)]
-        for i in range(1, len(channels)):
-            stages.append(
-                nn.Sequential(
-                    pool_cls(strides[i - 1]),
-                    GroupResidualBlock(self.group, channels[i - 1], channels[i], dropout=dropout, **block),
-                )
-            )
-        self.stages = nn.ModuleList(stages)
+        body: list[nn.Module] = []  # flat, so that checkpointing recomputes one block at a time
+        for i, fields in enumerate(channels):
+            if i > 0:
+                body.append(pool_cls(strides[i - 1]))
+            for unit in range(int(num_res_units)):
+                in_fields = channels[i - 1] if i > 0 and unit == 0 else fields
+                body.append(GroupResidualBlock(self.group, in_fields, fields, dropout=dropout, **block))
+        self.body = nn.ModuleList(body)
         self.project = GroupPool(self.group.order, mode="max")
         self.spatial_pool = nn.AdaptiveAvgPool2d(1) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(1)
         self.head = nn.Linear(channels[-1], out_channels)
@@ -117,13 +123,14 @@ class GroupCNN(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, *spatial) -> invariant pooled features (B, channels[-1])."""
         self.check_input(x)
-        x = self.stem(x)
-        use_checkpoint = self.checkpointing and self.training and torch.is_grad_enabled()
-        for stage in self.stages:
-            if use_checkpoint and not torch.jit.is_scripting():
-                x = self._checkpointed(stage, x)
-            else:
-                x = stage(x)
+        if self.checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            x = self._checkpointed(self.stem, x)
+            for layer in self.body:
+                x = self._checkpointed(layer, x)
+        else:
+            x = self.stem(x)
+            for layer in self.body:
+                x = layer(x)
         return torch.flatten(self.spatial_pool(self.project(x)), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
