@@ -126,3 +126,16 @@ def test_to_plain_equals_layer(name, regular):
     conv = (GroupConv if regular else LiftingConv)(2, 3, g)
     x = torch.randn((2, 2 * (g.order if regular else 1)) + _size(g, 5))
     torch.testing.assert_close(conv.to_plain()(x), conv(x))
+
+
+@pytest.mark.parametrize("dims,group", [(2, "p4m"), (3, "O")])
+def test_batch_norm_to_plain_equals_in_eval(dims, group):
+    g = get_group(group)
+    bn = GroupBatchNorm(3, g.order, spatial_dims=dims)
+    x = torch.randn((4, 3 * g.order) + (5,) * dims) * 2 + 1
+    bn.train()(x)  # running statistics
+    bn.norm.weight.data.uniform_(0.5, 1.5)
+    bn.eval()
+    plain = bn.to_plain()
+    assert isinstance(plain, {2: torch.nn.BatchNorm2d, 3: torch.nn.BatchNorm3d}[dims])
+    torch.testing.assert_close(plain(x), bn(x))

@@ -37,13 +37,16 @@ def _closure(generators: list[np.ndarray]) -> np.ndarray:
     """All products of the generators, breadth first from the identity (so cyclic groups come in order)."""
     dims = generators[0].shape[0]
     elements = [np.eye(dims, dtype=np.int64)]
+    seen = {elements[0].tobytes()}
     frontier = list(elements)
     while frontier:
         new = []
         for element in frontier:
             for gen in generators:
-                product = gen @ element
-                if not any(np.array_equal(product, e) for e in elements):
+                product = (gen @ element).astype(np.int64)
+                key = product.tobytes()
+                if key not in seen:
+                    seen.add(key)
                     elements.append(product)
                     new.append(product)
         frontier = new

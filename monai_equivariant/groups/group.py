@@ -26,10 +26,17 @@ class KernelAction:
     ``index`` (|G|, K) is set when each element permutes the grid (exact grid groups): the transformed
     kernel of element g is ``kernel[..., index[g]]``. Otherwise ``matrix`` (|G|, K, K) holds the
     interpolation operator: the transformed kernel is ``matrix[g] @ kernel``. ``matrix`` is always set.
+
+    ``mask`` (K,) is set for interpolated actions: 1 on the taps inside the disk (ball) of radius (k-1)/2
+    inscribed in the square of tap centres (Bekkers et al.'s disk mask; their radius k/2 lets 45° rotations
+    of the corner taps leave the grid), 0 outside: 5 of 9 taps for k=3, 13 of 25 for k=5. Layers zero the
+    taps outside it before and after the action, so every rotated copy of a kernel has the same round
+    support. Grid groups need no mask (None), which keeps se2_4 identical to p4.
     """
 
     matrix: torch.Tensor
     index: torch.Tensor | None
+    mask: torch.Tensor | None = None
 
     @property
     def is_permutation(self) -> bool:
@@ -78,21 +85,15 @@ class Group:
         """True when every element maps the integer grid onto itself (signed permutation matrices)."""
         return bool(np.allclose(self.matrices, np.round(self.matrices), atol=_ATOL))
 
-    def _find(self, matrix: np.ndarray) -> int:
-        diff = np.abs(self.matrices - matrix[None]).reshape(self.order, -1).max(axis=1)
-        hit = np.flatnonzero(diff < 1e-6)
-        if hit.size != 1:
-            raise ValueError(f"{self.name}: matrix is not an element of the group (closure fails)")
-        return int(hit[0])
-
     @cached_property
     def cayley(self) -> np.ndarray:
         """(|G|, |G|) int table: ``cayley[a, b]`` is the index of the composition a∘b."""
-        n = self.order
-        table = np.empty((n, n), dtype=np.int64)
-        for a, b in itertools.product(range(n), range(n)):
-            table[a, b] = self._find(self.matrices[a] @ self.matrices[b])
-        return table
+        products = np.einsum("aij,bjk->abik", self.matrices, self.matrices)
+        diff = np.abs(products[:, :, None] - self.matrices[None, None]).max(axis=(-1, -2))  # (|G|, |G|, |G|)
+        hits = diff < 1e-6
+        if not (hits.sum(axis=2) == 1).all():
+            raise ValueError(f"{self.name}: the matrices are not closed under composition (not a group)")
+        return hits.argmax(axis=2)
 
     @cached_property
     def inverse(self) -> np.ndarray:
@@ -169,6 +170,13 @@ def _grid_points(kernel_size: int, dims: int) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dims).astype(np.float64)
 
 
+def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
+    """(K,) 1/0: taps within the disk (ball) of radius (k-1)/2 inscribed in the square of tap centres, so
+    every rotation of a tap stays inside the grid (no kernel mass is interpolated away)."""
+    radius = (kernel_size - 1) / 2.0
+    return (np.sum(points**2, axis=1) <= radius**2 + _ATOL).astype(np.float64)
+
+
 _ACTION_CACHE: dict[tuple[str, int], KernelAction] = {}
 
 
@@ -201,7 +209,8 @@ def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
             rows = np.flatnonzero(inside)
             np.add.at(matrix[g], (rows, cols[inside]), weight[inside])
     is_perm = np.all(np.isclose(matrix, np.round(matrix))) and np.all(matrix.sum(axis=2) == 1)
-    index = torch.as_tensor(matrix.argmax(axis=2), dtype=torch.long) if is_perm else None
-    action = KernelAction(matrix=torch.as_tensor(matrix, dtype=torch.float32), index=index)
+    index = torch.from_numpy(matrix.argmax(axis=2)) if is_perm else None
+    mask = None if is_perm else torch.from_numpy(_disk_mask(points, k).astype(np.float32))
+    action = KernelAction(matrix=torch.from_numpy(matrix.astype(np.float32)), index=index, mask=mask)
     _ACTION_CACHE[key] = action
     return action

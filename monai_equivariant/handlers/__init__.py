@@ -1,1 +1,5 @@
-"""handlers for monai_equivariant."""
+"""Ignite handlers (equivariance measured during validation)."""
+
+from monai_equivariant.handlers.equivariance import EquivarianceHandler
+
+__all__ = ["EquivarianceHandler"]

@@ -28,7 +28,9 @@ def expand_filter(
         weight: (C_out, C_in, |G_in|, *k) with |G_in| = |G| for regular input fields, 1 for plain input.
         group: the group; its kernel action moves the spatial taps.
         regular_input: True for group-tensor input (group conv), False for plain input (lifting conv).
-        kernel_mask: optional (K,) mask applied to the taps before the action (e.g. a disk).
+        kernel_mask: optional (K,) mask of the taps (the disk of interpolated groups, see
+            ``KernelAction.mask``), applied before and after the action, so every transformed copy has the
+            same support. It must be invariant under the group's grid symmetries (a disk is).
 
     Returns:
         (C_out·|G|, C_in·|G_in|, *k): ``bank[o·|G|+g, i·|G_in|+h] = g·weight[o, i, g^-1 h]``.
@@ -50,7 +52,10 @@ def expand_filter(
         bank = bank.reshape(c_out, c_in, n, g_in, k_points)
     else:
         moved = flat.index_select(2, group_index.reshape(-1)).reshape(c_out, c_in, n, g_in, k_points)
-        bank = torch.einsum("oighk,gyk->oighy", moved, action.matrix.to(flat))
+        matrix = action.matrix.to(flat)
+        if kernel_mask is not None:
+            matrix = matrix * kernel_mask.to(flat)[None, :, None]  # output taps outside the mask stay zero
+        bank = torch.einsum("oighk,gyk->oighy", moved, matrix)
     bank = bank.permute(0, 2, 1, 3, 4)  # (C_out, |G|, C_in, |G_in|, K)
     return bank.reshape(c_out * n, c_in * g_in, *kernel_shape)
 
@@ -115,8 +120,9 @@ class _GroupConvNd(nn.Module):
         )
 
     def kernel_mask(self) -> torch.Tensor | None:
-        """Optional (K,) mask on the kernel taps; None for grid groups."""
-        return None
+        """(K,) mask on the kernel taps: the group's disk when its kernel action interpolates (se2_N for
+        N ∉ {1, 2, 4}, k > 1); None for permutation actions (so se2_4 equals p4 exactly)."""
+        return self.group.kernel_action(self.kernel_size).mask
 
     def expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The planar filter bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,)."""

@@ -39,11 +39,30 @@ class GroupBatchNorm(_SharedOverGroup):
     Args:
         num_fields: C (the tensor has C·|G| channels).
         group_size: |G|.
+        spatial_dims: used by :meth:`to_plain` to pick ``nn.BatchNorm{1,2,3}d`` (default 2).
         **kwargs: passed to ``nn.BatchNorm1d`` (eps, momentum, affine, track_running_stats).
     """
 
-    def __init__(self, num_fields: int, group_size: int, **kwargs: Any) -> None:
+    def __init__(self, num_fields: int, group_size: int, spatial_dims: int = 2, **kwargs: Any) -> None:
         super().__init__(nn.BatchNorm1d(num_fields, **kwargs), num_fields, group_size)
+        self.spatial_dims = int(spatial_dims)
+
+    def to_plain(self) -> nn.Module:
+        """An eval-mode ``nn.BatchNormNd`` over C·|G| channels with each field's statistics and affine
+        repeated |G| times: the same outputs as this layer in eval mode (export is for inference)."""
+        norm: nn.BatchNorm1d = self.norm
+        if norm.running_mean is None:
+            raise ValueError("export needs running statistics (track_running_stats=True) to freeze batch norm")
+        plain = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[self.spatial_dims](
+            self.num_fields * self.group_size, eps=norm.eps, momentum=norm.momentum, affine=norm.affine
+        ).to(device=norm.running_mean.device, dtype=norm.running_mean.dtype)
+        with torch.no_grad():
+            plain.running_mean.copy_(norm.running_mean.repeat_interleave(self.group_size))
+            plain.running_var.copy_(norm.running_var.repeat_interleave(self.group_size))
+            if norm.affine:
+                plain.weight.copy_(norm.weight.repeat_interleave(self.group_size))
+                plain.bias.copy_(norm.bias.repeat_interleave(self.group_size))
+        return plain.eval()
 
 
 class GroupInstanceNorm(_SharedOverGroup):
@@ -59,7 +78,9 @@ class GroupInstanceNorm(_SharedOverGroup):
 _NORMS = {"batch": GroupBatchNorm, "instance": GroupInstanceNorm}
 
 
-def get_group_norm(norm: str | tuple | None, num_fields: int, group_size: int) -> nn.Module:
+def get_group_norm(
+    norm: str | tuple | None, num_fields: int, group_size: int, spatial_dims: int = 2
+) -> nn.Module:
     """MONAI-style norm spec (``"batch"``, ``("instance", {"affine": True})``, None) -> a group norm layer."""
     if norm is None:
         return nn.Identity()
@@ -67,4 +88,6 @@ def get_group_norm(norm: str | tuple | None, num_fields: int, group_size: int) -
     name = str(name).lower()
     if name not in _NORMS:
         raise ValueError(f"unknown norm {name!r} for group tensors; expected one of {sorted(_NORMS)} or None")
+    if name == "batch":
+        kwargs["spatial_dims"] = spatial_dims
     return _NORMS[name](num_fields, group_size, **kwargs)

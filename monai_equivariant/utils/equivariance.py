@@ -1,14 +1,15 @@
-"""Measure f(g·x) against g·f(x) for every group element."""
+"""Measure f(g·x) against g·f(x) for every group element, and at arbitrary rotation angles (2D)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
 
 from monai_equivariant.groups import Group, as_group
 
-__all__ = ["check_equivariance", "assert_equivariant", "FIELD_TYPES"]
+__all__ = ["check_equivariance", "assert_equivariant", "disk_mask", "rotation_error_curve", "FIELD_TYPES"]
 
 FIELD_TYPES = ("plain", "regular", "invariant")
 """How a tensor transforms: ``plain`` (B, C, *spatial) images, ``regular`` group tensors
@@ -78,3 +79,61 @@ def assert_equivariant(
             f"at element {worst if elements is None else elements[worst]}"
         )
     return errors
+
+
+def disk_mask(size: int, radius: float | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """(size, size) float mask: 1 within ``radius`` of the grid centre (default: the inscribed disk less one
+    pixel, the region that stays inside the grid under every rotation, with room for bilinear sampling)."""
+    radius = size / 2.0 - 1.0 if radius is None else float(radius)
+    axis = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2.0
+    return ((axis[:, None] ** 2 + axis[None, :] ** 2) <= radius**2).float()
+
+
+@torch.no_grad()
+def rotation_error_curve(
+    module: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    angles: Sequence[float],
+    out_type: str = "plain",
+    radius: float | None = None,
+) -> torch.Tensor:
+    """Relative equivariance error of a 2D module at arbitrary rotation angles (degrees).
+
+    For each angle θ: ``‖f(R_θ x) − R_θ f(x)‖ / ‖f(x)‖`` (L2 norms over the batch and channels, inside the
+    disk of ``radius`` pixels about the centre, valid in both frames), with ``R_θ`` the bilinear rotation
+    :func:`monai_equivariant.groups.rotate` (exact at multiples of 90°). For ``out_type="invariant"`` the
+    outputs (e.g. logits) are compared whole: ``‖f(R_θ x) − f(x)‖ / ‖f(x)‖``.
+
+    Use smooth inputs that vanish outside the disk (e.g. blurred noise times :func:`disk_mask`), so the
+    rotation itself loses no content; put the module in eval mode first.
+
+    Args:
+        module: maps (B, C, H, H) to (B, C', H, H) (``plain``) or to any invariant tensor (``invariant``).
+        x: (B, C, H, H) input, square.
+        angles: rotation angles in degrees.
+        out_type: ``"plain"`` or ``"invariant"``.
+        radius: radius of the compared disk (default ``H / 2 - 1``).
+
+    Returns:
+        (len(angles),) float64 tensor of relative errors.
+    """
+    from monai_equivariant.groups.rotate import rotate
+
+    if out_type not in ("plain", "invariant"):
+        raise ValueError(f"out_type must be 'plain' or 'invariant', got {out_type!r}")
+    if x.dim() != 4 or x.shape[2] != x.shape[3]:
+        raise ValueError(f"rotation_error_curve needs a square (B, C, H, H) input, got {tuple(x.shape)}")
+    reference = module(x)
+    if out_type == "plain":
+        if reference.dim() != 4 or reference.shape[2:] != x.shape[2:]:
+            raise ValueError(f"plain outputs must be (B, C', H, H) like the input, got {tuple(reference.shape)}")
+        mask = disk_mask(x.shape[2], radius, device=x.device).to(reference.dtype)
+    else:
+        mask = torch.ones((), dtype=reference.dtype, device=reference.device)
+    scale = (reference * mask).norm().clamp_min(torch.finfo(reference.dtype).tiny)
+    errors = []
+    for angle in angles:
+        actual = module(rotate(x, float(angle)))
+        expected = rotate(reference, float(angle)) if out_type == "plain" else reference
+        errors.append(((actual - expected) * mask).norm() / scale)
+    return torch.tensor([float(e) for e in errors], dtype=torch.float64)

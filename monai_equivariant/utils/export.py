@@ -10,9 +10,10 @@ __all__ = ["export"]
 
 
 def export(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` in which every lifting/group conv is a plain ``nn.Conv2d``/``nn.Conv3d`` holding
-    its expanded filter bank (and expanded bias). Outputs equal the original's; the copy is in eval mode,
-    has no dependency on group tables, and can be scripted (``torch.jit.script``) or traced.
+    """A copy of ``module`` for inference in plain torch: every lifting/group conv becomes an
+    ``nn.Conv2d``/``nn.Conv3d`` holding its expanded filter bank (and expanded bias), every group batch norm
+    an ``nn.BatchNormNd`` with its statistics repeated over the group. Outputs equal the original's in eval
+    mode; the copy is in eval mode, has no dependency on group tables, and can be scripted or traced.
 
     Modules that define ``to_plain()`` (our convs, and any layer that knows its own plain equivalent) are
     replaced by its result; the rest is already plain torch and is kept.

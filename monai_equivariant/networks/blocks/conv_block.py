@@ -32,7 +32,7 @@ class GroupConvBlock(nn.Sequential):
     ) -> None:
         conv_cls = LiftingConv if lifting else GroupConv
         layers: list[nn.Module] = [conv_cls(in_fields, out_fields, group, kernel_size, bias=bias)]
-        layers.append(get_group_norm(norm, out_fields, group.order))
+        layers.append(get_group_norm(norm, out_fields, group.order, group.spatial_dims))
         if act is not None:
             layers.append(get_act_layer(act))
         if dropout:

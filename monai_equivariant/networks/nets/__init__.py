@@ -2,5 +2,16 @@
 
 from monai_equivariant.networks.nets.group_cnn import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
+from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
 
-__all__ = ["GroupCNN", "GroupUNet", "P4MUNet", "P4UNet", "count_parameters", "matched_baseline", "matched_channels"]
+__all__ = [
+    "GroupCNN",
+    "GroupUNet",
+    "P4MUNet",
+    "P4UNet",
+    "SE2CNN",
+    "SE2UNet",
+    "count_parameters",
+    "matched_baseline",
+    "matched_channels",
+]
