@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from monai_equivariant.layers import GroupConv, LiftingConv
+from monai_equivariant.layers import GroupBatchNorm, GroupConv, LiftingConv
 from monai_equivariant.networks.blocks import GroupResidualBlock
 from monai_equivariant.networks.nets import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.utils import assert_equivariant, export
@@ -120,7 +120,8 @@ def test_checkpointing_same_gradients_less_saved_memory():
 def test_export_is_plain_and_scriptable():
     net = _trained(GroupCNN(3, 1, 2, (2, 3), group="O", checkpointing=True), (8, 8, 8))
     plain = export(net)
-    assert not any(isinstance(m, (GroupConv, LiftingConv)) for m in plain.modules())
+    assert not any(isinstance(m, (GroupConv, LiftingConv, GroupBatchNorm)) for m in plain.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in plain.modules())
     scripted = torch.jit.script(plain)
     x = torch.randn(2, 1, 8, 8, 8)
     with torch.no_grad():
@@ -137,3 +138,29 @@ def test_matched_baseline_has_equal_parameters(dims, channels, group):
     assert report["baseline_parameters"] == count_parameters(
         GroupCNN(dims, 1, 2, report["baseline_channels"], group="trivial")
     )
+
+
+def _memory_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "group_cnn_memory.py"
+    spec = importlib.util.spec_from_file_location("group_cnn_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_benchmark_step_runs_on_cpu_and_refuses_cuda_only_flags():
+    bench = _memory_benchmark()
+    result = bench.training_step_peak("O", [1, 2], batch=2, size=8, checkpointing=True, num_res_units=2)
+    assert result["parameters"] > 0 and result["peak_mib"] >= 0
+    with pytest.raises(ValueError, match="CUDA"):
+        bench.training_step_peak("O", [1], batch=1, size=4, checkpointing=False, amp=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="AMP / channels_last_3d code path needs CUDA")
+def test_memory_benchmark_amp_channels_last_on_cuda():
+    bench = _memory_benchmark()
+    result = bench.training_step_peak("O", [2, 4], 4, 16, True, device="cuda", amp=True, channels_last=True)
+    assert result["peak_mib"] > 0

@@ -41,21 +41,25 @@ class GroupResidualBlock(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        n = group.order
+        n, dims = group.order, group.spatial_dims
         residual: list[nn.Module] = [
             GroupConv(in_fields, out_fields, group, kernel_size, bias=bias),
-            get_group_norm(norm, out_fields, n),
+            get_group_norm(norm, out_fields, n, dims),
             get_act_layer(act) if act is not None else nn.Identity(),
         ]
         if dropout:
             residual.append(nn.Dropout(float(dropout)))
-        residual += [GroupConv(out_fields, out_fields, group, kernel_size, bias=bias), get_group_norm(norm, out_fields, n)]
+        residual += [
+            GroupConv(out_fields, out_fields, group, kernel_size, bias=bias),
+            get_group_norm(norm, out_fields, n, dims),
+        ]
         self.residual = nn.Sequential(*residual)
         if in_fields == out_fields:
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.shortcut = nn.Sequential(
-                GroupConv(in_fields, out_fields, group, kernel_size=1, bias=bias), get_group_norm(norm, out_fields, n)
+                GroupConv(in_fields, out_fields, group, kernel_size=1, bias=bias),
+                get_group_norm(norm, out_fields, n, dims),
             )
         self.act = get_act_layer(act) if act is not None else nn.Identity()
 
