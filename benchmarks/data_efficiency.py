@@ -4,7 +4,7 @@ fixed test set at random (non-cube) orientations. Writes a CSV and a PNG (test A
 
 Usage (the small setting reported in the README, about 10 min on one thread):
     OMP_NUM_THREADS=1 python benchmarks/data_efficiency.py --sizes 16 32 64 128 --seeds 0 1 \
-        --patch 16 --channels 1 2 --steps 120 --test-size 400 --out-dir benchmarks/results
+        --patch 16 --channels 2 4 --steps 80 --test-size 300 --out-dir benchmarks/results
 """
 
 from __future__ import annotations
@@ -89,19 +89,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--group", default="O")
-    parser.add_argument("--channels", type=int, nargs="+", default=[1, 2], help="fields of the group CNN")
+    parser.add_argument("--channels", type=int, nargs="+", default=[2, 4], help="fields of the group CNN")
     parser.add_argument("--patch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--test-size", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    models = [(args.group, tuple(args.channels)), ("trivial", matched_channels(args.channels, args.group, "trivial", 3))]
+    baseline = matched_channels(args.channels, args.group, "trivial", 3)
+    models = [(args.group, tuple(args.channels)), ("trivial", baseline)]
     test = _stack(synthetic_nodules(args.test_size, size=args.patch, seed=10_000))
     rows = []
     for seed in args.seeds:

@@ -107,7 +107,8 @@ def main() -> None:
     if not args.no_baseline:
         configs.append(("trivial", list(matched_channels(args.channels, args.group, "trivial", 3))))
     print(f"training step, batch {args.batch}, {args.size}³ patches, device {args.device}, amp={args.amp}, "
-          f"channels_last={args.channels_last}, residual blocks per stage {args.num_res_units}, threads={torch.get_num_threads()}")
+          f"channels_last={args.channels_last}, residual blocks per stage {args.num_res_units}, "
+          f"threads={torch.get_num_threads()}")
     print("| group | fields | parameters | checkpointing | peak MiB | step s |")
     print("|---|---|---|---|---|---|")
     for group, channels in configs:

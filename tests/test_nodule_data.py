@@ -86,7 +86,10 @@ def test_nodule_mnist3d_download_with_right_md5(tmp_path, monkeypatch):
     md5 = hashlib.md5(source.read_bytes()).hexdigest()
     name, url, _ = module.NODULE_MNIST3D_FILES[28]
     monkeypatch.setitem(module.NODULE_MNIST3D_FILES, 28, (name, url, md5))
-    monkeypatch.setattr(apps_utils, "_download_with_progress", lambda u, f, progress=True: Path(f).write_bytes(source.read_bytes()))
+    def fake_download(url, filepath, progress=True):
+        Path(filepath).write_bytes(source.read_bytes())
+
+    monkeypatch.setattr(apps_utils, "_download_with_progress", fake_download)
     assert len(nodule_mnist3d(tmp_path / "root", "test", download=True)) == 3
 
 
@@ -178,7 +181,8 @@ def _luna_root(tmp_path: Path) -> tuple[Path, list]:
     (root / "subset0").mkdir(parents=True)
     (root / "subset1").mkdir()
     volumes = {}
-    for subset, uid in (("subset0", "1.3.6.1.4.1.14519.5.2.1.6279.6001.100"), ("subset1", "1.3.6.1.4.1.14519.5.2.1.6279.6001.200")):
+    prefix = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
+    for subset, uid in (("subset0", prefix + "100"), ("subset1", prefix + "200")):
         volume = np.full((10, 16, 16), -1000, dtype=np.int16)
         volume[5, 8, 6] = 300  # a bright voxel: z=5, y=8, x=6
         _write_mhd(root / subset / f"{uid}.mhd", volume, spacing=(1.0, 1.0, 2.0), origin=(-8.0, 2.0, 50.0))
@@ -248,7 +252,8 @@ def test_synthetic_nodules_seeded_balanced_and_shaped():
 def test_synthetic_structures_and_orientations():
     rng = np.random.default_rng(0)
     rotations = np.stack([random_rotation(rng) for _ in range(50)])
-    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (50, 3, 3)), atol=1e-12)
+    identity = np.broadcast_to(np.eye(3), (50, 3, 3))
+    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), identity, atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(rotations), 1.0)
     # arbitrary orientations: entries are not just 0/±1 (cube symmetries)
     assert np.abs(np.abs(rotations) - np.round(np.abs(rotations))).max() > 0.3
@@ -284,7 +289,8 @@ def test_luna16_froc_hand_computed():
     np.testing.assert_allclose(result["sensitivities"], expected)
     assert result["score"] == pytest.approx(sum(expected) / 7)
     # a nodule hit by two candidates counts once, with its best score
-    dup = luna16_froc(probs + [0.95], labels + [1], num_scans=2, num_targets=4, nodule_ids=[0, 1, 2, -1, -1, -1, -1, -1, 0])
+    ids = [0, 1, 2, -1, -1, -1, -1, -1, 0]
+    dup = luna16_froc(probs + [0.95], labels + [1], num_scans=2, num_targets=4, nodule_ids=ids)
     assert dup["sensitivities"][0] == pytest.approx(0.25)
     np.testing.assert_allclose(dup["sensitivities"], expected)
     fps, sens = froc_curve(probs, labels, num_scans=2, num_targets=4)
@@ -298,3 +304,15 @@ def test_luna16_froc_hand_computed():
 def test_classification_scores():
     scores = classification_scores(np.array([0.9, 0.2, 0.6, 0.4]), np.array([1, 0, 0, 1]))
     assert scores["auc"] == pytest.approx(0.75) and scores["accuracy"] == pytest.approx(0.5)
+
+
+def test_lists_feed_monai_datasets_and_loaders(tmp_path):
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import Compose, RandFlipd, ToTensord
+
+    transform = Compose([RandFlipd("image", prob=0.5, spatial_axis=0), ToTensord("image")])
+    batch = next(iter(DataLoader(Dataset(synthetic_nodules(4, size=8), transform), batch_size=4)))
+    assert tuple(batch["image"].shape) == (4, 1, 8, 8, 8) and batch["label"].tolist().count(1) == 2
+    root, _ = _luna_root(tmp_path)
+    batch = next(iter(DataLoader(Dataset(luna16_patches(root, patch_size=4)), batch_size=3)))
+    assert tuple(batch["image"].shape) == (3, 1, 4, 4, 4) and len(batch["seriesuid"]) == 3

@@ -279,7 +279,9 @@ def luna16_patches(
             if cached is not None:
                 np.save(cached, patches)
         for row, patch in zip(rows, patches):
-            samples.append({"image": patch[None], "label": row["label"], "seriesuid": uid, "coord_xyz": row["coord_xyz"]})
+            samples.append(
+                {"image": patch[None], "label": row["label"], "seriesuid": uid, "coord_xyz": row["coord_xyz"]}
+            )
     return samples
 
 

@@ -111,7 +111,9 @@ def synthetic_nodules(
     its own uniformly random 3D rotation (not only cube symmetries), so a test set probes real rotations.
     """
     if num_samples < 0 or not 0 <= positive_fraction <= 1:
-        raise ValueError(f"need num_samples ≥ 0 and positive_fraction in [0, 1], got {num_samples}, {positive_fraction}")
+        raise ValueError(
+            f"need num_samples ≥ 0 and positive_fraction in [0, 1], got {num_samples}, {positive_fraction}"
+        )
     if size < 4:
         raise ValueError(f"size must be ≥ 4, got {size}")
     rng = np.random.default_rng(seed)

@@ -58,7 +58,9 @@ def froc_curve(
         tp_probs = np.asarray(list(best.values()), dtype=np.float64)
     targets = tp_probs.size if num_targets is None else int(num_targets)
     if targets < max(1, tp_probs.size):
-        raise ValueError(f"num_targets ({targets}) must be ≥ the nodules found among the candidates ({tp_probs.size}) and ≥ 1")
+        raise ValueError(
+            f"num_targets ({targets}) must be ≥ 1 and ≥ the nodules found among the candidates ({tp_probs.size})"
+        )
     # MONAI's thresholds skip the lowest score (CAMELYON code); a sentinel below every score, counted as
     # neither TP nor FP at any threshold, makes the curve include the operating point that keeps everything.
     fp_probs = np.append(probs[~positive], min(probs.min(initial=0.0), 0.0) - 1.0)
@@ -95,7 +97,9 @@ def classification_scores(probs, labels, threshold: float = 0.5) -> dict:
     probs = torch.as_tensor(_as_numpy(probs), dtype=torch.float32).reshape(-1)
     labels = torch.as_tensor(_as_numpy(labels)).reshape(-1)
     if probs.shape != labels.shape or probs.numel() == 0:
-        raise ValueError(f"need equally long, non-empty probs and labels, got {tuple(probs.shape)}, {tuple(labels.shape)}")
+        raise ValueError(
+            f"need equally long, non-empty probs and labels, got {tuple(probs.shape)}, {tuple(labels.shape)}"
+        )
     metric = ROCAUCMetric()
     metric(probs[:, None], labels[:, None])
     auc = float(metric.aggregate()) if labels.unique().numel() == 2 else float("nan")
