@@ -164,3 +164,16 @@ def test_memory_benchmark_amp_channels_last_on_cuda():
     bench = _memory_benchmark()
     result = bench.training_step_peak("O", [2, 4], 4, 16, True, device="cuda", amp=True, channels_last=True)
     assert result["peak_mib"] > 0
+
+
+def test_bundle_config_instantiates_group_cnn():
+    from monai.bundle import ConfigParser
+
+    config = {
+        "imports": ["$import monai_equivariant"],
+        "network_def": {"_target_": "monai_equivariant.networks.nets.GroupCNN", "spatial_dims": 3,
+                        "in_channels": 1, "out_channels": 2, "channels": [1, 2], "group": "D4h"},
+    }
+    net = ConfigParser(config).get_parsed_content("network_def")
+    assert isinstance(net, GroupCNN) and net.group.order == 16
+    assert net(torch.randn(1, 1, 4, 4, 4)).shape == (1, 2)
