@@ -1,0 +1,217 @@
+"""SteerableUNet: a U-Net of steerable SE(2) convolutions (escnn), plain tensors in and out.
+
+escnn is imported when a SteerableUNet is built, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from monai.networks.layers.factories import Act
+from monai.networks.layers.utils import get_act_layer
+
+from monai_equivariant.layers import GroupPool, get_group_norm
+from monai_equivariant.networks.nets.group_unet import GroupUpStep
+
+__all__ = ["PlainSteerableUNet", "SteerableUNet"]
+
+
+class PlainSteerableUNet(nn.Module):
+    """The U-Net skeleton shared by :class:`SteerableUNet` and its plain-torch export.
+
+    ``encoder[0]`` is the first double conv, ``encoder[l]`` = (2×2 pool, double conv); ``decoder`` steps
+    upsample, concatenate the skip (skip fields first) and apply a double conv; ``project`` maps the last
+    fields to invariant channels; ``head`` is a 1×1 conv. Input (B, in_channels, H, W) with H, W divisible by
+    ``size_multiple``; output (B, out_channels, H, W).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.ModuleList,
+        decoder: nn.ModuleList,
+        project: nn.Module,
+        head: nn.Module,
+        in_channels: int,
+        size_multiple: int,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.project, self.head = encoder, decoder, project, head
+        self.in_channels = int(in_channels)
+        self.size_multiple = int(size_multiple)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is (B, in_channels, H, W) with H and W divisible by ``size_multiple``."""
+        if x.dim() != 4:
+            raise ValueError("expected a (B, C, H, W) input, got " + str(x.dim()) + " dims")
+        if x.shape[1] != self.in_channels:
+            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
+        for size in x.shape[2:]:
+            if size % self.size_multiple != 0:
+                raise ValueError(
+                    "spatial size " + str(size) + " is not a multiple of " + str(self.size_multiple)
+                    + " (2 ** (len(channels) - 1)); exact equivariance needs every spatial size divisible"
+                    " by it: crop or pad the input"
+                )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
+        self.check_input(x)
+        skips: list[torch.Tensor] = []
+        for level, stage in enumerate(self.encoder):
+            if level > 0:
+                skips.append(x)
+            x = stage(x)
+        for level, step in enumerate(self.decoder):
+            x = step(x, skips[len(skips) - 1 - level])
+        return self.head(self.project(x))
+
+
+class SteerableUNet(PlainSteerableUNet):
+    """U-Net of steerable convolutions (escnn ``R2Conv``), equivariant to rotations by 2π/N (C_N), to rotations and
+    reflections (D_N), or to all rotations (SO(2)/O(2), ``num_rotations=-1``) up to kernel sampling.
+
+    Hidden features are escnn fields: regular representations of C_N/D_N (N or 2N channels per field), or for
+    SO(2)/O(2) the band-limited bundle of irreps of frequency 0..``max_frequency`` (2·max_frequency + 1
+    channels per field for SO(2)). Per level: steerable conv + norm + act, twice; 2×2 max-pool (regular fields;
+    average pool for irreps) down; bilinear upsampling, skip concat (field types concatenated) and two steerable
+    convs up; an invariant projection (max over the group for regular fields, field norms for irreps); a 1×1
+    conv. Norms: inner batch norm (statistics shared over the group, ``GroupBatchNorm``) for regular fields,
+    escnn ``IIDBatchNorm2d`` for irreps. Acts: ``act`` (pointwise) on regular fields, ReLU on invariant and
+    norm-ReLU on the other irreps.
+
+    Exact (float round-off) under 90° rotations when 4 divides N (and for ``N=-1``), for inputs whose size is a
+    multiple of 2^(len(channels)-1); other sizes raise ``ValueError``. Other angles are approximate.
+
+    Args:
+        spatial_dims: must be 2.
+        in_channels, out_channels: channels of the plain input and output.
+        channels: fields per level. Default (4, 8, 16, 32, 64): with N = 8 the same feature-map widths
+            (32 … 512 channels) as ``P4UNet()``.
+        num_rotations: N >= 1 for C_N (D_N), or -1 for SO(2) (O(2)).
+        reflections: add reflections (D_N, O(2)).
+        max_frequency: band limit of the SO(2)/O(2) fields (ignored for N >= 1).
+        kernel_size: odd kernel size.
+        frequencies_cutoff: escnn's angular band limit of the filters (max frequency = cutoff × ring radius);
+            None keeps escnn's default. Lower cutoffs give smoother filters, fewer parameters and smaller errors
+            between the grid rotations (see the README).
+        act: MONAI act spec for regular fields (any pointwise act is equivariant there).
+        norm: ``"batch"`` (default), ``"instance"`` (regular fields only) or None.
+        dropout: dropout probability after every activation.
+        bias: conv biases (on the invariant part of each field).
+
+    ``to_plain()`` (used by :func:`monai_equivariant.utils.export`) returns a :class:`PlainSteerableUNet` of plain
+    torch modules; ``torch.jit.script(net)`` scripts that export (via ``__prepare_scriptable__``). State-dict
+    keys are the same in train and eval mode.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = (4, 8, 16, 32, 64),
+        num_rotations: int = 8,
+        reflections: bool = False,
+        max_frequency: int = 3,
+        kernel_size: int = 3,
+        frequencies_cutoff: float | None = None,
+        act: str | tuple | None = Act.RELU,
+        norm: str | tuple | None = "batch",
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
+        if spatial_dims != 2:
+            raise ValueError(f"SteerableUNet is 2D (escnn R2Conv): spatial_dims must be 2, got {spatial_dims}")
+        channels = [int(c) for c in channels]
+        if len(channels) < 2 or min(channels) < 1:
+            raise ValueError(f"channels needs at least two positive entries, got {channels}")
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
+        from monai_equivariant.layers import steerable as st  # escnn: imported only when a net is built
+
+        gspace = st.steerable_gspace(int(num_rotations), bool(reflections), int(max_frequency))
+        regular = gspace.fibergroup.order() > 0
+        types = [st.field_type(gspace, c, max_frequency) for c in channels]
+        conv = dict(kernel_size=kernel_size, bias=bias)
+        if frequencies_cutoff is not None:
+            conv["frequencies_cutoff"] = float(frequencies_cutoff)
+        block = dict(conv=conv, act=act, norm=norm, dropout=dropout, regular=regular)
+
+        encoder = nn.ModuleList([_double_conv(st, st.trivial_type(gspace, in_channels), types[0], **block)])
+        pool_cls = nn.MaxPool2d if regular else nn.AvgPool2d  # pointwise max is equivariant for permutations only
+        for level in range(1, len(channels)):
+            encoder.append(nn.Sequential(pool_cls(2), _double_conv(st, types[level - 1], types[level], **block)))
+        decoder = nn.ModuleList(
+            [
+                GroupUpStep(
+                    nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
+                    _double_conv(st, types[level] + types[level + 1], types[level], **block),
+                )
+                for level in range(len(channels) - 2, -1, -1)
+            ]
+        )
+        if regular:
+            project: nn.Module = GroupPool(gspace.fibergroup.order(), mode="max")
+            invariant = channels[0]
+        else:
+            project = st.FieldNormPool(types[0])
+            invariant = len(types[0])
+        head = nn.Conv2d(invariant, out_channels, kernel_size=1)
+        super().__init__(encoder, decoder, project, head, in_channels, 2 ** (len(channels) - 1))
+        self.spatial_dims = 2
+        self.out_channels = int(out_channels)
+        self.channels = tuple(channels)
+        self.num_rotations, self.reflections = int(num_rotations), bool(reflections)
+        self.max_frequency = int(max_frequency)
+
+    def to_plain(self) -> PlainSteerableUNet:
+        """A plain-torch copy (eval mode) with the same eval outputs: steerable convs become ``nn.Conv2d`` with the
+        expanded filters, escnn batch norms ``nn.BatchNorm``; no escnn needed to run, save or script it."""
+        encoder, decoder = copy.deepcopy(self.encoder), copy.deepcopy(self.decoder)
+        for part in (encoder, decoder):
+            _replace_with_plain(part)
+        plain = PlainSteerableUNet(
+            encoder, decoder, copy.deepcopy(self.project), copy.deepcopy(self.head), self.in_channels,
+            self.size_multiple,
+        )
+        return plain.eval()
+
+    def __prepare_scriptable__(self) -> PlainSteerableUNet:
+        """``torch.jit.script(net)`` scripts the plain export (escnn modules are not scriptable)."""
+        return self.to_plain()
+
+
+def _replace_with_plain(parent: nn.Module) -> None:
+    for name, child in list(parent.named_children()):
+        if hasattr(child, "to_plain"):
+            setattr(parent, name, child.to_plain().eval())
+        else:
+            _replace_with_plain(child)
+
+
+def _double_conv(st, in_type, out_type, conv, act, norm, dropout, regular) -> nn.Sequential:
+    """(steerable conv, norm, act, dropout) twice: (B, in_type.size, H, W) -> (B, out_type.size, H, W)."""
+    layers: list[nn.Module] = []
+    for source in (in_type, out_type):
+        layers.append(st.SteerableConv(source, out_type, **conv))
+        layers.append(_norm(st, norm, out_type, regular))
+        if act is not None:
+            layers.append(get_act_layer(act) if regular else st.FieldNormReLU(out_type))
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def _norm(st, norm, ftype, regular: bool) -> nn.Module:
+    if regular:
+        group_size = ftype.gspace.fibergroup.order()
+        return get_group_norm(norm, len(ftype), group_size)
+    if norm is None:
+        return nn.Identity()
+    name, kwargs = (norm, {}) if isinstance(norm, str) else (norm[0], dict(norm[1]))
+    if name.lower() != "batch":
+        raise ValueError(f"SO(2)/O(2) fields support norm='batch' or None, got {norm!r}")
+    return st.IIDBatchNorm(ftype, **kwargs)
