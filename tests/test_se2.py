@@ -138,7 +138,7 @@ def test_bad_inputs_give_clear_errors():
         cnn(torch.randn(1, 3, 18, 16))
     with pytest.raises(ValueError, match="3 input channels"):
         cnn(torch.randn(1, 1, 16, 16))
-    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+    with pytest.raises(ValueError, match="2 spatial dims"):
         cnn(torch.randn(1, 3, 16, 16, 16))
     unet = SE2UNet(2, 3, 1, (2, 2, 2), num_rotations=8)
     with pytest.raises(ValueError, match="multiple of 4"):

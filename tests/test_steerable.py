@@ -140,7 +140,7 @@ def test_bad_input_and_arguments_rejected():
         net(torch.randn(1, 3, 40, 48))
     with pytest.raises(ValueError, match="expected 3 input channels, got 1"):
         net(torch.randn(1, 1, 32, 32))
-    with pytest.raises(ValueError, match="B, C, H, W"):
+    with pytest.raises(ValueError, match="2 spatial dims"):
         net(torch.randn(1, 3, 32, 32, 32))
     with pytest.raises(ValueError, match="spatial_dims must be 2"):
         SteerableUNet(3, 1, 1)

@@ -1,17 +1,41 @@
 """Real dataset loaders and built-in synthetic defaults."""
 
+from monai_equivariant.data.luna16 import (
+    MetaImageHeader,
+    extract_patch,
+    luna16_patches,
+    read_candidates,
+    read_metaimage,
+    read_metaimage_header,
+    world_to_voxel,
+)
+from monai_equivariant.data.nodule_mnist3d import NODULE_MNIST3D_FILES, nodule_mnist3d, nodule_mnist3d_path
 from monai_equivariant.data.pcam import PCamPatches, histopathology_dataset, pcam_files
 from monai_equivariant.data.polyp import find_polyp_pairs, polyp_datalist, split_datalist
 from monai_equivariant.data.synthetic import synthetic_polyp, synthetic_tissue_patch, write_synthetic_polyp_dataset
+from monai_equivariant.data.synthetic_nodules import random_rotation, synthetic_nodule_patch, synthetic_nodules
 
 __all__ = [
+    "MetaImageHeader",
+    "NODULE_MNIST3D_FILES",
     "PCamPatches",
+    "extract_patch",
     "find_polyp_pairs",
     "histopathology_dataset",
+    "luna16_patches",
+    "nodule_mnist3d",
+    "nodule_mnist3d_path",
     "pcam_files",
     "polyp_datalist",
+    "random_rotation",
+    "read_candidates",
+    "read_metaimage",
+    "read_metaimage_header",
     "split_datalist",
+    "synthetic_nodule_patch",
+    "synthetic_nodules",
     "synthetic_polyp",
     "synthetic_tissue_patch",
+    "world_to_voxel",
     "write_synthetic_polyp_dataset",
 ]

@@ -1,10 +1,12 @@
 """Equivariant networks with MONAI-style constructors; plain tensors in, plain tensors out."""
 
+from monai_equivariant.networks.nets.group_cnn import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
 from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
 from monai_equivariant.networks.nets.steerable_unet import PlainSteerableUNet, SteerableUNet
 
 __all__ = [
+    "GroupCNN",
     "GroupUNet",
     "P4MUNet",
     "P4UNet",
@@ -12,5 +14,7 @@ __all__ = [
     "SE2CNN",
     "SE2UNet",
     "SteerableUNet",
+    "count_parameters",
+    "matched_baseline",
     "matched_channels",
 ]

@@ -12,6 +12,7 @@ from monai.networks.layers.factories import Act
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupDoubleConv
+from monai_equivariant.networks.nets.input_check import check_input
 
 __all__ = ["GroupUNet", "P4UNet", "P4MUNet", "matched_channels"]
 
@@ -120,21 +121,8 @@ class GroupUNet(nn.Module):
         self.head = conv_cls(channels[0], out_channels, kernel_size=1)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by prod(strides)."""
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                "expected a (B, C, *spatial) input with " + str(self.spatial_dims) + " spatial dims, got "
-                + str(x.dim() - 2)
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
-        for size in x.shape[2:]:
-            if size % self.size_multiple != 0:
-                raise ValueError(
-                    "spatial size " + str(size) + " is not a multiple of " + str(self.size_multiple)
-                    + " (the product of the strides); exact equivariance needs every spatial size divisible"
-                    " by it: crop or pad the input"
-                )
+        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, *spatial) -> (B, out_channels, *spatial)."""

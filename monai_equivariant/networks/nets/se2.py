@@ -10,13 +10,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
-import torch
-import torch.nn as nn
-from monai.networks.layers.factories import Act
-
 from monai_equivariant.groups import Group, get_group
-from monai_equivariant.layers import GroupPool
-from monai_equivariant.networks.blocks import GroupDoubleConv
+from monai_equivariant.networks.nets.group_cnn import GroupCNN
 from monai_equivariant.networks.nets.group_unet import GroupUNet
 
 __all__ = ["SE2CNN", "SE2UNet", "se2_group"]
@@ -62,20 +57,20 @@ class SE2UNet(GroupUNet):
         self.num_rotations = group.order
 
 
-class SE2CNN(nn.Module):
-    """Rotation-invariant patch classifier (Bekkers et al.'s SE(2,N) CNN for mitosis / PCam-style patches).
-
-    lifting conv block + group conv block (level 0), then per further level a 2×2 max-pool and two group
-    conv blocks; projection (max over the N orientations); global spatial average; linear layer.
+class SE2CNN(GroupCNN):
+    """Rotation-invariant patch classifier (Bekkers et al.'s SE(2,N) CNN for mitosis / PCam-style patches):
+    the :class:`GroupCNN` body with the group SE(2,N) — lifting, residual SE(2) group-conv blocks with 2×2
+    max-pool down-sampling, projection (max over the N orientations), global spatial average, linear layer.
 
     Args:
         spatial_dims: must be 2.
         in_channels: channels of the plain input patch.
         out_channels: number of logits.
         num_rotations: N ≥ 1 sampled rotations.
-        channels: fields per level (the group tensors carry fields·N channels).
+        channels: fields per stage (the group tensors carry fields·N channels).
         kernel_size: odd kernel size; the disk mask keeps 13 of the 25 taps of a 5×5 kernel (5 of 9 at 3×3).
-        act, norm, dropout, bias: as :class:`GroupUNet`; ``dropout`` also applies before the linear layer.
+        **kwargs: the other :class:`GroupCNN` arguments (strides, act, norm, dropout, bias, num_res_units,
+            checkpointing).
 
     Input (B, in_channels, H, W) with H and W divisible by 2^(len(channels) - 1); output (B, out_channels)
     logits, invariant to rotations of the input by multiples of 90° (exactly, when 4 divides N).
@@ -89,51 +84,12 @@ class SE2CNN(nn.Module):
         num_rotations: int = 8,
         channels: Sequence[int] = (8, 16, 32),
         kernel_size: int = 5,
-        act: str | tuple | None = Act.RELU,
-        norm: str | tuple | None = "batch",
-        dropout: float = 0.0,
-        bias: bool = True,
+        **kwargs,
     ) -> None:
-        super().__init__()
+        if "group" in kwargs:
+            raise TypeError("SE2CNN sets the group from num_rotations; use GroupCNN for another group")
         if spatial_dims != 2:
             raise ValueError(f"SE2CNN is 2D: spatial_dims must be 2, got {spatial_dims}")
-        self.group = se2_group(num_rotations)
-        self.num_rotations = self.group.order
-        channels = [int(c) for c in channels]
-        if len(channels) < 1 or min(channels) < 1:
-            raise ValueError(f"channels needs at least one positive entry, got {channels}")
-        if int(in_channels) < 1 or int(out_channels) < 1:
-            raise ValueError(f"in_channels and out_channels must be ≥ 1, got {in_channels}, {out_channels}")
-        self.spatial_dims = 2
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.channels = tuple(channels)
-        self.size_multiple = 2 ** (len(channels) - 1)
-        block = dict(kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
-        levels: list[nn.Module] = [GroupDoubleConv(self.group, self.in_channels, channels[0], lifting=True, **block)]
-        for level in range(1, len(channels)):
-            levels += [nn.MaxPool2d(2), GroupDoubleConv(self.group, channels[level - 1], channels[level], **block)]
-        self.features = nn.Sequential(*levels)
-        self.project = GroupPool(self.group.order, mode="max")
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(float(dropout)) if dropout else nn.Identity()
-        self.classifier = nn.Linear(channels[-1], self.out_channels)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, H, W) with H, W divisible by 2^(levels - 1)."""
-        if x.dim() != 4:
-            raise ValueError("SE2CNN expects a (B, C, H, W) input, got " + str(x.dim()) + " dims")
-        if x.shape[1] != self.in_channels:
-            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
-        for size in x.shape[2:]:
-            if size % self.size_multiple != 0:
-                raise ValueError(
-                    "spatial size " + str(size) + " is not a multiple of " + str(self.size_multiple)
-                    + " (2 ** number of 2x2 max-pools); rotation invariance needs every spatial size divisible"
-                    " by it: crop or pad the input"
-                )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> (B, out_channels) logits."""
-        self.check_input(x)
-        fields = self.project(self.features(x))  # (B, channels[-1], H', W'), rotates with the input
-        return self.classifier(self.dropout(torch.flatten(self.pool(fields), 1)))
+        group = se2_group(num_rotations)
+        super().__init__(spatial_dims, in_channels, out_channels, channels, group=group, kernel_size=kernel_size, **kwargs)
+        self.num_rotations = group.order

@@ -15,6 +15,7 @@ from monai.networks.layers.utils import get_act_layer
 
 from monai_equivariant.layers import GroupPool, get_group_norm
 from monai_equivariant.networks.nets.group_unet import GroupUpStep
+from monai_equivariant.networks.nets.input_check import check_input
 
 __all__ = ["PlainSteerableUNet", "SteerableUNet"]
 
@@ -43,18 +44,8 @@ class PlainSteerableUNet(nn.Module):
         self.size_multiple = int(size_multiple)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, H, W) with H and W divisible by ``size_multiple``."""
-        if x.dim() != 4:
-            raise ValueError("expected a (B, C, H, W) input, got " + str(x.dim()) + " dims")
-        if x.shape[1] != self.in_channels:
-            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
-        for size in x.shape[2:]:
-            if size % self.size_multiple != 0:
-                raise ValueError(
-                    "spatial size " + str(size) + " is not a multiple of " + str(self.size_multiple)
-                    + " (2 ** (len(channels) - 1)); exact equivariance needs every spatial size divisible"
-                    " by it: crop or pad the input"
-                )
+        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
+        check_input(x, 2, self.in_channels, self.size_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, H, W)."""

@@ -1,0 +1,122 @@
+"""Peak memory of one GroupCNN training step (forward, backward, SGD update), with and without activation
+checkpointing, for a cube group and its equal-parameter plain baseline.
+
+Usage:
+    OMP_NUM_THREADS=1 python benchmarks/group_cnn_memory.py [--device cpu|cuda] [--group O]
+        [--channels 4 8 16] [--num-res-units 1] [--batch 16] [--size 32] [--amp] [--channels-last]
+
+CPU: every configuration runs in its own subprocess and reports the growth of the process's peak resident
+memory (``resource.getrusage(...).ru_maxrss``) during the step, over the peak before it (model, input and
+imports already loaded). CUDA: ``torch.cuda.max_memory_allocated`` during the step, minus the memory held
+before it. ``--amp`` (autocast to float16) and ``--channels-last`` (``torch.channels_last_3d`` for model and
+input) apply on CUDA only. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from monai_equivariant.networks.nets import GroupCNN, count_parameters, matched_channels
+
+
+def training_step_peak(
+    group: str,
+    channels: list[int],
+    batch: int,
+    size: int,
+    checkpointing: bool,
+    num_res_units: int = 1,
+    device: str = "cpu",
+    amp: bool = False,
+    channels_last: bool = False,
+) -> dict:
+    """Run one training step in this process; return its peak memory (MiB) above the pre-step level."""
+    if (amp or channels_last) and device != "cuda":
+        raise ValueError("--amp and --channels-last are CUDA code paths; use --device cuda")
+    torch.manual_seed(0)
+    net = GroupCNN(3, 1, 2, channels, group=group, num_res_units=num_res_units, checkpointing=checkpointing).to(device)
+    x = torch.randn(batch, 1, size, size, size, device=device)
+    y = torch.randint(0, 2, (batch,), device=device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    start = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    return {
+        "group": group,
+        "channels": list(channels),
+        "parameters": count_parameters(net),
+        "checkpointing": checkpointing,
+        "peak_mib": peak / 2**20,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _in_subprocess(args: argparse.Namespace, group: str, channels: list[int], checkpointing: bool) -> dict:
+    code = (
+        "import json, sys; sys.path.insert(0, %r); from group_cnn_memory import training_step_peak; "
+        "print(json.dumps(training_step_peak(%r, %r, %d, %d, %r, %d, %r, %r, %r)))"
+        % (os.path.dirname(os.path.abspath(__file__)), group, channels, args.batch, args.size, checkpointing,
+           args.num_res_units, args.device, args.amp, args.channels_last)
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--group", default="O")
+    parser.add_argument("--channels", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--num-res-units", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the plain equal-parameter baseline")
+    args = parser.parse_args()
+    configs = [(args.group, args.channels)]
+    if not args.no_baseline:
+        configs.append(("trivial", list(matched_channels(args.channels, args.group, "trivial", 3))))
+    print(f"training step, batch {args.batch}, {args.size}³ patches, device {args.device}, amp={args.amp}, "
+          f"channels_last={args.channels_last}, residual blocks per stage {args.num_res_units}, "
+          f"threads={torch.get_num_threads()}")
+    print("| group | fields | parameters | checkpointing | peak MiB | step s |")
+    print("|---|---|---|---|---|---|")
+    for group, channels in configs:
+        for checkpointing in (False, True):
+            r = _in_subprocess(args, group, channels, checkpointing)
+            print(f"| {group} | {tuple(channels)} | {r['parameters']:,} | {checkpointing} | {r['peak_mib']:.0f} | "
+                  f"{r['seconds']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""NoduleMNIST3D (MedMNIST v2, from LIDC-IDRI): 28³ or 64³ nodule patches, benign 0 / malignant 1, read from
+the published ``.npz`` (keys ``train_images``, ``train_labels``, ``val_*``, ``test_*``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["NODULE_MNIST3D_FILES", "nodule_mnist3d", "nodule_mnist3d_path"]
+
+NODULE_MNIST3D_FILES: dict[int, tuple[str, str, str]] = {
+    28: (
+        "nodulemnist3d.npz",
+        "https://zenodo.org/records/10519652/files/nodulemnist3d.npz?download=1",
+        "8755a7e9e05a4d9ce80a24c3e7a256f3",
+    ),
+    64: (
+        "nodulemnist3d_64.npz",
+        "https://zenodo.org/records/10519652/files/nodulemnist3d_64.npz?download=1",
+        "c47c5b7d457bf6332200d2ea6d64ecd8",
+    ),
+}
+"""size -> (file name, URL, published MD5), as in MedMNIST's ``info.py``."""
+
+SPLITS = ("train", "val", "test")
+
+
+def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: bool = False) -> Path:
+    """Path of the NoduleMNIST3D archive of ``size`` (28 or 64) in ``root_dir``; downloaded only if missing.
+
+    An existing file is used as is (no network). ``download=True`` fetches a missing file with
+    ``monai.apps.download_url`` and checks the published MD5 (a mismatch raises ValueError naming both hashes).
+    """
+    if size not in NODULE_MNIST3D_FILES:
+        raise ValueError(f"NoduleMNIST3D comes in sizes {sorted(NODULE_MNIST3D_FILES)}, got {size}")
+    name, url, md5 = NODULE_MNIST3D_FILES[size]
+    path = Path(root_dir) / name
+    if path.is_file():
+        return path
+    if not download:
+        raise FileNotFoundError(
+            f"NoduleMNIST3D file not found: {path}. Expected layout: <root_dir>/{name} (an npz with keys "
+            f"train_images, train_labels, val_images, val_labels, test_images, test_labels); get it from {url} "
+            "or pass download=True"
+        )
+    from monai.apps import download_url
+    from monai.apps.utils import HashCheckError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url(url, filepath=path, hash_val=md5, hash_type="md5")
+    except HashCheckError as error:
+        raise ValueError(
+            f"the download of {url} does not have the published MD5 {md5}; nothing was saved to {path}: {error}"
+        ) from error
+    return path
+
+
+def _check_md5(path: Path, md5: str) -> None:
+    from monai.apps.utils import check_hash
+
+    if not check_hash(path, md5, hash_type="md5"):
+        raise ValueError(
+            f"{path} does not have the published MD5 {md5}: the file is corrupt or not NoduleMNIST3D; delete it "
+            "and download again (or pass check_md5=False for a file you made yourself)"
+        )
+
+
+def nodule_mnist3d(
+    root_dir: str | os.PathLike,
+    split: str = "train",
+    size: int = 28,
+    download: bool = False,
+    check_md5: bool = False,
+) -> list[dict]:
+    """One split of NoduleMNIST3D as ``[{"image": (1, size, size, size) float32 in [0, 1], "label": int}]``.
+
+    Args:
+        root_dir: folder holding ``nodulemnist3d.npz`` (28³) or ``nodulemnist3d_64.npz`` (64³).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        size: 28 or 64.
+        download: fetch the archive if (and only if) it is missing.
+        check_md5: verify an existing file against the published MD5 (reads the whole file).
+
+    The list can be wrapped in ``monai.data.Dataset`` / ``CacheDataset`` with any MONAI transforms.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = nodule_mnist3d_path(root_dir, size, download)
+    if check_md5:
+        _check_md5(path, NODULE_MNIST3D_FILES[size][2])
+    keys = (f"{split}_images", f"{split}_labels")
+    with np.load(path) as archive:
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            raise ValueError(f"{path} lacks keys {missing}; a NoduleMNIST3D npz has {split}_images/{split}_labels")
+        images, labels = archive[keys[0]], archive[keys[1]].reshape(-1)
+    if images.ndim != 4 or images.shape[1:] != (size, size, size) or len(images) != len(labels):
+        raise ValueError(
+            f"{path}: expected {keys[0]} of shape (N, {size}, {size}, {size}) and N labels, got "
+            f"{images.shape} and {labels.shape}"
+        )
+    if labels.size and not set(np.unique(labels)).issubset({0, 1}):
+        raise ValueError(f"{path}: labels must be 0 (benign) or 1 (malignant), got {np.unique(labels)}")
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    return [
+        {"image": (image[None].astype(np.float32) / scale), "label": int(label)}
+        for image, label in zip(images, labels)
+    ]

@@ -1,0 +1,179 @@
+import pytest
+import torch
+
+from monai_equivariant.layers import GroupBatchNorm, GroupConv, LiftingConv
+from monai_equivariant.networks.blocks import GroupResidualBlock
+from monai_equivariant.networks.nets import GroupCNN, count_parameters, matched_baseline
+from monai_equivariant.utils import assert_equivariant, export
+
+
+def _trained(net: GroupCNN, size: tuple[int, ...], steps: int = 2) -> GroupCNN:
+    """A few SGD steps so batch-norm running statistics are not the identity, then eval mode."""
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        net(torch.randn((2, net.in_channels) + size)).square().mean().backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.mark.parametrize("group,order", [("O", 24), ("Oh", 48), ("D4h", 16), ("D4", 8)])
+def test_3d_logits_exactly_invariant_on_every_element(group, order):
+    net = _trained(GroupCNN(3, 1, 2, (2, 3), group=group), (8, 8, 8))
+    assert net.group.order == order
+    for size in [(8, 8, 8), (6, 10, 12)]:
+        x = torch.randn((2, 1) + size)
+        errors = assert_equivariant(net, group, x, out_type="invariant")
+        assert errors.shape == (order,)
+        assert net(x).abs().max() > 1e-3  # not invariant by being constant
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_2d_logits_exactly_invariant(group):
+    net = _trained(GroupCNN(2, 3, 4, (2, 4, 4), group=group, norm="instance", num_res_units=2), (16, 16))
+    for size in [(16, 16), (12, 20)]:
+        assert_equivariant(net, group, torch.randn((2, 3) + size), out_type="invariant")
+
+
+def test_training_mode_logits_invariant_with_batch_statistics():
+    net = GroupCNN(3, 1, 1, (2, 2), group="O")
+    x = torch.randn(3, 1, 8, 8, 8)
+    assert_equivariant(net.train(), "O", x, out_type="invariant", elements=[1, 7, 23])
+
+
+@pytest.mark.parametrize("dims,group,channels,strides,size,units", [
+    (3, "trivial", (4, 8, 8), None, 8, 1),
+    (3, "O", (1, 2, 2), (2, 3), 12, 2),
+    (2, "p4m", (2, 3), None, 10, 1),
+    (2, "trivial", (3,), None, 7, 3),
+])
+def test_shapes_and_backward(dims, group, channels, strides, size, units):
+    net = GroupCNN(dims, 2, 3, channels, group=group, strides=strides, dropout=0.1, num_res_units=units)
+    blocks = [m for m in net.modules() if isinstance(m, GroupResidualBlock)]
+    assert len(blocks) == units * len(channels)
+    x = torch.randn((2, 2) + (size,) * dims)
+    y = net(x)
+    assert y.shape == (2, 3)
+    y.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_bad_inputs_are_refused_clearly():
+    net = GroupCNN(3, 1, 2, (2, 2, 2), group="O")  # size multiple 4
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        net(torch.randn(1, 1, 8, 8, 10))
+    with pytest.raises(ValueError, match="expected 1 input channels"):
+        net(torch.randn(1, 2, 8, 8, 8))
+    with pytest.raises(ValueError, match="3 spatial dims"):
+        net(torch.randn(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="strides"):
+        GroupCNN(3, 1, 2, (2, 2), strides=(2, 2))
+    with pytest.raises(ValueError, match="spatial_dims"):
+        GroupCNN(4, 1, 2, (2,))
+    with pytest.raises(ValueError, match="num_res_units"):
+        GroupCNN(3, 1, 2, (2,), num_res_units=0)
+
+
+def test_residual_block_shortcut_and_equivariance():
+    from monai_equivariant.groups import get_group
+
+    group = get_group("O")
+    same = GroupResidualBlock(group, 2, 2)
+    wider = GroupResidualBlock(group, 2, 3)
+    assert isinstance(same.shortcut, torch.nn.Identity)
+    assert isinstance(wider.shortcut[0], GroupConv) and wider.shortcut[0].kernel_size == 1
+    x = torch.randn(2, 2 * 24, 6, 6, 6)
+    assert wider(x).shape == (2, 3 * 24, 6, 6, 6)
+    assert_equivariant(wider.eval(), group, x, in_type="regular", out_type="regular", elements=[0, 5, 13, 22])
+
+
+def _saved_bytes(net: torch.nn.Module, x: torch.Tensor) -> int:
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = net(x).square().sum()
+    loss.backward()
+    return total
+
+
+def test_checkpointing_same_gradients_less_saved_memory():
+    torch.manual_seed(1)
+    plain = GroupCNN(3, 1, 2, (2, 3), group="O", norm="instance", num_res_units=2)
+    ckpt = GroupCNN(3, 1, 2, (2, 3), group="O", norm="instance", num_res_units=2, checkpointing=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 8, 8, 8)
+    saved_plain, saved_ckpt = _saved_bytes(plain, x), _saved_bytes(ckpt, x)
+    assert saved_ckpt < 0.25 * saved_plain, (saved_ckpt, saved_plain)
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # outside training (or without grad) checkpointing is off and outputs are unchanged
+    ckpt.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt(x), plain(x))
+
+
+def test_export_is_plain_and_scriptable():
+    net = _trained(GroupCNN(3, 1, 2, (2, 3), group="O", checkpointing=True), (8, 8, 8))
+    plain = export(net)
+    assert not any(isinstance(m, (GroupConv, LiftingConv, GroupBatchNorm)) for m in plain.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in plain.modules())
+    scripted = torch.jit.script(plain)
+    x = torch.randn(2, 1, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(Exception, match="not a multiple of 2"):
+        scripted(torch.randn(1, 1, 8, 8, 9))
+
+
+@pytest.mark.parametrize("dims,channels,group", [(3, (4, 8, 16), "O"), (3, (4, 8), "Oh"), (2, (4, 8), "p4")])
+def test_matched_baseline_has_equal_parameters(dims, channels, group):
+    report = matched_baseline(dims, 1, 2, channels, group)
+    assert abs(report["ratio"] - 1) < 0.05, report
+    assert report["group_parameters"] == count_parameters(GroupCNN(dims, 1, 2, channels, group=group))
+    assert report["baseline_parameters"] == count_parameters(
+        GroupCNN(dims, 1, 2, report["baseline_channels"], group="trivial")
+    )
+
+
+def _memory_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "group_cnn_memory.py"
+    spec = importlib.util.spec_from_file_location("group_cnn_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_benchmark_step_runs_on_cpu_and_refuses_cuda_only_flags():
+    bench = _memory_benchmark()
+    result = bench.training_step_peak("O", [1, 2], batch=2, size=8, checkpointing=True, num_res_units=2)
+    assert result["parameters"] > 0 and result["peak_mib"] >= 0
+    with pytest.raises(ValueError, match="CUDA"):
+        bench.training_step_peak("O", [1], batch=1, size=4, checkpointing=False, amp=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="AMP / channels_last_3d code path needs CUDA")
+def test_memory_benchmark_amp_channels_last_on_cuda():
+    bench = _memory_benchmark()
+    result = bench.training_step_peak("O", [2, 4], 4, 16, True, device="cuda", amp=True, channels_last=True)
+    assert result["peak_mib"] > 0
+
+
+def test_bundle_config_instantiates_group_cnn():
+    from monai.bundle import ConfigParser
+
+    config = {
+        "imports": ["$import monai_equivariant"],
+        "network_def": {"_target_": "monai_equivariant.networks.nets.GroupCNN", "spatial_dims": 3,
+                        "in_channels": 1, "out_channels": 2, "channels": [1, 2], "group": "D4h"},
+    }
+    net = ConfigParser(config).get_parsed_content("network_def")
+    assert isinstance(net, GroupCNN) and net.group.order == 16
+    assert net(torch.randn(1, 1, 4, 4, 4)).shape == (1, 2)
