@@ -7,7 +7,7 @@ import types
 
 import torch.nn as nn
 
-__all__ = ["export", "scriptable"]
+__all__ = ["export", "replace_with_plain", "scriptable"]
 
 
 def export(module: nn.Module) -> nn.Module:
@@ -23,16 +23,17 @@ def export(module: nn.Module) -> nn.Module:
     exported.eval()
     if hasattr(exported, "to_plain"):
         return exported.to_plain().eval()
-    _replace(exported)
+    replace_with_plain(exported)
     return exported
 
 
-def _replace(parent: nn.Module) -> None:
+def replace_with_plain(parent: nn.Module) -> None:
+    """In place: replace every descendant of ``parent`` that has ``to_plain()`` by its (eval-mode) result."""
     for name, child in list(parent.named_children()):
         if hasattr(child, "to_plain"):
             setattr(parent, name, child.to_plain().eval())
         else:
-            _replace(child)
+            replace_with_plain(child)
 
 
 def scriptable(module: nn.Module) -> nn.Module:

@@ -15,7 +15,7 @@ from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock
 from monai_equivariant.networks.nets.group_unet import matched_channels
-from monai_equivariant.networks.nets.input_check import check_input
+from monai_equivariant.networks.nets.input_check import check_input, check_levels
 
 __all__ = ["GroupCNN", "count_parameters", "matched_baseline"]
 
@@ -71,12 +71,7 @@ class GroupCNN(nn.Module):
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.group = as_group(group, spatial_dims)
-        channels = [int(c) for c in channels]
-        if len(channels) < 1 or min(channels) < 1:
-            raise ValueError(f"channels needs at least one positive entry, got {channels}")
-        strides = [2] * (len(channels) - 1) if strides is None else [int(s) for s in strides]
-        if len(strides) != len(channels) - 1 or (strides and min(strides) < 1):
-            raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints, got {strides}")
+        channels, strides = check_levels(channels, strides, min_levels=1)
         if int(num_res_units) < 1:
             raise ValueError(f"num_res_units must be ≥ 1, got {num_res_units}")
         self.spatial_dims = int(spatial_dims)

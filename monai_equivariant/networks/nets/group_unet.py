@@ -12,7 +12,8 @@ from monai.networks.layers.factories import Act
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupDoubleConv
-from monai_equivariant.networks.nets.input_check import check_input
+from monai_equivariant.networks.nets.input_check import check_levels
+from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 
 __all__ = ["GroupUNet", "P4UNet", "P4MUNet", "matched_channels"]
 
@@ -44,7 +45,7 @@ class GroupUpStep(nn.Module):
         return self.block(torch.cat([skip, self.upsample(x)], dim=1))
 
 
-class GroupUNet(nn.Module):
+class GroupUNet(UNetSkeleton):
     """U-Net whose every conv is a group conv; equivariant to ``group`` (exactly, for grid groups).
 
     Layout per level: (lifting at level 0, else group) conv + norm + act, group conv + norm + act; spatial
@@ -81,60 +82,38 @@ class GroupUNet(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
     ) -> None:
-        super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        self.group = as_group(group, spatial_dims)
-        channels = [int(c) for c in channels]
-        if len(channels) < 2 or min(channels) < 1:
-            raise ValueError(f"channels needs at least two positive entries, got {channels}")
-        strides = [2] * (len(channels) - 1) if strides is None else [int(s) for s in strides]
-        if len(strides) != len(channels) - 1 or min(strides) < 1:
-            raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints, got {strides}")
-        self.spatial_dims = int(spatial_dims)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.channels, self.strides = tuple(channels), tuple(strides)
-        self.size_multiple = math.prod(strides)
+        group = as_group(group, spatial_dims)
+        channels, strides = check_levels(channels, strides, min_levels=2)
         block = dict(kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
         pool_cls = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
         mode = "bilinear" if spatial_dims == 2 else "trilinear"
 
-        self.encoder = nn.ModuleList([GroupDoubleConv(self.group, in_channels, channels[0], lifting=True, **block)])
+        encoder = nn.ModuleList([GroupDoubleConv(group, in_channels, channels[0], lifting=True, **block)])
         for level in range(1, len(channels)):
-            self.encoder.append(
+            encoder.append(
                 nn.Sequential(
                     pool_cls(strides[level - 1]),
-                    GroupDoubleConv(self.group, channels[level - 1], channels[level], **block),
+                    GroupDoubleConv(group, channels[level - 1], channels[level], **block),
                 )
             )
-        self.decoder = nn.ModuleList(
+        decoder = nn.ModuleList(
             [
                 GroupUpStep(
                     nn.Upsample(scale_factor=float(strides[level]), mode=mode, align_corners=False),
-                    GroupDoubleConv(self.group, channels[level + 1] + channels[level], channels[level], **block),
+                    GroupDoubleConv(group, channels[level + 1] + channels[level], channels[level], **block),
                 )
                 for level in range(len(channels) - 2, -1, -1)
             ]
         )
-        self.project = GroupPool(self.group.order, mode="max")
+        project = GroupPool(group.order, mode="max")
         conv_cls = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-        self.head = conv_cls(channels[0], out_channels, kernel_size=1)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
-        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, *spatial) -> (B, out_channels, *spatial)."""
-        self.check_input(x)
-        skips: list[torch.Tensor] = []
-        for level, stage in enumerate(self.encoder):
-            if level > 0:
-                skips.append(x)
-            x = stage(x)
-        for level, step in enumerate(self.decoder):
-            x = step(x, skips[len(skips) - 1 - level])
-        return self.head(self.project(x))
+        head = conv_cls(channels[0], out_channels, kernel_size=1)
+        super().__init__(encoder, decoder, project, head, in_channels, math.prod(strides), spatial_dims)
+        self.group = group
+        self.out_channels = int(out_channels)
+        self.channels, self.strides = tuple(channels), tuple(strides)
 
 
 class P4UNet(GroupUNet):

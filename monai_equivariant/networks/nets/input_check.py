@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-__all__ = ["check_input"]
+__all__ = ["check_input", "check_levels"]
 
 
 def check_input(x: torch.Tensor, spatial_dims: int, in_channels: int, size_multiple: int) -> None:
@@ -27,3 +29,19 @@ def check_input(x: torch.Tensor, spatial_dims: int, in_channels: int, size_multi
                 + " (the product of the down-sampling strides); exact equivariance needs every spatial size"
                 " divisible by it: crop or pad the input"
             )
+
+
+def check_levels(
+    channels: Sequence[int], strides: Sequence[int] | None, min_levels: int = 1
+) -> tuple[list[int], list[int]]:
+    """Validate per-level ``channels`` and the ``strides`` between levels (default 2 each).
+
+    Returns (channels, strides) as int lists; ValueError names what was expected.
+    """
+    channels = [int(c) for c in channels]
+    if len(channels) < min_levels or (channels and min(channels) < 1):
+        raise ValueError(f"channels needs at least {min_levels} positive entries, got {channels}")
+    strides = [2] * (len(channels) - 1) if strides is None else [int(s) for s in strides]
+    if len(strides) != len(channels) - 1 or (strides and min(strides) < 1):
+        raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints, got {strides}")
+    return channels, strides

@@ -15,19 +15,15 @@ from monai.networks.layers.utils import get_act_layer
 
 from monai_equivariant.layers import GroupPool, get_group_norm
 from monai_equivariant.networks.nets.group_unet import GroupUpStep
-from monai_equivariant.networks.nets.input_check import check_input
+from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
+from monai_equivariant.utils.export import replace_with_plain
 
 __all__ = ["PlainSteerableUNet", "SteerableUNet"]
 
 
-class PlainSteerableUNet(nn.Module):
-    """The U-Net skeleton shared by :class:`SteerableUNet` and its plain-torch export.
-
-    ``encoder[0]`` is the first double conv, ``encoder[l]`` = (2×2 pool, double conv); ``decoder`` steps
-    upsample, concatenate the skip (skip fields first) and apply a double conv; ``project`` maps the last
-    fields to invariant channels; ``head`` is a 1×1 conv. Input (B, in_channels, H, W) with H, W divisible by
-    ``size_multiple``; output (B, out_channels, H, W).
-    """
+class PlainSteerableUNet(UNetSkeleton):
+    """The plain-torch export of :class:`SteerableUNet` (the shared 2D :class:`UNetSkeleton`): steerable convs
+    are ``nn.Conv2d`` with the expanded filters; no escnn needed to run, save or script it."""
 
     def __init__(
         self,
@@ -38,26 +34,7 @@ class PlainSteerableUNet(nn.Module):
         in_channels: int,
         size_multiple: int,
     ) -> None:
-        super().__init__()
-        self.encoder, self.decoder, self.project, self.head = encoder, decoder, project, head
-        self.in_channels = int(in_channels)
-        self.size_multiple = int(size_multiple)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
-        check_input(x, 2, self.in_channels, self.size_multiple)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
-        self.check_input(x)
-        skips: list[torch.Tensor] = []
-        for level, stage in enumerate(self.encoder):
-            if level > 0:
-                skips.append(x)
-            x = stage(x)
-        for level, step in enumerate(self.decoder):
-            x = step(x, skips[len(skips) - 1 - level])
-        return self.head(self.project(x))
+        super().__init__(encoder, decoder, project, head, in_channels, size_multiple, spatial_dims=2)
 
 
 class SteerableUNet(PlainSteerableUNet):
@@ -152,7 +129,6 @@ class SteerableUNet(PlainSteerableUNet):
             invariant = len(types[0])
         head = nn.Conv2d(invariant, out_channels, kernel_size=1)
         super().__init__(encoder, decoder, project, head, in_channels, 2 ** (len(channels) - 1))
-        self.spatial_dims = 2
         self.out_channels = int(out_channels)
         self.channels = tuple(channels)
         self.num_rotations, self.reflections = int(num_rotations), bool(reflections)
@@ -163,7 +139,7 @@ class SteerableUNet(PlainSteerableUNet):
         expanded filters, escnn batch norms ``nn.BatchNorm``; no escnn needed to run, save or script it."""
         encoder, decoder = copy.deepcopy(self.encoder), copy.deepcopy(self.decoder)
         for part in (encoder, decoder):
-            _replace_with_plain(part)
+            replace_with_plain(part)
         plain = PlainSteerableUNet(
             encoder, decoder, copy.deepcopy(self.project), copy.deepcopy(self.head), self.in_channels,
             self.size_multiple,
@@ -173,14 +149,6 @@ class SteerableUNet(PlainSteerableUNet):
     def __prepare_scriptable__(self) -> PlainSteerableUNet:
         """``torch.jit.script(net)`` scripts the plain export (escnn modules are not scriptable)."""
         return self.to_plain()
-
-
-def _replace_with_plain(parent: nn.Module) -> None:
-    for name, child in list(parent.named_children()):
-        if hasattr(child, "to_plain"):
-            setattr(parent, name, child.to_plain().eval())
-        else:
-            _replace_with_plain(child)
 
 
 def _double_conv(st, in_type, out_type, conv, act, norm, dropout, regular) -> nn.Sequential:
