@@ -87,7 +87,7 @@ def test_state_dict_keys_do_not_depend_on_mode_and_cache_tracks_weights(cls):
     with torch.no_grad():
         first = conv(x)
         assert set(conv.state_dict()) == train_keys == {"weight", "bias"}
-        assert conv._cache is not None
+        assert conv._cache.filled
         conv.weight.mul_(2.0)  # in-place update must invalidate the cached bank
         second = conv(x)
     torch.testing.assert_close(second - conv.bias.repeat_interleave(4)[None, :, None, None],

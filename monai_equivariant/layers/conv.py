@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_equivariant.groups import Group, as_group
+from monai_equivariant.layers.filter_cache import FilterCache
 
 __all__ = ["GroupConv", "LiftingConv", "expand_filter"]
 
@@ -98,7 +99,7 @@ class _GroupConvNd(nn.Module):
         shape = (out_channels, in_channels, self.in_group_size) + (self.kernel_size,) * self.spatial_dims
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self._cache = FilterCache()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -125,30 +126,21 @@ class _GroupConvNd(nn.Module):
         return self.group.kernel_action(self.kernel_size).mask
 
     def expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The planar filter bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,)."""
-        use_cache = not self.training and not torch.is_grad_enabled()
-        if use_cache:
-            key = self._cache_key()
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1], self._cache[2]
-        bank = expand_filter(self.weight, self.group, self.regular_input, self.kernel_mask())
-        bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
-        if use_cache:
-            self._cache = (key, bank, bias)
-        else:
-            self._cache = None
-        return bank, bias
+        """The planar filter bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,); cached in eval/no-grad."""
 
-    def _cache_key(self) -> tuple:
-        params = [self.weight] if self.bias is None else [self.weight, self.bias]
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        def build() -> tuple[torch.Tensor, torch.Tensor | None]:
+            bank = expand_filter(self.weight, self.group, self.regular_input, self.kernel_mask())
+            bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
+            return bank, bias
+
+        return self._cache.get(self, [self.weight, self.bias], build)
 
     def train(self, mode: bool = True) -> "_GroupConvNd":
-        self._cache = None
+        self._cache.clear()
         return super().train(mode)
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        self._cache = None  # device or dtype moves invalidate the cached bank
+        self._cache.clear()  # device or dtype moves invalidate the cached bank
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

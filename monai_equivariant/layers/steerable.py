@@ -25,6 +25,8 @@ from escnn import gspaces
 from escnn import nn as enn
 from escnn.nn import FieldType, GeometricTensor
 
+from monai_equivariant.layers.filter_cache import FilterCache
+
 __all__ = [
     "FieldNormPool",
     "FieldNormReLU",
@@ -119,7 +121,7 @@ class SteerableConv(enn.R2Conv):
             for name, buffer in list(module._buffers.items()):
                 if buffer is not None:
                     module.register_buffer(name, buffer.clone(), persistent=False)
-        self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self._cache = FilterCache()
         self._register_load_state_dict_pre_hook(_drop_structural_tensors)
         self.reset_parameters()
 
@@ -133,27 +135,16 @@ class SteerableConv(enn.R2Conv):
             if self.bias is not None:
                 self.bias.zero_()
 
-    def _cache_key(self) -> tuple:
-        params = [self.weights] if self.bias is None else [self.weights, self.bias]
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
-
     def expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(filter (out, in, k, k), bias (out,) or None) from the basis coefficients; cached in eval/no-grad."""
-        use_cache = not self.training and not torch.is_grad_enabled()
-        if use_cache:
-            key = self._cache_key()
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1], self._cache[2]
-        bank, bias = self.expand_parameters()
-        self._cache = (self._cache_key(), bank, bias) if use_cache else None
-        return bank, bias
+        return self._cache.get(self, [self.weights, self.bias], self.expand_parameters)
 
     def train(self, mode: bool = True) -> "SteerableConv":
-        self._cache = None
+        self._cache.clear()
         return nn.Module.train(self, mode)  # skip escnn's train(), which adds/removes buffers
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        self._cache = None
+        self._cache.clear()
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
