@@ -9,7 +9,7 @@ from monai.networks.layers.factories import Act
 from monai.networks.layers.utils import get_act_layer
 
 from monai_equivariant.groups import Group
-from monai_equivariant.layers import GroupConv, get_group_norm
+from monai_equivariant.networks.blocks.conv_block import GroupConvBlock
 
 __all__ = ["GroupResidualBlock"]
 
@@ -41,26 +41,15 @@ class GroupResidualBlock(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        n, dims = group.order, group.spatial_dims
-        residual: list[nn.Module] = [
-            GroupConv(in_fields, out_fields, group, kernel_size, bias=bias),
-            get_group_norm(norm, out_fields, n, dims),
-            get_act_layer(act) if act is not None else nn.Identity(),
-        ]
-        if dropout:
-            residual.append(nn.Dropout(float(dropout)))
-        residual += [
-            GroupConv(out_fields, out_fields, group, kernel_size, bias=bias),
-            get_group_norm(norm, out_fields, n, dims),
-        ]
-        self.residual = nn.Sequential(*residual)
+        unit = dict(kernel_size=kernel_size, norm=norm, bias=bias)
+        self.residual = nn.Sequential(
+            GroupConvBlock(group, in_fields, out_fields, act=act, dropout=dropout, **unit),
+            GroupConvBlock(group, out_fields, out_fields, act=None, **unit),
+        )
         if in_fields == out_fields:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = nn.Sequential(
-                GroupConv(in_fields, out_fields, group, kernel_size=1, bias=bias),
-                get_group_norm(norm, out_fields, n, dims),
-            )
+            self.shortcut = GroupConvBlock(group, in_fields, out_fields, kernel_size=1, act=None, norm=norm, bias=bias)
         self.act = get_act_layer(act) if act is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
