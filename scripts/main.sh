@@ -21,4 +21,10 @@ for net in p4 plain; do
   bundle --config_file "['$B/configs/train.json','$B/configs/evaluate.json']" --bundle_root "$root" \
     --network_name "$net" "${SETTINGS[@]}" "$@" | grep -E "^(test Dice|equivariance)"
 done
+figure=$B/runs/equivariance_p4_vs_plain.png
+.venv/bin/python -c "import sys; from monai_equivariant.metrics import plot_per_angle_csvs as plot
+plot({'P4UNet': sys.argv[1], 'U-Net (plain, equal parameters)': sys.argv[2]}, sys.argv[3],
+     title='polyp bundle, synthetic test split: rotate(f(x)) vs f(rotate(x))')" \
+  "$B/runs/p4/eval/equivariance_per_angle.csv" "$B/runs/plain/eval/equivariance_per_angle.csv" "$figure"
+echo "equivariance curves of both networks: $figure"
 echo "main: train + evaluate of both networks took $(( $(date +%s) - start )) s"

@@ -18,6 +18,7 @@ from monai_equivariant.metrics import (
     EquivarianceMetric,
     plot_equivariance_boxplots,
     plot_equivariance_curves,
+    plot_per_angle_csvs,
     valid_region,
 )
 from monai_equivariant.networks.nets import GroupUNet, P4UNet
@@ -269,6 +270,22 @@ def test_plots_write_png(tmp_path):
     assert _is_png(tmp_path / "box.png")
     with pytest.raises(ValueError, match="shape"):
         plot_equivariance_curves(angles, {"bad": torch.ones(3)})
+
+
+def test_plot_per_angle_csvs_takes_the_last_epoch_of_each_run(tmp_path):
+    for name, value in (("p4", 1.0), ("plain", 0.9)):
+        lines = ["epoch,network,angle,dice,iou,mad"]
+        lines += [f"1,{name},{a},0.5,0.5,0.1" for a in (0.0, 45.0, 90.0)]
+        lines += [f"2,{name},{a},{value},{value},0.0" for a in (0.0, 45.0, 90.0)]
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    fig = plot_per_angle_csvs({"P4UNet": tmp_path / "p4.csv", "U-Net": tmp_path / "plain.csv"}, tmp_path / "cmp.png")
+    assert _is_png(tmp_path / "cmp.png")
+    solid = [line for line in fig.axes[0].get_lines() if line.get_label() in ("P4UNet", "U-Net")]
+    assert sorted(set(line.get_ydata()[0] for line in solid)) == [0.9, 1.0]
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        plot_per_angle_csvs({"x": tmp_path / "missing.csv"}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'hd'"):
+        plot_per_angle_csvs({"x": tmp_path / "p4.csv"}, tmp_path / "x.png", measure="hd")
 
 
 # ------------------------------------------------------------------------------------------------------

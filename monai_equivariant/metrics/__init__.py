@@ -8,7 +8,12 @@ from monai_equivariant.metrics.equivariance import (
     valid_region,
 )
 from monai_equivariant.metrics.froc import LUNA16_FP_RATES, classification_scores, froc_curve, luna16_froc
-from monai_equivariant.metrics.plots import plot_equivariance_boxplots, plot_equivariance_curves, save_figure
+from monai_equivariant.metrics.plots import (
+    plot_equivariance_boxplots,
+    plot_equivariance_curves,
+    plot_per_angle_csvs,
+    save_figure,
+)
 
 __all__ = [
     "CLASSIFICATION_MEASURES",
@@ -21,6 +26,7 @@ __all__ = [
     "luna16_froc",
     "plot_equivariance_boxplots",
     "plot_equivariance_curves",
+    "plot_per_angle_csvs",
     "save_figure",
     "valid_region",
 ]

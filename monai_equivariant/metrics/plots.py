@@ -15,7 +15,13 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_equivariance_curves", "plot_equivariance_boxplots", "save_figure", "MEASURE_LABELS"]
+__all__ = [
+    "MEASURE_LABELS",
+    "plot_equivariance_boxplots",
+    "plot_equivariance_curves",
+    "plot_per_angle_csvs",
+    "save_figure",
+]
 
 MEASURE_LABELS = {
     "dice": "Dice( rotate(f(x)), f(rotate(x)) )",
@@ -154,6 +160,33 @@ def plot_equivariance_boxplots(
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def plot_per_angle_csvs(
+    csvs: Mapping[str, str | Path], path: str | Path, measure: str = "dice", title: str | None = None
+) -> Figure:
+    """One curve figure from several runs' ``equivariance_per_angle.csv`` (written by ``EquivarianceHandler``):
+    the last epoch of each file, labelled by the mapping's keys (e.g. ``{"P4UNet": ..., "U-Net": ...}``)."""
+    import csv
+
+    curves: dict[str, list[float]] = {}
+    angles: list[float] = []
+    for name, csv_path in csvs.items():
+        csv_path = Path(csv_path)
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"no per-angle equivariance CSV at {csv_path} (expected from EquivarianceHandler)")
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or measure not in rows[0]:
+            raise ValueError(f"{csv_path} has no {measure!r} column (columns: {list(rows[0]) if rows else []})")
+        last = max(int(r["epoch"]) for r in rows)
+        rows = sorted((r for r in rows if int(r["epoch"]) == last), key=lambda r: float(r["angle"]))
+        run_angles = [float(r["angle"]) for r in rows]
+        if angles and run_angles != angles:
+            raise ValueError(f"{csv_path} measured angles {run_angles}, the other runs {angles}")
+        angles = run_angles
+        curves[name] = [float(r[measure]) for r in rows]
+    return plot_equivariance_curves(angles, curves, measure=measure, title=title, path=path)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
