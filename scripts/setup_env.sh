@@ -22,12 +22,26 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep 
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   if ls /opt/wheels/torch-2.13.0* >/dev/null 2>&1; then pip install "torch==2.13.0"; else pip install torch; fi
 fi
-if ! command -v gfortran >/dev/null 2>&1; then
-  # No Fortran compiler: install escnn without py3nj (escnn only warns; py3nj serves SO(3) irreps).
-  pip install "numpy<2" lie_learn pymanopt autograd scipy
+if [ -n "${MONAI_EQ_NO_FORTRAN:-}" ] || ! command -v gfortran >/dev/null 2>&1; then
+  # No Fortran compiler: escnn without py3nj (escnn only warns; py3nj serves SO(3) irreps). pip would try to
+  # build py3nj for escnn's requirements, so install our requirements ourselves and the package without deps.
+  reqs=$("$VENV/bin/python" - <<'PY'
+import configparser
+cfg = configparser.ConfigParser()
+cfg.read("setup.cfg")
+lines = cfg["options"]["install_requires"].splitlines() + cfg["options.extras_require"]["test"].splitlines()
+print(" ".join(r.strip() for r in lines if r.strip() and not r.strip().startswith(("#", "escnn"))))
+PY
+)
   pip install --no-deps escnn
+  escnn_reqs=$("$VENV/bin/python" -c "import importlib.metadata as m, re
+print(' '.join(re.sub(r'[() ]', '', r.split(';')[0]) for r in m.requires('escnn') if not r.startswith('py3nj')))")
+  # shellcheck disable=SC2086
+  pip install $reqs $escnn_reqs
+  pip install --no-deps -e .
+else
+  pip install -e ".[test]"
 fi
-pip install -e ".[test]"
 "$VENV/bin/python" -c "import monai_equivariant, escnn, monai, ignite" \
   || { echo "setup_env: install failed" >&2; exit 1; }
 echo "$want" > "$stamp"
