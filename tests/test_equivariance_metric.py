@@ -129,6 +129,27 @@ def test_padding_would_dominate_without_valid_region():
     assert dice_all[2] < 0.92 and dice_all[1] < 0.95  # the corners at 45° cost ~9% Dice
 
 
+def test_input_padding_keeps_padded_corners_out_of_the_network_input():
+    """A network that reacts to black pixels sees the zero-padded corners of a rotated input; with reflection
+    padding its input has no black corners and it scores Dice 1 (the output comparison is unchanged)."""
+
+    def black_detector(x):  # foreground = within 2 px of a (near) black pixel
+        return F.max_pool2d((x[:, :1] < 1e-3).float(), 5, stride=1, padding=2)
+
+    x = torch.rand(2, 1, 32, 32) * 0.9 + 0.1
+    angles = [0.0, 45.0, 90.0]
+    zeros = EquivarianceMetric(black_detector, angles=angles, activation=None)
+    reflected = EquivarianceMetric(black_detector, angles=angles, activation=None, input_padding="reflection")
+    zeros(x)
+    reflected(x)
+    dice_zeros, dice_reflected = zeros.aggregate()["dice"], reflected.aggregate()["dice"]
+    assert dice_zeros[0] == 1 and dice_zeros[2] == 1 and dice_zeros[1] < 0.5
+    assert torch.equal(dice_reflected, torch.ones(3))
+    assert torch.allclose(rotate(torch.ones(1, 1, 8, 8), 45.0, padding_mode="border"), torch.ones(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="input_padding"):
+        EquivarianceMetric(black_detector, input_padding="wrap")
+
+
 def test_valid_region_masks():
     shape = (32, 32)
     quarter = valid_region(lambda t: rotate(t, 90.0), shape)

@@ -26,11 +26,14 @@ def rotation_matrix_2d(angle_degrees: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]], dtype=np.float64)
 
 
-def resample(x: torch.Tensor, matrix: np.ndarray, mode: str = "bilinear") -> torch.Tensor:
+def resample(
+    x: torch.Tensor, matrix: np.ndarray, mode: str = "bilinear", padding_mode: str = "zeros"
+) -> torch.Tensor:
     """``out(y) = x(M^-1 y)`` about the centre of the spatial grid of x (B, C, *spatial).
 
     Signed permutation matrices are applied exactly (flips and axis permutations, any spatial shape);
-    other matrices need equal spatial sizes and interpolate with zero padding outside the input.
+    other matrices need equal spatial sizes and interpolate; outside the input ``padding_mode`` applies
+    (``"zeros"``, ``"border"`` or ``"reflection"``, as ``torch.nn.functional.grid_sample``).
     """
     from monai_equivariant.groups.group import _grid_transform
 
@@ -52,9 +55,12 @@ def resample(x: torch.Tensor, matrix: np.ndarray, mode: str = "bilinear") -> tor
     normalised = (2 * (source + centre) + 1) / n - 1  # align_corners=False convention
     grid = normalised.flip(-1).to(dtype=x.dtype, device=x.device)  # grid_sample wants (x, y[, z]) order
     grid = grid.unsqueeze(0).expand(x.shape[0], *grid.shape)
-    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
 
-def rotate(x: torch.Tensor, angle_degrees: float, mode: str = "bilinear") -> torch.Tensor:
-    """Rotate a 2D tensor (B, C, H, W) by ``angle_degrees`` about its centre (exact at multiples of 90°)."""
-    return resample(x, rotation_matrix_2d(angle_degrees), mode=mode)
+def rotate(
+    x: torch.Tensor, angle_degrees: float, mode: str = "bilinear", padding_mode: str = "zeros"
+) -> torch.Tensor:
+    """Rotate a 2D tensor (B, C, H, W) by ``angle_degrees`` about its centre (exact at multiples of 90°);
+    ``padding_mode`` fills what comes from outside the input (see :func:`resample`)."""
+    return resample(x, rotation_matrix_2d(angle_degrees), mode=mode, padding_mode=padding_mode)

@@ -84,7 +84,7 @@ class EquivarianceHandler:
         prefix: prefix of the metric names and output files.
         log_measures: measures logged per angle (default: ``dice`` for segmentation, ``agreement`` for classifiers).
         output_dir: where to save PNGs and CSVs (None: nothing saved).
-        angles, group, task, activation, threshold, include_background, valid_region, margin, mode: passed to
+        angles, group, task, activation, threshold, include_background, valid_region, margin, mode, input_padding: passed to
             :class:`EquivarianceMetric`.
     """
 
@@ -110,6 +110,7 @@ class EquivarianceHandler:
         valid_region: str = "rotated",
         margin: int = 0,
         mode: str = "bilinear",
+        input_padding: str = "zeros",
     ) -> None:
         if num_images < 1 or batch_size < 1:
             raise ValueError(f"num_images and batch_size must be >= 1, got {num_images}, {batch_size}")
@@ -128,6 +129,7 @@ class EquivarianceHandler:
         self.metric_args = dict(
             angles=angles, group=group, task=task, activation=activation, threshold=threshold,
             include_background=include_background, valid_region=valid_region, margin=margin, mode=mode,
+            input_padding=input_padding,
         )
         EquivarianceMetric(**self.metric_args)  # validate the arguments now, not at the first epoch
         self._images: torch.Tensor | None = None if images is None else self._take(images)

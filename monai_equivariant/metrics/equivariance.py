@@ -37,6 +37,7 @@ _VALID_TOLERANCE = 1e-4
 _TASKS = ("auto", "segmentation", "classification")
 _ACTIVATIONS = ("sigmoid", "softmax", None)
 _REGIONS = ("rotated", "disk", "all")
+_PADDINGS = ("zeros", "border", "reflection")
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,8 +73,8 @@ def valid_region(
     return mask
 
 
-def _rotation(angle: float, mode: str) -> Transform:
-    return lambda x: rotate(x, angle, mode=mode)
+def _rotation(angle: float, mode: str, padding_mode: str = "zeros") -> Transform:
+    return lambda x: rotate(x, angle, mode=mode, padding_mode=padding_mode)
 
 
 def _element(group: Group, g: int) -> Transform:
@@ -111,6 +112,10 @@ class EquivarianceMetric(CumulativeIterationMetric):
         valid_region: ``"rotated"``, ``"disk"`` or ``"all"``.
         margin: pixels eroded from the valid region.
         mode: interpolation of ``rotate`` (``"bilinear"`` or ``"nearest"``).
+        input_padding: how the rotated *input* is filled where it comes from outside the image: ``"zeros"``
+            (default; the black corners a rotation brings in, which networks see and react to), ``"border"`` or
+            ``"reflection"`` (the network sees plausible tissue there). The output comparison and the valid
+            region are unchanged.
         reduction: default of :meth:`aggregate` (MONAI ``MetricReduction``): ``"mean_batch"`` = per angle
             (a curve), ``"none"`` = per image and angle, ``"mean"`` = one number.
 
@@ -135,6 +140,7 @@ class EquivarianceMetric(CumulativeIterationMetric):
         valid_region: str = "rotated",
         margin: int = 0,
         mode: str = "bilinear",
+        input_padding: str = "zeros",
         reduction: MetricReduction | str = MetricReduction.MEAN_BATCH,
     ) -> None:
         super().__init__()
@@ -148,6 +154,8 @@ class EquivarianceMetric(CumulativeIterationMetric):
             raise ValueError(f"valid_region must be one of {_REGIONS}, got {valid_region!r}")
         if mode not in ("bilinear", "nearest"):
             raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+        if input_padding not in _PADDINGS:
+            raise ValueError(f"input_padding must be one of {_PADDINGS}, got {input_padding!r}")
         if margin < 0:
             raise ValueError(f"margin must be >= 0 pixels, got {margin}")
         self.network = network
@@ -162,6 +170,7 @@ class EquivarianceMetric(CumulativeIterationMetric):
         self.valid_region = valid_region
         self.margin = int(margin)
         self.mode = mode
+        self.input_padding = input_padding
         self.reduction = reduction
         self.spatial_dims: int | None = None
         self.resolved_task: str | None = None
@@ -193,11 +202,13 @@ class EquivarianceMetric(CumulativeIterationMetric):
             if group.spatial_dims != spatial_dims:
                 raise ValueError(f"group {group.name} acts in {group.spatial_dims}D, images are {spatial_dims}D")
             self._transforms = [_element(group, g) for g in range(group.order)]
+            self._input_transforms = self._transforms  # exact: nothing comes from outside the grid
             self.angles = [float(g) for g in range(group.order)]
             self.labels = [f"g{g}" for g in range(group.order)]
         else:
             self.angles = list(self.angles_arg or DEFAULT_ANGLES_2D)
             self._transforms = [_rotation(a, self.mode) for a in self.angles]
+            self._input_transforms = [_rotation(a, self.mode, self.input_padding) for a in self.angles]
             self.labels = [format(a, "g") for a in self.angles]
         self.spatial_dims = spatial_dims
 
@@ -253,8 +264,8 @@ class EquivarianceMetric(CumulativeIterationMetric):
             task = self._resolve_task(x, reference)
             self.resolved_task = task
             per_angle = []
-            for transform in self._transforms:
-                moved = net(transform(x))
+            for transform, input_transform in zip(self._transforms, self._input_transforms):
+                moved = net(input_transform(x))
                 if task == "classification":
                     per_angle.append(self._compare_logits(reference, moved))
                 else:
