@@ -25,17 +25,6 @@ class PlainSteerableUNet(UNetSkeleton):
     """The plain-torch export of :class:`SteerableUNet` (the shared 2D :class:`UNetSkeleton`): steerable convs
     are ``nn.Conv2d`` with the expanded filters; no escnn needed to run, save or script it."""
 
-    def __init__(
-        self,
-        encoder: nn.ModuleList,
-        decoder: nn.ModuleList,
-        project: nn.Module,
-        head: nn.Module,
-        in_channels: int,
-        size_multiple: int,
-    ) -> None:
-        super().__init__(encoder, decoder, project, head, in_channels, size_multiple, spatial_dims=2)
-
 
 class SteerableUNet(PlainSteerableUNet):
     """U-Net of steerable convolutions (escnn ``R2Conv``), equivariant to rotations by 2π/N (C_N), to rotations and
