@@ -6,20 +6,12 @@ from monai_equivariant.networks.blocks import GroupResidualBlock
 from monai_equivariant.networks.nets import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.utils import assert_equivariant, export
 
-
-def _trained(net: GroupCNN, size: tuple[int, ...], steps: int = 2) -> GroupCNN:
-    """A few SGD steps so batch-norm running statistics are not the identity, then eval mode."""
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    for _ in range(steps):
-        opt.zero_grad()
-        net(torch.randn((2, net.in_channels) + size)).square().mean().backward()
-        opt.step()
-    return net.eval()
+from helpers import trained_briefly
 
 
 @pytest.mark.parametrize("group,order", [("O", 24), ("Oh", 48), ("D4h", 16), ("D4", 8)])
 def test_3d_logits_exactly_invariant_on_every_element(group, order):
-    net = _trained(GroupCNN(3, 1, 2, (2, 3), group=group), (8, 8, 8))
+    net = trained_briefly(GroupCNN(3, 1, 2, (2, 3), group=group), (8, 8, 8))
     assert net.group.order == order
     for size in [(8, 8, 8), (6, 10, 12)]:
         x = torch.randn((2, 1) + size)
@@ -30,7 +22,7 @@ def test_3d_logits_exactly_invariant_on_every_element(group, order):
 
 @pytest.mark.parametrize("group", ["p4", "p4m"])
 def test_2d_logits_exactly_invariant(group):
-    net = _trained(GroupCNN(2, 3, 4, (2, 4, 4), group=group, norm="instance", num_res_units=2), (16, 16))
+    net = trained_briefly(GroupCNN(2, 3, 4, (2, 4, 4), group=group, norm="instance", num_res_units=2), (16, 16))
     for size in [(16, 16), (12, 20)]:
         assert_equivariant(net, group, torch.randn((2, 3) + size), out_type="invariant")
 
@@ -118,7 +110,7 @@ def test_checkpointing_same_gradients_less_saved_memory():
 
 
 def test_export_is_plain_and_scriptable():
-    net = _trained(GroupCNN(3, 1, 2, (2, 3), group="O", checkpointing=True), (8, 8, 8))
+    net = trained_briefly(GroupCNN(3, 1, 2, (2, 3), group="O", checkpointing=True), (8, 8, 8))
     plain = export(net)
     assert not any(isinstance(m, (GroupConv, LiftingConv, GroupBatchNorm)) for m in plain.modules())
     assert any(isinstance(m, torch.nn.BatchNorm3d) for m in plain.modules())

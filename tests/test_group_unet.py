@@ -5,12 +5,10 @@ from monai.networks.utils import convert_to_torchscript
 
 from monai_equivariant.groups import get_group
 from monai_equivariant.layers import GroupBatchNorm, GroupConv, LiftingConv
-from monai_equivariant.networks.nets import GroupUNet, P4MUNet, P4UNet, matched_channels
+from monai_equivariant.networks.nets import GroupUNet, P4MUNet, P4UNet, count_parameters, matched_channels
 from monai_equivariant.utils import assert_equivariant, export
 
-
-def n_params(net):
-    return sum(p.numel() for p in net.parameters())
+from helpers import trained_briefly
 
 
 SHAPE_CASES = [
@@ -35,11 +33,11 @@ def test_shapes(dims, group, cin, cout, channels, batch, size):
 
 
 def test_published_parameter_budgets():
-    p4 = n_params(P4UNet(spatial_dims=2, in_channels=3, out_channels=1))
-    plain = n_params(GroupUNet(2, 3, 1, (16, 32, 64, 128, 256), group="trivial"))
+    p4 = count_parameters(P4UNet(spatial_dims=2, in_channels=3, out_channels=1))
+    plain = count_parameters(GroupUNet(2, 3, 1, (16, 32, 64, 128, 256), group="trivial"))
     assert abs(p4 - 1_964_029) / 1_964_029 < 0.01, p4
     assert abs(plain - 1_965_625) / 1_965_625 < 0.01, plain
-    p4m = n_params(P4MUNet())
+    p4m = count_parameters(P4MUNet())
     assert abs(p4m - plain) / plain < 0.01, p4m
     assert matched_channels((8, 16, 32, 64, 128), "p4", "trivial") == (16, 32, 64, 128, 256)
 
@@ -50,14 +48,7 @@ def test_published_parameter_budgets():
     (lambda: GroupUNet(2, 1, 1, (2, 4), group="se2_8"), [(8, 8), (12, 12)]),
 ])
 def test_2d_unets_exactly_equivariant(net_factory, sizes):
-    net = net_factory()
-    # a few training steps so batch-norm statistics are not trivial
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    for _ in range(2):
-        opt.zero_grad()
-        net(torch.randn((2, net.in_channels) + sizes[0])).square().mean().backward()
-        opt.step()
-    net.eval()
+    net = trained_briefly(net_factory(), sizes[0])
     group = net.group
     elements = list(range(group.order)) if group.is_grid else [
         e for e in range(group.order) if get_group("p4").matrices.tolist().count(group.matrices[e].tolist())

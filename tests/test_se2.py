@@ -7,22 +7,14 @@ from monai_equivariant.layers import GroupConv, LiftingConv
 from monai_equivariant.networks.nets import SE2CNN, GroupUNet, P4UNet, SE2UNet, matched_channels
 from monai_equivariant.utils import assert_equivariant, disk_mask, export, rotation_error_curve
 
+from helpers import trained_briefly
+
 ROTATIONS = [4, 8, 12, 16]
 
 
 def quarter_turns(n):
     """Indices of the rotations by 0°, 90°, 180°, 270° in se2_n (4 divides n)."""
     return [k * n // 4 for k in range(4)]
-
-
-def trained_briefly(net, size):
-    """Two SGD steps in training mode, so batch-norm statistics and weights are not at their init."""
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    for _ in range(2):
-        opt.zero_grad()
-        net(torch.randn((2, net.in_channels) + size)).square().mean().backward()
-        opt.step()
-    return net.eval()
 
 
 def smooth_disk(batch, channels, size, radius, sigma=3.0):

@@ -11,24 +11,12 @@ import torch
 from monai.engines import SupervisedTrainer
 from monai.networks.utils import convert_to_torchscript
 
-from monai_equivariant.networks.nets import P4UNet, PlainSteerableUNet, SteerableUNet
+from monai_equivariant.networks.nets import P4UNet, PlainSteerableUNet, SteerableUNet, count_parameters
 from monai_equivariant.utils import assert_equivariant, export
 
+from helpers import trained_briefly
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def n_params(net):
-    return sum(p.numel() for p in net.parameters())
-
-
-def trained(net, size=(16, 16), steps=2):
-    """A couple of SGD steps so batch-norm statistics and weights are not at their initial values."""
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    for _ in range(steps):
-        opt.zero_grad()
-        net(torch.randn((2, net.in_channels) + size)).square().mean().backward()
-        opt.step()
-    return net.eval()
 
 
 @pytest.mark.parametrize("num_rotations,reflections,group,kwargs", [
@@ -42,7 +30,7 @@ def trained(net, size=(16, 16), steps=2):
 ])
 def test_exactly_equivariant_on_the_grid(num_rotations, reflections, group, kwargs):
     net = SteerableUNet(2, 2, 2, (2, 3, 4), num_rotations=num_rotations, reflections=reflections, **kwargs)
-    trained(net)
+    trained_briefly(net)
     for size in [(16, 16), (24, 20)]:
         with torch.no_grad():
             errors = assert_equivariant(net, group, torch.randn((2, 2) + size), rtol=1e-4)
@@ -50,9 +38,9 @@ def test_exactly_equivariant_on_the_grid(num_rotations, reflections, group, kwar
 
 
 def test_parameters_well_below_p4unet_at_same_depth():
-    steerable, p4 = n_params(SteerableUNet()), n_params(P4UNet())
+    steerable, p4 = count_parameters(SteerableUNet()), count_parameters(P4UNet())
     assert steerable < 0.4 * p4, (steerable, p4)  # 654,749 vs 1,963,137
-    so2 = n_params(SteerableUNet(num_rotations=-1))
+    so2 = count_parameters(SteerableUNet(num_rotations=-1))
     assert so2 < 0.3 * p4, so2
 
 
@@ -66,7 +54,7 @@ def test_checkpoint_loads_strictly_across_modes(num_rotations):
     kwargs = dict(spatial_dims=2, in_channels=1, out_channels=2, channels=(2, 3), num_rotations=num_rotations)
     x = torch.randn(2, 1, 8, 8)
     source = SteerableUNet(**kwargs)
-    trained(source, (8, 8)).train()
+    trained_briefly(source, (8, 8)).train()
     train_keys = list(source.state_dict())
     saved_in_train = {k: v.clone() for k, v in source.state_dict().items()}
     with torch.no_grad():
@@ -96,7 +84,7 @@ def test_checkpoint_loads_strictly_across_modes(num_rotations):
 
 @pytest.mark.parametrize("num_rotations,reflections", [(8, False), (-1, False), (4, True)])
 def test_export_equals_and_scripts(num_rotations, reflections, tmp_path):
-    net = trained(SteerableUNet(2, 3, 2, (2, 3, 4), num_rotations=num_rotations, reflections=reflections))
+    net = trained_briefly(SteerableUNet(2, 3, 2, (2, 3, 4), num_rotations=num_rotations, reflections=reflections))
     x = torch.randn(2, 3, 16, 16)
     plain = export(net)
     assert isinstance(plain, PlainSteerableUNet) and not isinstance(plain, SteerableUNet)
@@ -121,7 +109,7 @@ def test_monai_bundle_ckpt_export(tmp_path):
     config = tmp_path / "inference.json"
     config.write_text(json.dumps({"imports": ["$import monai_equivariant"], "network_def": net_def}))
     net = SteerableUNet(2, 1, 2, (2, 4))
-    trained(net, (8, 8))
+    trained_briefly(net, (8, 8))
     torch.save(net.state_dict(), tmp_path / "model.pt")  # saved in eval mode, loaded strictly into a train-mode net
     out = tmp_path / "model.ts"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
