@@ -6,12 +6,14 @@ Only the chosen network is imported and built. Channels are given as p4 fields a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 import torch.nn as nn
 
+from monai_equivariant.networks.nets.group_cnn import GroupCNN
 from monai_equivariant.networks.nets.group_unet import GroupUNet, matched_channels
+from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
+from monai_equivariant.networks.nets.steerable_unet import SteerableUNet
 from monai_equivariant.utils.export import scriptable
 
 __all__ = ["CLASSIFICATION_NETWORKS", "SEGMENTATION_NETWORKS", "classification_network", "segmentation_network"]
@@ -23,13 +25,6 @@ SEGMENTATION_NETWORKS: dict[str, str] = {
     "steerable": "SteerableUNet(num_rotations=8) (escnn): steerable filters, regular C8 fields",
     "plain": "GroupUNet(group='trivial'): the plain U-Net of matched parameters",
 }
-
-
-def _optional_net(class_name: str) -> type:
-    nets = importlib.import_module("monai_equivariant.networks.nets")
-    if not hasattr(nets, class_name):
-        raise ValueError(f"network {class_name} is not available in this monai_equivariant installation")
-    return getattr(nets, class_name)
 
 
 def segmentation_network(
@@ -57,11 +52,10 @@ def segmentation_network(
         group = "trivial" if name == "plain" else name
         net = GroupUNet(channels=matched_channels(channels, "p4", group, spatial_dims), group=group, **common)
     elif name == "se2":
-        net = _optional_net("SE2UNet")(channels=matched_channels(channels, "p4", "se2_12"), num_rotations=12, **common)
+        net = SE2UNet(channels=matched_channels(channels, "p4", "se2_12"), num_rotations=12, **common)
     elif name == "steerable":
         # regular C8 fields with the p4 net's feature-map widths (SteerableUNet's own convention): half the fields
-        steerable = _optional_net("SteerableUNet")
-        net = steerable(channels=tuple(max(1, c // 2) for c in channels), num_rotations=8, **common)
+        net = SteerableUNet(channels=tuple(max(1, c // 2) for c in channels), num_rotations=8, **common)
     else:
         raise ValueError(f"network_name must be one of {sorted(SEGMENTATION_NETWORKS)}, got {name!r}")
     return scriptable(net)
@@ -101,11 +95,11 @@ def classification_network(
     if spatial_dims == 2 and name in ("se2", "p4", "plain"):
         rotations = {"se2": int(num_rotations), "p4": 4, "plain": 1}[name]
         fields = matched_channels(channels, f"se2_{int(num_rotations)}", "trivial", 2) if name == "plain" else channels
-        net = _optional_net("SE2CNN")(num_rotations=rotations, channels=fields, **common)
+        net = SE2CNN(num_rotations=rotations, channels=fields, **common)
     elif spatial_dims == 3 and name in ("O", "Oh", "D4h", "plain"):
         group = "trivial" if name == "plain" else name
         fields = matched_channels(channels, "O", "trivial", 3) if name == "plain" else channels
-        net = _optional_net("GroupCNN")(channels=fields, group=group, **common)
+        net = GroupCNN(channels=fields, group=group, **common)
     else:
         raise ValueError(
             f"network_name {name!r} with spatial_dims={spatial_dims} is not one of: {CLASSIFICATION_NETWORKS}"
