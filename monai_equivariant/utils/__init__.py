@@ -1,4 +1,4 @@
-"""Equivariance checks and export to plain torch."""
+"""Equivariance checks, export to plain torch, and distributed shutdown."""
 
 from monai_equivariant.utils.equivariance import (
     FIELD_TYPES,
@@ -7,6 +7,7 @@ from monai_equivariant.utils.equivariance import (
     disk_mask,
     rotation_error_curve,
 )
+from monai_equivariant.utils.distributed import shutdown_distributed
 from monai_equivariant.utils.export import export, scriptable
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "export",
     "rotation_error_curve",
     "scriptable",
+    "shutdown_distributed",
 ]
