@@ -36,7 +36,7 @@ root_doc = "index"
 
 # API pages of packages that are not in this checkout yet are left out (their modules land one by one);
 # a package that exists but fails to import still fails the build.
-OPTIONAL_PACKAGES = ("transforms", "inferers", "visualize")
+OPTIONAL_PACKAGES = ("bundle", "inferers", "transforms", "visualize")
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"] + [
     f"api/{name}.rst" for name in OPTIONAL_PACKAGES if not (ROOT / "monai_equivariant" / name).is_dir()
 ]
