@@ -41,6 +41,14 @@ def test_docstring_symbols_are_escaped_outside_markup() -> None:
     ]
 
 
+def test_wrapped_argument_names_are_joined_for_napoleon() -> None:
+    ext = _load_docstring_symbols()
+    lines = ["Text, with a comma,", "    indented", "", "Args:", "    x: one.", "    a, b,", "        c: shared.", "    y: two,"]
+    assert ext.join_wrapped_names(lines) == [
+        "Text, with a comma,", "    indented", "", "Args:", "    x: one.", "    a, b, c: shared.", "    y: two,"
+    ]
+
+
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # Sphinx's own (napoleon on Sphinx 9)
 def test_sphinx_build_has_no_warnings(tmp_path: Path) -> None:
     """``sphinx-build -W --keep-going -b html docs <tmp>``: any warning (bad docstring, broken link,

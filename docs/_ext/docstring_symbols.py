@@ -1,5 +1,7 @@
 """Sphinx extension: read ``*`` and ``|`` in docstrings as the plain-text symbols the package writes.
 
+It also joins an ``Args:`` entry whose names wrap onto a second line, which napoleon would misread.
+
 The docstrings give tensor shapes and norms as plain text — ``(B, C·|G|, *spatial)``, ``|f(x)|``,
 ``**kwargs`` — which reStructuredText would read as unfinished emphasis and as substitution references.
 This extension escapes those symbols after napoleon has turned Google-style sections into fields, and leaves
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["escape_line", "escape_docstring", "setup"]
+__all__ = ["escape_line", "escape_docstring", "join_wrapped_names", "setup"]
 
 # Pieces a line keeps verbatim: ``literals``, :role:`targets`, `interpreted text`, *emphasis*, **strong**.
 _VERBATIM = re.compile(
@@ -59,12 +61,58 @@ def escape_docstring(lines: list[str]) -> list[str]:
     return result
 
 
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Keyword Args|Keyword Arguments|Attributes):\s*$")
+
+
+def join_wrapped_names(lines: list[str]) -> list[str]:
+    """Join an ``Args:`` entry whose list of names wraps onto the next line (``a, b,`` / ``    c: text``).
+
+    Napoleon reads one entry per line, so the wrapped names would end the field list early.
+    """
+    result: list[str] = []
+    entry_indent: int | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _SECTION.match(line):
+            entry_indent = None
+            result.append(line)
+            section_indent = _indent(line)
+            i += 1
+            while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > section_indent):
+                cur = lines[i]
+                if cur.strip() and entry_indent is None:
+                    entry_indent = _indent(cur)
+                if (
+                    cur.strip()
+                    and _indent(cur) == entry_indent
+                    and cur.rstrip().endswith(",")
+                    and ":" not in cur
+                    and i + 1 < len(lines)
+                    and _indent(lines[i + 1]) > entry_indent
+                ):
+                    lines = lines[: i + 1] + [cur.rstrip() + " " + lines[i + 1].strip()] + lines[i + 2 :]
+                    i += 1
+                    continue
+                result.append(cur)
+                i += 1
+            continue
+        result.append(line)
+        i += 1
+    return result
+
+
+def _join(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    lines[:] = join_wrapped_names(lines)
+
+
 def _process(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
     lines[:] = escape_docstring(lines)
 
 
 def setup(app: Any) -> dict[str, Any]:
-    """Run after napoleon (priority 500), so its generated fields are escaped as well."""
+    """Join wrapped names before napoleon (priority 500); escape after it, so its fields are escaped as well."""
     app.setup_extension("sphinx.ext.autodoc")
+    app.connect("autodoc-process-docstring", _join, priority=100)
     app.connect("autodoc-process-docstring", _process, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
