@@ -194,6 +194,8 @@ def test_list_of_channel_first_images():
     metric = EquivarianceMetric(add_ramp, angles=[0.0, 90.0])
     metric([torch.rand(1, 8, 8), torch.rand(1, 8, 8)])
     assert metric.aggregate("none")["dice"].shape == (2, 2)
+    metric([torch.rand(1, 8, 8), torch.rand(1, 12, 12)])  # different sizes: one image at a time
+    assert metric.aggregate("none")["dice"].shape == (4, 2)
 
 
 def test_group_elements_match_rotation_angles():

@@ -502,8 +502,8 @@ class EquivarianceMetric(CumulativeIterationMetric):
         Returns a list with one (B, n_transformations) tensor per measure (see :attr:`measures`).
         ``y`` is accepted for MONAI's call signature and ignored (no ground truth is needed).
         """
-        if isinstance(images, (list, tuple)):  # one forward pass for the whole list
-            images = torch.stack([convert_to_tensor(i, track_meta=False) for i in images])
+        if isinstance(images, (list, tuple)) and len({tuple(i.shape) for i in images}) == 1:
+            images = torch.stack([convert_to_tensor(i, track_meta=False) for i in images])  # one forward pass
         return super().__call__(images, None, network=network, **kwargs)
 
     def _compute_tensor(  # type: ignore[override]
