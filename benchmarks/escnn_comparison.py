@@ -1,7 +1,7 @@
 """The same group-conv layers in escnn and in monai_equivariant, side by side, in one run.
 
-Usage: python benchmarks/escnn_comparison.py [--quick] [--smoke] [--repeats 10] [--cold-repeats 3]
-       [--empty-disk-cache] [--device cpu|cuda]
+Usage: python benchmarks/escnn_comparison.py [--quick] [--smoke] [--cases 2d 3d] [--repeats 10]
+       [--cold-repeats 3] [--empty-disk-cache] [--device cpu|cuda] [--threads N]
 
 Cases (3×3(×3) kernels, regular fields in and out, padding 1):
   2D: escnn ``R2Conv`` on ``rot2dOnR2(4)`` (C4) vs our ``GroupConv`` on p4 — 32→32 fields, batch 8, 64².
@@ -224,7 +224,8 @@ def run_case(case: Case, args: argparse.Namespace, log) -> list[dict]:
     for _ in range(args.cold_repeats):  # interleave the fresh processes too
         for impl in IMPLS:
             cold[impl].append(cold_build(case, impl, args.smoke, args.empty_disk_cache, args.threads))
-    log(f"  cold builds done ({case.name})")
+    if args.cold_repeats:
+        log(f"  cold builds done ({case.name})")
     warm = {impl: warm_build_ms(case, impl, args.warm_repeats) for impl in IMPLS}
     ours = build(case, "ours").to(args.device)
     escnn_conv = build(case, "escnn_noinit")  # same module as the default; skip the slow init
@@ -245,8 +246,8 @@ def run_case(case: Case, args: argparse.Namespace, log) -> list[dict]:
                 case=case.label,
                 impl=impl,
                 params=count_parameters(ours if impl == "ours" else escnn_conv),
-                import_s=statistics.median(c["import_s"] for c in cold[impl]),
-                cold_ms=statistics.median(c["cold_s"] for c in cold[impl]) * 1e3,
+                import_s=statistics.median(c["import_s"] for c in cold[impl]) if cold[impl] else None,
+                cold_ms=statistics.median(c["cold_s"] for c in cold[impl]) * 1e3 if cold[impl] else None,
                 warm_ms=warm[impl],
                 train=times[f"{timed}_train"] if impl != "escnn_noinit" else None,
                 eval=times[f"{timed}_eval"] if impl != "escnn_noinit" else None,
@@ -273,13 +274,14 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        cold = "– | –" if r["cold_ms"] is None else f"{r['import_s']:.2f} | {r['cold_ms']:.1f}"
         if r["train"] is None:
             train = evaluation = "(same layer)"
         else:
             train, evaluation = f"{r['train']:.3f}", f"{r['eval']:.3f}"
         lines.append(
-            f"| {r['case']} | {IMPL_LABEL[r['impl']]} | {r['params']:,} | {r['import_s']:.2f} | "
-            f"{r['cold_ms']:.1f} | {r['warm_ms']:.2f} | {train} | {evaluation} | {r['plain_train_ms']:.1f} | "
+            f"| {r['case']} | {IMPL_LABEL[r['impl']]} | {r['params']:,} | {cold} | "
+            f"{r['warm_ms']:.2f} | {train} | {evaluation} | {r['plain_train_ms']:.1f} | "
             f"{r['plain_eval_ms']:.1f} |"
         )
     return "\n".join(lines)
@@ -289,11 +291,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 10)")
-    parser.add_argument("--cold-repeats", type=int, default=None, help="fresh processes per layer (default 3)")
+    parser.add_argument(
+        "--cold-repeats", type=int, default=None, help="fresh processes per layer (default 3; 0: no cold builds)"
+    )
     parser.add_argument("--warm-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="5 rounds, 1 cold build per layer")
     parser.add_argument("--smoke", action="store_true", help="tiny layers, 2 rounds (tests)")
+    parser.add_argument("--cases", nargs="+", choices=("2d", "3d"), default=["2d", "3d"])
     parser.add_argument("--empty-disk-cache", action="store_true", help="escnn cold builds with empty joblib caches")
     parser.add_argument("--cold-child", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -321,6 +326,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     start = time.perf_counter()
     rows = []
     for case in SMOKE if args.smoke else FULL:
+        if case.name not in args.cases:
+            continue
         rows.extend(run_case(case, args, log))
     print(
         f"device={args.device} torch={torch.__version__} escnn={escnn.__version__} threads={args.threads} "
