@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    chosen = [s for s in specs(tiny=args.smoke) if args.only is None or s.name in args.only or s.group_label in args.only]
+    wanted = lambda spec: args.only is None or spec.name in args.only or spec.group_label in args.only  # noqa: E731
+    chosen = [spec for spec in specs(tiny=args.smoke) if wanted(spec)]
     if not chosen:
         raise SystemExit(f"--only matched no network; names: {[s.name for s in specs()]}")
     rows = []
