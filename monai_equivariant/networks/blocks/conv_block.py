@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch.nn as nn
 from monai.networks.layers.factories import Act
-from monai.utils import deprecated_arg
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupConv, LiftingConv
@@ -20,9 +22,27 @@ from monai_equivariant.networks.blocks.factories import (
     get_group_norm_layer,
 )
 
-__all__ = ["GroupConvBlock", "GroupDoubleConv", "check_block_order"]
+__all__ = ["GroupConvBlock", "GroupDoubleConv", "check_block_order", "renamed_fields"]
 
-_VERSION = "0.1.0"
+F = TypeVar("F", bound=Callable[..., Any])
+_RENAMED = {"in_fields": "in_channels", "out_fields": "out_channels"}
+
+
+def renamed_fields(init: F) -> F:
+    """Accept the pre-0.1 keywords ``in_fields``/``out_fields`` (FutureWarning) for ``in_channels``/
+    ``out_channels``; the signature shown by ``inspect`` stays the new one."""
+
+    @functools.wraps(init)
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        for old, new in _RENAMED.items():
+            if old in kwargs:
+                if new in kwargs:
+                    raise TypeError(f"{type(self).__name__}: pass {new} only (not also the old name {old})")
+                warnings.warn(f"{type(self).__name__}: {old} is renamed {new}", FutureWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_block_order(block: str, in_channels: object, out_channels: object) -> None:
@@ -57,8 +77,7 @@ class GroupConvBlock(nn.Sequential):
     Layout ``[conv, norm, act?, dropout?]`` (``nn.Sequential``; ``nn.Identity`` for ``norm=None``).
     """
 
-    @deprecated_arg("in_fields", since=_VERSION, new_name="in_channels", version_val=_VERSION)
-    @deprecated_arg("out_fields", since=_VERSION, new_name="out_channels", version_val=_VERSION)
+    @renamed_fields
     def __init__(
         self,
         in_channels: int,
@@ -89,8 +108,7 @@ class GroupDoubleConv(nn.Sequential):
     (B, C_in[·|G|], *spatial) -> (B, C_out·|G|, *spatial). Arguments as :class:`GroupConvBlock`.
     """
 
-    @deprecated_arg("in_fields", since=_VERSION, new_name="in_channels", version_val=_VERSION)
-    @deprecated_arg("out_fields", since=_VERSION, new_name="out_channels", version_val=_VERSION)
+    @renamed_fields
     def __init__(
         self,
         in_channels: int,

@@ -8,18 +8,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act
-from monai.utils import deprecated_arg
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupConv, LiftingConv
 from monai_equivariant.networks.blocks.checkpointing import checkpoint_segment
-from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, check_block_order
+from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, check_block_order, renamed_fields
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, get_group_act_layer
 
 __all__ = ["GroupResidualBlock", "GroupResidualUnit"]
-
-_VERSION = "0.1.0"
-
 
 class GroupResidualBlock(nn.Module):
     """``act(norm(conv(act(norm(conv(x))))) + shortcut(x))`` on group tensors (ResNet basic block).
@@ -41,8 +37,7 @@ class GroupResidualBlock(nn.Module):
     are unchanged.
     """
 
-    @deprecated_arg("in_fields", since=_VERSION, new_name="in_channels", version_val=_VERSION)
-    @deprecated_arg("out_fields", since=_VERSION, new_name="out_channels", version_val=_VERSION)
+    @renamed_fields
     def __init__(
         self,
         in_channels: int,
