@@ -157,12 +157,14 @@ def test_kernel_size_forms(build):
     for good in (3, (3, 3), [5, 5], np.int64(3), (np.int64(3), 3)):
         build(good)
     for bad, message in [
-        (3.5, "integers"), (3.0, "integers"), ("3", "integers"), (True, "integers"), ((3, 3.5), "integers"),
-        ((3, 5), "equal sides"), ((3,), "sequence of 2"), ((3, 3, 3), "sequence of 2"), (4, "odd"), (0, "odd"),
-        ((2, 2), "odd"),
+        (3.5, "not all integers"), (3.0, "not all integers"), ("3", "not all integers"), (True, "not all integers"),
+        ((3, 3.5), "not all integers"), ((3, 5), "sides must be equal"), ((3,), "1 entries"),
+        ((3, 3, 3), "3 entries"), (4, "side must be odd"), (0, "side must be odd"), ((2, 2), "side must be odd"),
     ]:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=message) as error:
             build(bad)
+        # every refusal names what is expected
+        assert "kernel_size must be an odd int or a sequence of 2 equal odd ints (e.g. 3 or (3, 3))" in str(error.value)
 
 
 def test_steerable_kernel_size_forms():
@@ -203,3 +205,22 @@ def test_num_res_units_refused_clearly():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="num_res_units"):
             P4UNet(2, 1, 1, (2, 2), num_res_units=bad)
+
+
+@pytest.mark.parametrize("net", [GroupUNet, P4UNet, P4MUNet, SE2UNet, SteerableUNet, GroupCNN, SE2CNN])
+def test_docstrings_state_differences_from_monai_unet(net):
+    doc = " ".join(inspect.getdoc(net).split())  # one line: phrases may wrap
+    assert "monai.networks.nets." in doc
+    assert "ReLU + batch norm" in doc and "PReLU + instance norm" in doc
+    assert "max-pool" in doc and "strided" in doc
+    if issubclass(net, (GroupUNet, SteerableUNet)):
+        assert "``monai.networks.nets.UNet``" in doc and "transposed conv" in doc and "linear" in doc
+    assert "``channels`` counts *fields*" in doc
+
+
+@pytest.mark.parametrize("net", [P4UNet, P4MUNet, SE2UNet])
+def test_inspect_signature_shows_unet_arguments(net):
+    params = inspect.signature(net).parameters
+    for name in ("strides", "act", "norm", "dropout"):
+        assert params[name].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, (net, name)
+    assert params["act"].default == "RELU" and params["norm"].default == "batch"

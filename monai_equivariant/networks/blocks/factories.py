@@ -52,26 +52,26 @@ def as_kernel_size(kernel_size: Sequence[int] | int, spatial_dims: int, name: st
     Equal sides are required because the group (90° rotations, cube symmetries) maps the kernel grid onto
     itself only when it is square (cubic); odd sides keep the centre tap on the rotation centre.
     """
+    expected = (
+        f"{name} must be an odd int or a sequence of {spatial_dims} equal odd ints (e.g. 3 or {(3,) * spatial_dims})"
+    )
     if isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
         sides = list(kernel_size)
         if len(sides) != spatial_dims:
-            raise ValueError(
-                f"{name} must be an odd int or a sequence of {spatial_dims} equal odd ints, got {kernel_size!r} "
-                f"({len(sides)} entries)"
-            )
+            raise ValueError(f"{expected}; got {kernel_size!r} ({len(sides)} entries)")
     else:
         sides = [kernel_size]
     for side in sides:
         if isinstance(side, bool) or not isinstance(side, numbers.Integral):
-            raise ValueError(f"{name} must be integers, got {kernel_size!r}")
+            raise ValueError(f"{expected}; got {kernel_size!r}, whose sides are not all integers")
     if len(set(int(s) for s in sides)) != 1:
         raise ValueError(
-            f"{name} must have equal sides (the group rotates the kernel grid onto itself only when it is square "
-            f"or cubic), got {kernel_size!r}"
+            f"{expected}; got {kernel_size!r}: the sides must be equal (the group rotates the kernel grid onto "
+            f"itself only when it is square or cubic)"
         )
     side = int(sides[0])
     if side < 1 or side % 2 != 1:
-        raise ValueError(f"{name} must be odd and ≥ 1 for exact equivariance, got {kernel_size!r}")
+        raise ValueError(f"{expected}; got {kernel_size!r}: the side must be odd and ≥ 1 for exact equivariance")
     return side
 
 
