@@ -26,6 +26,11 @@ SMALL_EPOCHS=${MAIN_SMALL_EPOCHS:-60}  # 10 images: 2 steps an epoch, so about a
 CHANNELS=${MAIN_CHANNELS:-[4,8,16,32]} # p4 fields per level; the plain U-Net gets twice as many (equal parameters)
 DATA=(--image_size 64 --synthetic_samples 96 --network_channels "$CHANNELS")
 PY=(.venv/bin/python -W ignore)
+# Runs go through a pool of MAIN_JOBS processes (default 2, one per core) of MAIN_THREADS torch threads each
+# (default 1): small convolutions scale poorly over threads, and a 1-thread run does not lose time spinning when
+# the machine is busy. Every row's seconds per epoch and ms per image are then those of one thread.
+JOBS=${MAIN_JOBS:-2}
+export OMP_NUM_THREADS=${MAIN_THREADS:-1} MKL_NUM_THREADS=${MAIN_THREADS:-1}
 start=$(date +%s)
 
 train() {  # train <bundle_root> <epochs> <bundle overrides...>: one bundle training run, its log in <root>/train.log
@@ -49,29 +54,48 @@ run_json() {  # run_json <label> <root> [<key> <json value>]...: one --run spec 
 }
 
 EXTRA=("$@")
-for size in full small; do
-  dir=$OUT/$size
-  if [ "$size" = full ]; then epochs=$EPOCHS; subset=(); else epochs=$SMALL_EPOCHS; subset=(--train_samples "$SMALL"); fi
-  echo "=== $size training set: training 4 networks ($epochs epochs each)"
-  train "$dir/p4" "$epochs" --network_name p4 --augmentation none "${subset[@]}"
-  train "$dir/p4_rotate" "$epochs" --network_name p4 --augmentation rotate "${subset[@]}"
-  train "$dir/plain" "$epochs" --network_name plain --augmentation none "${subset[@]}"
-  train "$dir/plain_rotate" "$epochs" --network_name plain --augmentation rotate "${subset[@]}"
+pids=()
+submit() {  # submit <command...>: run it in the background once fewer than $JOBS submitted commands are running
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+  "$@" &
+  pids+=($!)
+}
+wait_all() {  # wait for every submitted command; stop when one failed
+  local pid failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  pids=()
+  [ "$failed" = 0 ] || { echo "main: a run failed (its log is printed above)"; exit 1; }
+}
+
+echo "=== training 8 networks ($JOBS at a time, $OMP_NUM_THREADS thread(s) each): the whole training split" \
+  "($EPOCHS epochs) and $SMALL training images ($SMALL_EPOCHS epochs)"
+for net in p4 plain; do  # the slower p4 runs first, so the pool ends evenly
+  for size in full small; do
+    dir=$OUT/$size
+    if [ "$size" = full ]; then epochs=$EPOCHS; subset=(); else epochs=$SMALL_EPOCHS; subset=(--train_samples "$SMALL"); fi
+    submit train "$dir/$net" "$epochs" --network_name "$net" --augmentation none "${subset[@]}"
+    submit train "$dir/${net}_rotate" "$epochs" --network_name "$net" --augmentation rotate "${subset[@]}"
+  done
 done
+wait_all
 
 echo "=== evaluation at rotated inputs (test split)"
 SHARED="{\"image_size\": 64, \"synthetic_samples\": 96, \"network_channels\": $CHANNELS}"
-for size in full small; do
-  dir=$OUT/$size
+evaluate() {  # evaluate <size>: the five-row table of one training-set size, printed to <dir>/table.log
+  local size=$1 dir=$OUT/$1 title
   if [ "$size" = full ]; then title="whole training split"; else title="$SMALL training images"; fi
   "${PY[@]}" benchmarks/polyp_comparison.py table --bundle "$B" --title "$title" --out-dir "$dir" --set "$SHARED" \
     --run "$(run_json "P4UNet" "$dir/p4" network_name '"p4"')" \
     --run "$(run_json "P4UNet + rotation aug." "$dir/p4_rotate" network_name '"p4"')" \
     --run "$(run_json "U-Net (plain)" "$dir/plain" network_name '"plain"')" \
     --run "$(run_json "U-Net + rotation aug." "$dir/plain_rotate" network_name '"plain"')" \
-    --run "$(run_json "U-Net + rotation aug. + p4 ensemble" "$dir/plain_rotate" network_name '"plain"' inferer '"group_ensemble"')"
-  echo
-done
+    --run "$(run_json "U-Net + rotation aug. + p4 ensemble" "$dir/plain_rotate" network_name '"plain"' inferer '"group_ensemble"')" \
+    >"$dir/table.log" 2>&1 || { cat "$dir/table.log"; exit 1; }
+}
+submit evaluate full
+submit evaluate small
+wait_all
+cat "$OUT/full/table.log"; echo; cat "$OUT/small/table.log"; echo
 "${PY[@]}" benchmarks/polyp_comparison.py figure "$OUT/full/curves.csv" "$OUT/small/curves.csv" --out "$OUT/comparison.png"
 mkdir -p benchmarks/results
 for size in full small; do
