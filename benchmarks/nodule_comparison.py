@@ -12,10 +12,10 @@ test set at random (non-cube) orientations:
 Writes ``nodule_comparison.csv`` and ``nodule_comparison.png`` (test AUC vs training-set size) and prints a
 Markdown table (AUC mean ± spread over seeds, train seconds per run, inference ms per patch).
 
-Usage (the setting reported in docs/which_to_choose.md)::
+Usage (the setting reported in bundles/nodule_classification/docs/README.md and docs/which_to_choose.md)::
 
-    OMP_NUM_THREADS=1 python benchmarks/nodule_comparison.py --sizes 16 64 256 --seeds 0 1 --steps 60 \
-        --patch 16 --channels 2 4 --test-size 200 --out-dir benchmarks/results
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/nodule_comparison.py --sizes 16 64 256 --seeds 0 1 \
+        --steps 60 --patch 16 --channels 2 4 --test-size 200 --out-dir benchmarks/results
 """
 
 from __future__ import annotations
