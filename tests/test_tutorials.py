@@ -53,8 +53,10 @@ def test_tutorial_runs_in_fast_mode(notebook, monkeypatch):
     time budget, and leaves the notebook file (and the folder) unchanged."""
     monkeypatch.setenv(FAST_VARIABLE, "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    if "OMP_NUM_THREADS" not in os.environ:  # torch threads busy-wait: more threads than free cores crawl
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # one torch thread in the kernel, whatever the suite runs with: the short mode's tiny nets gain nothing from
+    # intra-op threads, and on a loaded machine the second thread busy-waits (02 took 142 s with
+    # OMP_NUM_THREADS=2 and 34 s with 1 on the shared 2-core machine)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # CI may set MPLBACKEND=Agg (no figures); in the kernel the inline backend stores figures as outputs
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     before = _folder_state()
