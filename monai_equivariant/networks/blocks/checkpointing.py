@@ -48,12 +48,18 @@ def frozen_running_stats(modules: Sequence[nn.Module]) -> Iterator[None]:
 
 
 def checkpoint_segment(
-    function: Callable[..., torch.Tensor], *inputs: torch.Tensor, modules: Sequence[nn.Module]
+    function: Callable[..., torch.Tensor],
+    *inputs: torch.Tensor,
+    modules: Sequence[nn.Module],
+    ends_with_chunked_conv: bool = False,
 ) -> torch.Tensor:
     """``function(*inputs)`` keeping only ``inputs`` for the backward pass and recomputing the rest there.
 
     ``modules`` are those ``function`` runs (their batch norms are frozen in recomputations). Outputs, gradients
     and running statistics equal those of ``function(*inputs)`` without checkpointing. Nested calls are allowed.
+    ``ends_with_chunked_conv``: ``function``'s last op is :func:`chunked_backward_conv`; its own recomputation
+    then skips that convolution's forward (the backward pass needs only its inputs, and a recomputation's output
+    is discarded).
     """
     calls = [0]
 
@@ -62,6 +68,59 @@ def checkpoint_segment(
         if calls[0] == 1 and not _recomputing():
             return function(*args)
         with frozen_running_stats(modules):
-            return function(*args)
+            if calls[0] == 1 or not ends_with_chunked_conv:
+                return function(*args)
+            _STATE.skip_conv_forward = True
+            try:
+                return function(*args)
+            finally:
+                _STATE.skip_conv_forward = False
 
     return checkpoint(run, *inputs, use_reentrant=False, preserve_rng_state=True)
+
+
+class _BatchChunkedConv(torch.autograd.Function):
+    """``F.conv{2,3}d(x, weight, bias, padding=padding)``, whose backward runs ``chunk`` samples at a time: the
+    convolution backward's workspace (on CPU several times the input's size) then scales with one chunk instead of
+    the whole batch. Same forward; gradients equal up to the summation order of the weight gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, chunk: int):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.chunk, ctx.has_bias = int(padding), int(chunk), bias is not None
+        if getattr(_STATE, "skip_conv_forward", False):  # a recomputation whose output is discarded
+            _STATE.skip_conv_forward = False
+            shape = [x.shape[0], weight.shape[0]] + [n + 2 * padding - k + 1 for n, k in zip(x.shape[2:], weight.shape[2:])]
+            return x.new_zeros(()).expand(shape)
+        conv = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv3d
+        return conv(x, weight, bias, padding=padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        dims = x.dim() - 2
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_b = grad_out.new_zeros(weight.shape[0]) if need_b else None
+        for start in range(0, x.shape[0], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad_out[part], x[part], weight, [weight.shape[0]] if ctx.has_bias else None,
+                [1] * dims, [ctx.padding] * dims, [1] * dims, False, [0] * dims, 1, [need_x, need_w, need_b],
+            )
+            if need_x:
+                grad_x[part] = gx
+            if need_w:
+                grad_w += gw
+            if need_b:
+                grad_b += gb
+        return grad_x, grad_w, grad_b, None, None
+
+
+def chunked_backward_conv(conv: nn.Module, x: torch.Tensor, chunk: int = 1) -> torch.Tensor:
+    """``conv(x)`` for a :class:`~monai_equivariant.layers.GroupConv` / ``LiftingConv`` (stride 1), with the
+    backward pass run ``chunk`` samples at a time (see :class:`_BatchChunkedConv`)."""
+    bank, bias = conv.expanded()
+    return _BatchChunkedConv.apply(x, bank, bias, conv.padding, chunk)
