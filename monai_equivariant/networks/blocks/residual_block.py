@@ -11,7 +11,12 @@ from monai.networks.layers.factories import Act
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupInstanceNorm, LiftingConv
-from monai_equivariant.networks.blocks.checkpointing import checkpoint_segment, chunked_backward_conv
+from monai_equivariant.networks.blocks.checkpointing import (
+    checkpoint_segment,
+    chunked_backward_conv,
+    streamable,
+    streamed_residual_block,
+)
 from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, check_block_order, renamed_fields
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, get_group_act_layer
 
@@ -33,8 +38,9 @@ class GroupResidualBlock(nn.Module):
 
     ``checkpointing`` (attribute, default False; set by :class:`~monai_equivariant.networks.nets.GroupCNN`): in
     training with gradients on, keep only the first conv's output and the second conv's output for the backward
-    pass; the norms, activations and the shortcut are recomputed there. Outputs, gradients and running statistics
-    are unchanged.
+    pass; the norms, activations and the shortcut are recomputed there. A :func:`streamable` block (identity
+    shortcut, group batch norms, ReLU, no dropout) keeps only its input and runs its backward one sample at a time
+    (:func:`streamed_residual_block`). Outputs, gradients and running statistics are unchanged (float round-off).
     """
 
     @renamed_fields
@@ -72,6 +78,8 @@ class GroupResidualBlock(nn.Module):
 
     @torch.jit.unused
     def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        if streamable(self) and not torch.is_autocast_enabled():
+            return streamed_residual_block(self, x)
         first, second = self.residual[0], self.residual[1]
         pre_first = chunked_backward_conv(first[0], x)  # saves x, which the caller keeps anyway
         pre_second = checkpoint_segment(
