@@ -4,7 +4,7 @@ checkpointing, for a cube group and its equal-parameter plain baseline.
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/group_cnn_memory.py [--device cpu|cuda] [--group O]
         [--channels 4 8 16] [--num-res-units 1] [--batch 16] [--size 32] [--amp] [--channels-last]
-        [--no-baseline] [--no-warmup]
+        [--no-baseline] [--no-warmup] [--no-profile]
 
 CPU: every configuration runs in its own subprocess and reports two figures: the growth of the process's peak
 resident memory (``resource.getrusage(...).ru_maxrss``) during the step, over the peak before it (model, input,
@@ -46,12 +46,15 @@ def training_step_peak(
     amp: bool = False,
     channels_last: bool = False,
     warmup: bool = True,
+    profile: bool = True,
 ) -> dict:
     """Run one training step in this process; return its peak memory (MiB) above the pre-step level.
 
     ``warmup``: first run one step of a copy of the net on a single ``2·size_multiple``-sided patch, so that the
     measured growth of the resident memory is the step's own, not the library code it pages in on first use
-    (about 130–160 MiB on CPU for this net, measured as the RSS growth of such a tiny step)."""
+    (about 130–160 MiB on CPU for this net, measured as the RSS growth of such a tiny step). ``profile=False``:
+    no profiler on CPU (its event records add to the RSS, more for the checkpointed step's many per-sample ops);
+    ``allocated_mib`` is then NaN."""
     if (amp or channels_last) and device != "cuda":
         raise ValueError("--amp and --channels-last are CUDA code paths; use --device cuda")
     torch.manual_seed(0)
@@ -80,7 +83,7 @@ def training_step_peak(
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
     profiler = (
         torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
-        if device == "cpu"
+        if device == "cpu" and profile
         else contextlib.nullcontext()
     )
     start = time.perf_counter()
@@ -97,7 +100,7 @@ def training_step_peak(
         peak = allocated = torch.cuda.max_memory_allocated() - before
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-        allocated = _peak_allocated(profiler)
+        allocated = _peak_allocated(profiler) if profile else float("nan")
     return {
         "group": group,
         "channels": list(channels),
@@ -128,9 +131,10 @@ def _peak_allocated(profiler: torch.profiler.profile) -> int:
 def _in_subprocess(args: argparse.Namespace, group: str, channels: list[int], checkpointing: bool) -> dict:
     code = (
         "import json, sys; sys.path.insert(0, %r); from group_cnn_memory import training_step_peak; "
-        "print(json.dumps(training_step_peak(%r, %r, %d, %d, %r, %d, %r, %r, %r, %r)))"
+        "print(json.dumps(training_step_peak(%r, %r, %d, %d, %r, %d, %r, %r, %r, %r, %r)))"
         % (os.path.dirname(os.path.abspath(__file__)), group, channels, args.batch, args.size, checkpointing,
-           args.num_res_units, args.device, args.amp, args.channels_last, not args.no_warmup)
+           args.num_res_units, args.device, args.amp, args.channels_last, not args.no_warmup,
+           not args.no_profile)
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,6 +152,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain equal-parameter baseline")
     parser.add_argument("--no-warmup", action="store_true", help="measure the first step of the process")
+    parser.add_argument("--no-profile", action="store_true", help="CPU: RSS growth only, without the profiler")
     args = parser.parse_args()
     configs = [(args.group, args.channels)]
     if not args.no_baseline:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from monai_equivariant.layers import GroupBatchNorm, GroupConv, LiftingConv
-from monai_equivariant.networks.blocks import GroupResidualBlock
-from monai_equivariant.networks.blocks.checkpointing import streamable
+from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock
+from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
 from monai_equivariant.networks.nets import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.utils import assert_equivariant, export
 
@@ -185,6 +185,27 @@ def test_streamed_block_equals_plain_block_in_float64(affine):
         torch.testing.assert_close(state1[name], value, rtol=1e-12, atol=1e-12, msg=name)
     banks = sum(unit[0].expanded()[0].numel() for unit in streamed.residual)
     assert saved1 < x.numel() + 1.2 * banks  # x and the filter banks: nothing activation-sized besides x
+
+
+def test_streamed_stem_equals_plain_unit_in_float64():
+    """The lifting stem (conv, batch norm, ReLU) streamed: output, input and parameter gradients, running
+    statistics equal the plain unit's in float64."""
+    torch.manual_seed(0)
+    plain = GroupConvBlock(2, 3, "O", lifting=True).double()
+    torch.nn.init.uniform_(plain[1].norm.weight, 0.5, 1.5), torch.nn.init.uniform_(plain[1].norm.bias, -0.5, 0.5)
+    streamed = copy.deepcopy(plain)
+    assert streamable_unit(streamed)
+    x, weight = torch.randn(3, 2, 6, 6, 6, dtype=torch.float64), torch.randn(3, 72, 6, 6, 6, dtype=torch.float64)
+    results = []
+    for run in (plain, lambda t: streamed_conv_norm_relu(streamed, t)):
+        xg = x.clone().requires_grad_()
+        out = run(xg)
+        (out * weight).sum().backward()
+        results.append([out, xg.grad])
+    results[0] += [p.grad for p in plain.parameters()] + [b for b in plain.buffers()]
+    results[1] += [p.grad for p in streamed.parameters()] + [b for b in streamed.buffers()]
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)  # conv bias before the norm: round-off only
 
 
 def test_export_is_plain_and_scriptable():
