@@ -69,8 +69,9 @@ class GroupCNN(nn.Module):
             activation recomputed per sample); other blocks recompute their norms and activations and run their
             conv backward per sample. Outputs, gradients and batch-norm running statistics equal those without it
             up to float round-off (summation order; the running statistics are updated once per step). The
-            bundle's O-group nodule net ``GroupCNN(3, 1, 2, (4, 8, 16), "O")`` at batch 16, 32³ needs about 2.5×
-            less peak memory for a training step (``benchmarks/group_cnn_memory.py``; docs/networks.md).
+            bundle's O-group nodule net ``GroupCNN(3, 1, 2, (4, 8, 16), "O")`` at batch 16, 32³ needs 2.3–2.5×
+            less peak memory for a training step, at 1.3–1.4× its time (``benchmarks/group_cnn_memory.py``;
+            docs/networks.md).
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels).
