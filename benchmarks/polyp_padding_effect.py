@@ -1,7 +1,7 @@
 """Why the trained P4UNet's equivariance Dice dips between the 90° steps: the padded corners of the input.
 
-Run after the main job (``bash scripts/main.sh``), which trains P4UNet and the plain U-Net in
-``bundles/polyp_segmentation/runs/{p4,plain}``:
+Run after the main job (``bash scripts/main.sh``), which trains P4UNet and the plain U-Net (among others) in
+``bundles/polyp_segmentation/runs/comparison/full/{p4,plain}``:
 
     .venv/bin/python benchmarks/polyp_padding_effect.py
 
@@ -21,7 +21,7 @@ from monai_equivariant.metrics import EquivarianceMetric
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "polyp_segmentation"
 # the main job's settings (scripts/main.sh)
-SETTINGS = {"image_size": 64, "synthetic_samples": 96, "network_channels": [8, 16, 32, 64]}
+SETTINGS = {"image_size": 64, "synthetic_samples": 96, "network_channels": [4, 8, 16, 32]}
 VARIANTS = {"zero padding": {}, "reflection padding": {"input_padding": "reflection"}, "zero, margin 8": {"margin": 8}}
 
 
@@ -38,7 +38,7 @@ def load(run: Path, name: str) -> tuple[torch.nn.Module, torch.Tensor]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=BUNDLE / "runs")
+    parser.add_argument("--runs", type=Path, default=BUNDLE / "runs" / "comparison" / "full")
     args = parser.parse_args()
     angles = [0.0, 15.0, 30.0, 45.0]
     print("| network | input rotation | " + " | ".join(f"{a:g}°" for a in angles) + " |")
