@@ -10,8 +10,13 @@ import torch.nn as nn
 from monai.networks.layers.factories import Act
 
 from monai_equivariant.groups import Group, as_group
-from monai_equivariant.layers import GroupConv, LiftingConv
-from monai_equivariant.networks.blocks.checkpointing import checkpoint_segment
+from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupInstanceNorm, LiftingConv
+from monai_equivariant.networks.blocks.checkpointing import (
+    checkpoint_segment,
+    chunked_backward_conv,
+    streamable,
+    streamed_residual_block,
+)
 from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, check_block_order, renamed_fields
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, get_group_act_layer
 
@@ -33,8 +38,9 @@ class GroupResidualBlock(nn.Module):
 
     ``checkpointing`` (attribute, default False; set by :class:`~monai_equivariant.networks.nets.GroupCNN`): in
     training with gradients on, keep only the first conv's output and the second conv's output for the backward
-    pass; the norms, activations and the shortcut are recomputed there. Outputs, gradients and running statistics
-    are unchanged.
+    pass; the norms, activations and the shortcut are recomputed there. A :func:`streamable` block (identity
+    shortcut, group batch norms, ReLU, no dropout) keeps only its input and runs its backward one sample at a time
+    (:func:`streamed_residual_block`). Outputs, gradients and running statistics are unchanged (float round-off).
     """
 
     @renamed_fields
@@ -72,9 +78,13 @@ class GroupResidualBlock(nn.Module):
 
     @torch.jit.unused
     def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        if streamable(self) and not torch.is_autocast_enabled():
+            return streamed_residual_block(self, x)
         first, second = self.residual[0], self.residual[1]
-        pre_first = first[0](x)  # the conv saves x, which the caller keeps anyway
-        pre_second = checkpoint_segment(self._middle, pre_first, modules=[first, second[0]])
+        pre_first = chunked_backward_conv(first[0], x)  # saves x, which the caller keeps anyway
+        pre_second = checkpoint_segment(
+            self._middle, pre_first, modules=[first, second[0]], ends_with_chunked_conv=True
+        )
         return checkpoint_segment(self._tail, pre_second, x, modules=[second, self.shortcut, self.act])
 
     def _middle(self, pre_first: torch.Tensor) -> torch.Tensor:
@@ -83,12 +93,22 @@ class GroupResidualBlock(nn.Module):
         y = pre_first
         for layer in list(first)[1:]:
             y = layer(y)
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return chunked_backward_conv(self.residual[1][0], y)
         return self.residual[1][0](y)
 
     def _tail(self, pre_second: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Norm of the second unit, shortcut, sum and act."""
+        second = self.residual[1]
+        norm = second[1]
+        if len(second) == 2 and isinstance(norm, (GroupBatchNorm, GroupInstanceNorm)) and type(self.act) is nn.ReLU:
+            # the norm's flat output is a fresh tensor that no backward needs: add and ReLU in place on it (ReLU's
+            # backward needs only its output), two activations fewer while this segment is recomputed
+            y = norm.norm(pre_second.reshape(pre_second.shape[0], norm.num_fields, -1))
+            y = y.add_(self.shortcut(x).reshape(y.shape))
+            return torch.relu_(y).reshape(pre_second.shape)
         y = pre_second
-        for layer in list(self.residual[1])[1:]:
+        for layer in list(second)[1:]:
             y = layer(y)
         return self.act(y + self.shortcut(x))
 

@@ -15,6 +15,7 @@ from monai.networks.layers.factories import Act, Pool
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
+from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
@@ -62,12 +63,15 @@ class GroupCNN(nn.Module):
         bias: conv biases.
         num_res_units: residual blocks per stage (≥ 1).
         checkpointing: trade compute for memory in training (with gradients on): the backward pass keeps only
-            the input, the output of each stage's pooling and of each residual block, and recomputes the rest
-            (each block's insides once more, its norms and activations twice); ``torch.utils.checkpoint``,
-            non-reentrant, RNG state preserved. Outputs, gradients and batch-norm running statistics equal those
-            without it (the running statistics are updated once per step). The O-group nodule net
-            ``GroupCNN(3, 1, 2, (4, 8, 16), "O", num_res_units=2)`` at batch 16, 32³ needs about 2.3× less peak
-            memory for a training step, at about 1.5–1.8× its time (``benchmarks/group_cnn_memory.py``).
+            the input and the output of each residual block, and recomputes the rest (``torch.utils.checkpoint``,
+            non-reentrant, RNG state preserved). With batch norm and ReLU, the lifting stem and every
+            identity-shortcut block run their backward one sample at a time (only their input kept, every
+            activation recomputed per sample); other blocks recompute their norms and activations and run their
+            conv backward per sample. Outputs, gradients and batch-norm running statistics equal those without it
+            up to float round-off (summation order; the running statistics are updated once per step). The
+            bundle's O-group nodule net ``GroupCNN(3, 1, 2, (4, 8, 16), "O")`` at batch 16, 32³ needs 2.3–2.5×
+            less peak memory for a training step, at 1.3–1.4× its time (``benchmarks/group_cnn_memory.py``;
+            docs/networks.md).
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels).
@@ -140,8 +144,9 @@ class GroupCNN(nn.Module):
     @torch.jit.unused
     def _checkpointed_body(self, x: torch.Tensor) -> torch.Tensor:
         """Segments: [stem, first block], then [pool?, block] for each further block; only segment inputs (the
-        input image and each block's output) are kept. Inside the first segment the stem is a segment of its own
-        (its output is recomputed from the image), and every block recomputes its norms and activations."""
+        input image and each block's output) are kept. Inside the first segment the stem keeps only the image
+        (streamed, or a segment of its own); a segment's recomputation skips its last block's forward when that
+        block is streamed (its output is discarded there)."""
         segments: list[list[nn.Module]] = [[self.stem]]
         for layer in self.body:
             segments[-1].append(layer)
@@ -149,12 +154,21 @@ class GroupCNN(nn.Module):
                 segments.append([])
         for segment in segments:
             if segment:
-                x = checkpoint_segment(functools.partial(self._run_segment, segment), x, modules=segment)
+                last = segment[-1]
+                streamed = isinstance(last, GroupResidualBlock) and streamable(last) and not torch.is_autocast_enabled()
+                x = checkpoint_segment(
+                    functools.partial(self._run_segment, segment), x, modules=segment, ends_with_streamed_block=streamed
+                )
         return x
 
     def _run_segment(self, segment: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
         for layer in segment:
-            x = checkpoint_segment(layer, x, modules=[layer]) if layer is self.stem else layer(x)
+            if layer is not self.stem:
+                x = layer(x)
+            elif streamable_unit(layer) and not torch.is_autocast_enabled():
+                x = streamed_conv_norm_relu(layer, x)  # keeps only the image, recomputes per sample
+            else:
+                x = checkpoint_segment(layer, x, modules=[layer])
         return x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
