@@ -151,15 +151,18 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def table(rows: list[dict], sizes: list[int]) -> str:
-    """Markdown: test AUC (mean ± half-range over seeds) per model and size, plus cost columns."""
-    head = "| model | parameters | " + " | ".join(f"AUC n={n}" for n in sizes) + " | train s/run | infer ms/patch |"
+    """Markdown: test AUC (mean ± half-range over seeds) and accuracy at 0.5 (mean) per model and size, plus
+    cost columns (train seconds per run incl. the batch-norm pass, median inference ms per patch)."""
+    head = ("| model | parameters | " + " | ".join(f"AUC / acc. n={n}" for n in sizes)
+            + " | train s/run | infer ms/patch |")
     lines = [head, "|---" * (len(sizes) + 4) + "|"]
     for model in MODELS:
         mine = [r for r in rows if r["model"] == model]
         cells = []
         for n in sizes:
             aucs = [r["auc"] for r in mine if r["train_size"] == n]
-            cells.append(f"{np.mean(aucs):.3f} ± {(max(aucs) - min(aucs)) / 2:.3f}")
+            accuracy = np.mean([r["accuracy"] for r in mine if r["train_size"] == n])
+            cells.append(f"{np.mean(aucs):.3f} ± {(max(aucs) - min(aucs)) / 2:.3f} / {accuracy:.2f}")
         lines.append(
             f"| {model} | {mine[0]['parameters']:,} | " + " | ".join(cells)
             + f" | {np.mean([r['train_seconds'] for r in mine]):.1f} | {np.median([r['inference_ms'] for r in mine]):.2f} |"
