@@ -1,20 +1,30 @@
-"""benchmarks/nodule_comparison.py runs end to end at a toy size and reports every model at equal parameters."""
+"""benchmarks/nodule_comparison.py runs end to end at a toy size and reports every model at equal parameters;
+its trained nets carry batch-norm statistics of their final weights (eval mode = train mode on the training set)."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_nodule_comparison_toy_run(tmp_path: Path, capsys) -> None:
+def _load():
     spec = importlib.util.spec_from_file_location("nodule_comparison", ROOT / "benchmarks" / "nodule_comparison.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    return module
+
+
+def test_nodule_comparison_toy_run(tmp_path: Path, capsys) -> None:
+    module = _load()
     module.main(["--sizes", "4", "--seeds", "0", "--steps", "2", "--batch", "4", "--patch", "8",
                  "--test-size", "6", "--out-dir", str(tmp_path)])
     rows = list(csv.DictReader(open(tmp_path / "nodule_comparison.csv")))
@@ -25,3 +35,20 @@ def test_nodule_comparison_toy_run(tmp_path: Path, capsys) -> None:
     assert by_model["plain CNN + O ensemble"]["train_seconds"] == by_model["plain CNN"]["train_seconds"]
     assert (tmp_path / "nodule_comparison.png").stat().st_size > 1000
     assert "| O-CNN |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("group", ["trivial", "O"])
+def test_trained_net_has_batch_norm_statistics_of_its_final_weights(group: str) -> None:
+    """Regression: with running averages left from a short run (momentum 0.1 over a few fast Adam steps) the
+    eval-mode logits were shifted so far that nets with test AUC 0.97 put every patch in one class. After
+    training, eval mode must reproduce train mode (batch statistics) on the training batch."""
+    module = _load()
+    samples = module.synthetic_nodules(8, size=8, seed=3)
+    net, _ = module.train(group, (2, 2), samples, None, steps=4, batch=8, lr=3e-2, seed=0)
+    images, _ = module._stack(samples)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.momentum == 0.1 for m in norms)  # momentum restored
+    with torch.no_grad():
+        eval_logits = net.eval()(images)
+        train_logits = copy.deepcopy(net).train()(images)  # batch statistics of the same (whole) set
+    torch.testing.assert_close(eval_logits, train_logits, atol=2e-3, rtol=1e-3)
