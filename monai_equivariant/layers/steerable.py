@@ -27,6 +27,20 @@ from escnn.nn import FieldType, GeometricTensor
 
 from monai_equivariant.layers.filter_cache import FilterCache
 
+
+def _use_exact_svd_in_escnn() -> None:
+    """escnn's null-space solver calls scikit-learn's ``randomized_svd`` on an ``np.matrix`` when scikit-learn is
+    installed, which recent scikit-learn refuses (``TypeError: np.matrix is not supported``; D_N with N = 8, 12).
+    Make it take the path it takes without scikit-learn: SciPy's exact SVD (deterministic, as without
+    scikit-learn). escnn itself is not edited; only its module-level reference to the optional import is."""
+    from escnn.group import _numerical
+
+    if getattr(_numerical, "randomized_svd", None) is not None:
+        _numerical.randomized_svd = None
+
+
+_use_exact_svd_in_escnn()
+
 __all__ = [
     "FieldNormPool",
     "FieldNormReLU",
