@@ -16,11 +16,12 @@ from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
+from monai_equivariant.utils.export import ScriptsAsExport
 
 __all__ = ["GroupCNN", "count_parameters", "matched_baseline"]
 
 
-class GroupCNN(nn.Module):
+class GroupCNN(ScriptsAsExport, nn.Module):
     """Residual group CNN classifier: plain image in, group-invariant logits out.
 
     Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks;
