@@ -127,6 +127,40 @@ def test_bundle_evaluate_loads_model_and_writes_metrics(trained, name, capsys):
     assert "variance max|f(g.x)" in capsys.readouterr().out  # printed for the main job
 
 
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_baselines_augmentation_train_samples_and_group_ensemble(tmp_path, name):
+    """The plain net with --augmentation rotate / group and --train_samples trains; --inferer group_ensemble
+    makes it exactly equivariant (invariant) in evaluation, and inference runs through the ensemble.
+    (The group transform and inferer packages land separately: their parts run once they are installed.)"""
+    tiny = dict(TINY[name], epochs=1, network_name="plain")
+    group = "O" if name == "nodule_classification" else "p4"
+    augmentations = ["rotate"] + (["group"] if _available("monai_equivariant.transforms") else [])
+    for augmentation in augmentations:
+        root = copy_bundle(name, tmp_path / augmentation)
+        workflow = run_workflow(root, ["train.json"], augmentation=augmentation, train_samples=4, **tiny)
+        assert len(workflow.parser.get_parsed_content("train#dataset")) == 4
+        kinds = [type(t).__name__ for t in workflow.parser.get_parsed_content("train#preprocessing").transforms]
+        assert kinds[-1] == {"rotate": "RandRotated", "group": "RandGroupElementd"}[augmentation]
+    if not _available("monai_equivariant.inferers"):
+        return
+    one_image = {"validate#handlers#1#num_images": 1,  # the equivariance handler: |G| x |G| forwards per image
+                 "equivariance_images": "$next(iter(@validate#dataloader))['image'][:2].to(@device)"}
+    evaluated = run_workflow(root, ["train.json", "evaluate.json"], inferer="group_ensemble", **one_image, **tiny)
+    assert type(evaluated.parser.get_parsed_content("validate#inferer")).__name__ == "GroupEnsembleInferer"
+    errors = evaluated.parser.get_parsed_content("equivariance_errors")
+    assert errors.shape == ((24,) if group == "O" else (4,)) and errors.max() < 1e-4  # the plain net, made exact
+    inferred = run_workflow(root, ["inference.json"], workflow_type="infer", inferer="group_ensemble",
+                            output_dir=str(tmp_path / "predictions"), **tiny)
+    assert inferred.parser.get_parsed_content("evaluator").inferer.group.name == group
+    assert any((tmp_path / "predictions").iterdir())
+
+
 def test_polyp_train_split_70_15_15(polyp):
     datalist = json.loads((polyp / "data" / "datalist.json").read_text())
     assert [len(datalist[k]) for k in ("training", "validation", "test")] == [8, 2, 2]
@@ -173,11 +207,31 @@ def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, nam
         verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
 
 
-@pytest.mark.parametrize("name", BUNDLE_NAMES)
-def test_bundle_verify_net_in_out(name):
+NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain"],
+                 "histopathology_classification": ["se2", "p4", "plain"],
+                 "nodule_classification": ["O", "Oh", "D4h", "plain"]}
+
+
+@pytest.mark.parametrize("name, network_name", [(b, n) for b, names in NETWORK_NAMES.items() for n in names])
+def test_bundle_verify_net_in_out_for_every_network_name(name, network_name):
+    # at the declared minimum shape (n=1): every --network_name must take it (the plain nets' instance norm
+    # needs more than one value per channel at the deepest level)
     configs = BUNDLES / name / "configs"
     verify_net_in_out(net_id="network_def", meta_file=str(configs / "metadata.json"),
-                      config_file=str(configs / "inference.json"), device="cpu")
+                      config_file=str(configs / "inference.json"), device="cpu", network_name=network_name)
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_large_files_name_the_model_and_download_large_files_reads_them(tmp_path, name, monkeypatch):
+    import monai.bundle.scripts as scripts
+    from monai.bundle import ConfigParser, download_large_files
+
+    entries = ConfigParser.load_config_file(str(BUNDLES / name / "large_files.yml"))["large_files"]
+    assert [e["path"] for e in entries] == ["models/model.pt"] and entries[0]["url"].startswith("https://")
+    calls = []
+    monkeypatch.setattr(scripts, "download_url", lambda **kwargs: calls.append(kwargs))
+    download_large_files(bundle_path=str(BUNDLES / name))
+    assert calls and calls[0]["filepath"].endswith("models/model.pt")
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
@@ -259,6 +313,24 @@ def test_polyp_killed_training_resumes_from_last_checkpoint(tmp_path):
     trained = [int(n) for n in re.findall(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete", log)]
     assert trained == [epoch + 1, epoch + 2]  # continues from the saved epoch, not from 1
     assert latest_checkpoint(root / "models").endswith(f"checkpoint_epoch={epoch + 2}.pt")
+
+
+def test_polyp_resume_keeps_the_best_model_unless_beaten(polyp, tmp_path):
+    root = tmp_path / "bundle"
+    shutil.copytree(polyp, root)
+    best = (root / "models" / "model.pt").read_bytes()
+    saved = torch.load(root / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    (best_score, _), = saved["best_model_saver"]["_saved"]  # the best validation Dice so far, in the checkpoint
+    # make the resumed model bad: zero weights and a very negative output bias predict no polyp (Dice 0)
+    saved["model"] = {k: torch.full_like(v, -10.0) if k.endswith("bias") else torch.zeros_like(v)
+                      for k, v in saved["model"].items()}
+    torch.save(saved, root / "models" / "checkpoint_epoch=2.pt")
+    workflow = run_workflow(root, ["train.json"], **dict(POLYP_TINY, epochs=3, resume=True))
+    metrics = workflow.parser.get_parsed_content("validate#evaluator").state.metrics
+    assert metrics["val_mean_dice"] <= best_score
+    assert (root / "models" / "model.pt").read_bytes() == best  # not replaced by the worse epoch-3 model
+    resumed = torch.load(root / "models" / "checkpoint_epoch=3.pt", weights_only=True)
+    assert resumed["best_model_saver"]["_saved"][0][0] == best_score
 
 
 def test_atomic_checkpoint_saver_keeps_old_file_when_a_save_fails(tmp_path, monkeypatch):
@@ -345,20 +417,103 @@ def test_polyp_bundle_transforms_binarise_kvasir_and_cvc_masks(tmp_path):
         (lambda root: (_write_kvasir(root, 4), (root / "masks" / "cju2.jpg").unlink())[0], "no mask"),
         (lambda root: (_write_kvasir(root, 4), (root / "images" / "cju1.jpg").write_bytes(b"not a jpeg"))[0],
          "cannot read"),
+        (lambda root: (_write_kvasir(root, 4), _truncate(root / "images" / "cju3.jpg"))[0], "cannot read"),
     ],
-    ids=["missing", "wrong-layout", "image-without-mask", "unreadable"],
+    ids=["missing", "wrong-layout", "image-without-mask", "unreadable", "truncated-jpeg"],
 )
 def test_polyp_bad_dataset_dir_names_path_and_layout_and_keeps_outputs(polyp, tmp_path, make, expected):
     bad = make(tmp_path / "dataset")
     with pytest.raises(ValueError, match=expected) as error:
         find_polyp_pairs(bad)
     assert str(bad) in str(error.value) and ("Kvasir-SEG" in str(error.value) or "JPEG" in str(error.value))
+    if expected == "cannot read":
+        assert "cju" in str(error.value)  # the file is named
     kept = {p: p.read_bytes() for p in (polyp / "models").iterdir()} | {
         polyp / "data" / "datalist.json": (polyp / "data" / "datalist.json").read_bytes()}
     with pytest.raises(RuntimeError) as error:
         run_workflow(polyp, ["train.json"], dataset_dir=str(bad), **POLYP_TINY)
     assert expected in repr(error.value.__cause__)
     assert {p: p.read_bytes() for p in kept} == kept
+
+
+def _truncate(path: Path) -> None:
+    """Cut a JPEG in half: PIL's ``verify()`` accepts it, decoding fails."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_polyp_truncated_jpeg_passes_verify_but_is_refused_by_name(tmp_path):
+    from PIL import Image
+
+    root = _write_kvasir(tmp_path / "kvasir", 4, shape=(64, 64))
+    _truncate(root / "images" / "cju2.jpg")
+    with Image.open(root / "images" / "cju2.jpg") as image:
+        image.verify()  # what the old check did: passes
+    with pytest.raises(ValueError, match=r"cannot read image file .*images/cju2\.jpg.*truncated"):
+        find_polyp_pairs(root)
+    with pytest.raises(ValueError, match="cannot read"):
+        polyp_datalist(root, tmp_path / "lists")
+    assert not (tmp_path / "lists").exists()  # nothing written before the data is validated
+
+
+def test_polyp_mask_of_another_size_and_16_bit_images_are_refused_naming_the_files(tmp_path):
+    from PIL import Image
+
+    root = _write_kvasir(tmp_path / "kvasir", 4)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "masks" / "cju1.jpg")
+    with pytest.raises(ValueError, match=r"mask .*masks/cju1\.jpg' is 40x40 but its image .*images/cju1\.jpg' is 48x40"):
+        find_polyp_pairs(root)
+    cvc = _write_cvc(tmp_path / "cvc", 3)
+    Image.fromarray(np.full((36, 44), 1000, np.uint16)).save(cvc / "Original" / "2.tif")
+    with pytest.raises(ValueError, match=r"Original/2\.tif' has PIL mode 'I;16'"):
+        find_polyp_pairs(cvc)
+
+
+def test_polyp_grayscale_frame_among_rgb_ones_is_read_as_rgb(tmp_path):
+    from monai.bundle import ConfigParser
+
+    root = _write_kvasir(tmp_path / "kvasir", 4)
+    Image.fromarray(np.full((40, 48), 90, np.uint8)).save(root / "images" / "cju0.jpg")  # one grayscale JPEG
+    cvc = _write_cvc(tmp_path / "cvc", 2)
+    Image.fromarray(np.full((36, 44), 60, np.uint8)).save(cvc / "Original" / "1.tif")  # one grayscale TIFF
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "polyp_segmentation" / "configs" / "train.json"))
+    parser["image_size"] = 32
+    transform = parser.get_parsed_content("validate#preprocessing")
+    for pairs in (find_polyp_pairs(root)[1], find_polyp_pairs(cvc)[1]):
+        items = [transform(pair) for pair in pairs]
+        assert all(item["image"].shape == (3, 32, 32) and item["label"].shape == (1, 32, 32) for item in items)
+        gray = items[0]["image"]
+        assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])  # three equal channels
+        torch.utils.data.default_collate(items)  # stacks (failed with a size mismatch before)
+
+
+_LOCK_HOLDER = ("import importlib.util, sys, time; spec = importlib.util.spec_from_file_location('lock', sys.argv[2]); "
+                "lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(lock); "
+                "lock.lock_bundle_root(sys.argv[1]); print('locked', flush=True); time.sleep(120)")
+
+
+def test_bundle_refuses_a_second_run_in_one_bundle_root_and_refuses_to_evaluate_untrained(tmp_path):
+    root = copy_bundle("polyp_segmentation", tmp_path / "bundle")
+    for configs, kind in ((["train.json", "evaluate.json"], "train"), (["inference.json"], "infer")):
+        with pytest.raises(RuntimeError) as error:
+            run_workflow(root, configs, workflow_type=kind, **POLYP_TINY)
+        assert f"no trained model at {str(root / 'models' / 'model.pt')!r}: run train.json first" in repr(error.value.__cause__)
+    assert not (root / "data").exists() and not (root / "eval").exists()  # refused before anything is written
+    from monai_equivariant.bundle import unlock_bundle_root
+
+    unlock_bundle_root(root)  # a failed workflow keeps the lock until finalize or the end of its process
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(root),
+                               str(REPO / "monai_equivariant" / "bundle" / "lock.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # another training holds this bundle root
+        with pytest.raises(RuntimeError) as error:
+            run_workflow(root, ["train.json"], **POLYP_TINY)
+        assert f"another run is using the bundle root {str(root)!r} (pid {holder.pid}" in repr(error.value.__cause__)
+        assert not (root / "data").exists() and not (root / "models").exists()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # ---------------------------------------------------------------- histopathology data: PCam HDF5 and bad input

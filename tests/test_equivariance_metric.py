@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -16,12 +17,14 @@ from monai_equivariant.handlers import EquivarianceHandler
 from monai_equivariant.metrics import (
     DEFAULT_ANGLES_2D,
     EquivarianceMetric,
+    compute_equivariance,
     plot_equivariance_boxplots,
     plot_equivariance_curves,
     plot_per_angle_csvs,
     valid_region,
 )
 from monai_equivariant.networks.nets import GroupUNet, P4UNet
+from monai_equivariant.utils.equivariance import eval_mode_restored
 
 QUARTER_TURNS = [0.0, 90.0, 180.0, 270.0]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -138,8 +141,11 @@ def test_input_padding_keeps_padded_corners_out_of_the_network_input():
 
     x = torch.rand(2, 1, 32, 32) * 0.9 + 0.1
     angles = [0.0, 45.0, 90.0]
-    zeros = EquivarianceMetric(black_detector, angles=angles, activation=None)
-    reflected = EquivarianceMetric(black_detector, angles=angles, activation=None, input_padding="reflection")
+    # no black pixel in x: both masks empty at 0° and 90°, which counts as agreement only with ignore_empty=False
+    zeros = EquivarianceMetric(black_detector, angles=angles, activation=None, ignore_empty=False)
+    reflected = EquivarianceMetric(
+        black_detector, angles=angles, activation=None, input_padding="reflection", ignore_empty=False
+    )
     zeros(x)
     reflected(x)
     dice_zeros, dice_reflected = zeros.aggregate()["dice"], reflected.aggregate()["dice"]
@@ -188,6 +194,8 @@ def test_list_of_channel_first_images():
     metric = EquivarianceMetric(add_ramp, angles=[0.0, 90.0])
     metric([torch.rand(1, 8, 8), torch.rand(1, 8, 8)])
     assert metric.aggregate("none")["dice"].shape == (2, 2)
+    metric([torch.rand(1, 8, 8), torch.rand(1, 12, 12)])  # different sizes: one image at a time
+    assert metric.aggregate("none")["dice"].shape == (4, 2)
 
 
 def test_group_elements_match_rotation_angles():
@@ -276,6 +284,166 @@ def test_bad_input_raises():
         EquivarianceMetric(lambda x: x)(torch.rand(2, 8))
 
 
+# ------------------------------------------------------------------------------------------------------
+# eval mode, non-finite outputs, empty masks (issue 10 item 4, issue 11)
+
+
+def _bn_net() -> nn.Module:
+    """A P4UNet (batch norm) whose running statistics moved away from their initial values."""
+    torch.manual_seed(0)
+    net = P4UNet(2, 1, 1, channels=(4, 8))
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(4, 1, 16, 16) * 3)
+    return net
+
+
+def test_train_mode_net_is_measured_in_eval_mode_and_left_unchanged():
+    net = _bn_net()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.rand(2, 1, 16, 16)
+    metric = EquivarianceMetric(net, angles=[0.0, 90.0])
+    metric(x)
+    assert net.training and all(m.training for m in net.modules())
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())  # running statistics untouched
+    reference = EquivarianceMetric(net.eval(), angles=[0.0, 90.0])
+    reference(x)
+    assert torch.equal(metric.aggregate("none")["mad"], reference.aggregate("none")["mad"])
+    assert metric.aggregate("none")["mad"].max() <= 1e-5  # eval mode: exact at 90°
+
+
+def test_handler_on_train_mode_net_leaves_running_statistics_unchanged():
+    from ignite.engine import Engine
+
+    net = _bn_net()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    handler = EquivarianceHandler(images=torch.rand(2, 1, 16, 16), network=net, angles=QUARTER_TURNS)
+    handler.attach(engine := Engine(lambda e, b: None))
+    engine.run([0], max_epochs=1)
+    assert net.training and all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert engine.state.metrics["equivariance_mad"] <= 1e-5
+
+
+def test_eval_mode_restored_keeps_each_submodules_mode():
+    net = nn.Sequential(nn.BatchNorm2d(1), nn.BatchNorm2d(1))
+    net.train()
+    net[1].eval()  # e.g. a frozen part of a training net
+    with eval_mode_restored(net, add_ramp):  # plain functions are ignored
+        assert not any(m.training for m in net.modules()) and not torch.is_grad_enabled()
+    assert net.training and net[0].training and not net[1].training
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_non_finite_outputs_are_nan_not_perfectly_equivariant(task):
+    network = (lambda x: x[:, :1] - 0.5) if task == "segmentation" else (lambda x: x.mean(dim=(2, 3)))
+    x = torch.rand(3, 1, 8, 8)
+    x[1] = float("nan")  # one all-NaN image
+    metric = EquivarianceMetric(network, angles=QUARTER_TURNS)
+    with pytest.warns(UserWarning, match="non-finite network outputs for 4 of 12 .*1 of 3 input images"):
+        metric(x)
+    per_image = metric.aggregate("none")
+    for values in per_image.values():
+        assert torch.isnan(values[1]).all() and not torch.isnan(values[[0, 2]]).any()
+    all_nan = EquivarianceMetric(network, angles=QUARTER_TURNS)
+    with pytest.warns(UserWarning, match="non-finite"):
+        all_nan(torch.full((2, 1, 8, 8), float("nan")))
+    for reduction in ("mean_batch", "mean"):  # NaN, not MONAI's 0 for an all-NaN column, and never 1
+        assert all(torch.isnan(v).all() for v in all_nan.aggregate(reduction).values())
+
+
+def test_two_empty_masks_are_nan_by_default_as_dice_metric():
+    def empty(x):
+        return x[:, :1] - 10.0  # sigmoid < 0.5 everywhere: both masks empty, exactly equivariant
+
+    default = EquivarianceMetric(empty, angles=[0.0, 30.0, 90.0])
+    default(torch.rand(2, 1, 8, 8))
+    result = default.aggregate("none")
+    assert torch.isnan(result["dice"]).all() and torch.isnan(result["iou"]).all()
+    assert torch.isnan(default.aggregate()["dice"]).all()  # not 1.0
+    assert torch.isnan(default.aggregate("none")["dice"]).all()  # a reduction left the buffer's NaN alone
+    assert (result["mad"] < 1e-5).all()  # the probabilities still agree
+    counted = EquivarianceMetric(empty, angles=[0.0, 30.0, 90.0], ignore_empty=False)
+    counted(torch.rand(2, 1, 8, 8))
+    assert torch.equal(counted.aggregate()["dice"], torch.ones(3))
+
+    def top_row(x):  # foreground only in the top row: after a 180° turn one mask is empty, the other not
+        out = torch.full_like(x[:, :1], -10.0)
+        out[..., 0, :] = 10.0
+        return out
+
+    one_empty = EquivarianceMetric(top_row, angles=[0.0, 180.0])
+    one_empty(torch.rand(2, 1, 8, 8))
+    assert one_empty.aggregate()["dice"].tolist() == [1.0, 0.0]
+
+
+def test_compute_equivariance_is_the_metrics_function():
+    x = torch.rand(3, 1, 12, 12)
+    values = compute_equivariance(add_ramp, x, angles=[0.0, 45.0, 90.0])
+    metric = EquivarianceMetric(add_ramp, angles=[0.0, 45.0, 90.0])
+    metric(x)
+    assert set(values) == {"dice", "iou", "mad"} and values["dice"].shape == (3, 3)
+    for name, per_image in metric.aggregate("none").items():
+        assert torch.equal(values[name], per_image)
+    logits = compute_equivariance(lambda t: t.mean(dim=(2, 3)), x, group="p4")
+    assert set(logits) == {"agreement", "logit_change"} and logits["agreement"].shape == (3, 4)
+    calls = []
+
+    def inferer(inputs, network):  # MONAI's inferer(inputs, network) convention
+        calls.append(inputs.shape)
+        return network(inputs)
+
+    via = compute_equivariance(add_ramp, x, angles=[0.0, 45.0, 90.0], inferer=inferer)
+    assert len(calls) == 4 and torch.equal(via["dice"], values["dice"])
+    with pytest.raises(ValueError, match="ignore|valid_region"):
+        compute_equivariance(add_ramp, x, valid_region="box")
+
+
+def test_group_elements_are_named_as_elements_not_angles(tmp_path):
+    from ignite.engine import Engine
+
+    metric = EquivarianceMetric(add_ramp, group="p4m")
+    metric(torch.rand(2, 1, 8, 8))
+    assert metric.axis == "element" and metric.angles is None and metric.elements == list(range(8))
+    assert metric.labels == [f"g{g}" for g in range(8)] and list(metric.table())[0] == "element"
+    rotations = EquivarianceMetric(add_ramp, angles=[0.0, 22.5])
+    rotations(torch.rand(1, 1, 8, 8))
+    assert rotations.axis == "angle" and rotations.angles == [0.0, 22.5] and rotations.elements is None
+    assert rotations.labels == ["0", "22.5"]
+
+    handler = EquivarianceHandler(images=torch.rand(2, 1, 8, 8), network=add_ramp, group="p4", output_dir=tmp_path)
+    handler.attach(engine := Engine(lambda e, b: None))
+    engine.run([0], max_epochs=1)
+    with open(tmp_path / "equivariance_per_angle.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:3] == ["epoch", "network", "element"] and [r["element"] for r in rows] == list("0123")
+    fig = plot_per_angle_csvs({"ramp": tmp_path / "equivariance_per_angle.csv"}, tmp_path / "elements.png")
+    axes = fig.axes[0]
+    assert axes.get_xlabel() == "group element"
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["g0", "g1", "g2", "g3"]
+    assert "equivariance_dice_g1" in engine.state.metrics
+
+
+def test_handler_says_how_many_empty_masks_were_skipped(caplog):
+    import logging
+
+    from ignite.engine import Engine
+
+    handler = EquivarianceHandler(images=torch.rand(2, 1, 8, 8), network=lambda x: x[:, :1] - 10.0, angles=[0, 90])
+    handler.attach(engine := Engine(lambda e, b: None))
+    with caplog.at_level(logging.INFO):
+        engine.run([0], max_epochs=1)
+    assert "4 of 4 (image, angle) pairs have both masks empty: Dice/IoU NaN" in caplog.text
+    assert np.isnan(engine.state.metrics["equivariance_dice"]) and engine.state.metrics["equivariance_mad"] < 1e-6
+
+
+def test_plots_moved_to_visualize_and_stay_importable_from_metrics():
+    import monai_equivariant.metrics as metrics
+    import monai_equivariant.visualize as visualize
+
+    for name in ("plot_equivariance_curves", "plot_equivariance_boxplots", "plot_per_angle_csvs", "save_figure"):
+        assert getattr(metrics, name) is getattr(visualize, name)
+
+
 def _is_png(path) -> bool:
     return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG_MAGIC
 
@@ -327,6 +495,8 @@ def _evaluator_config(output_dir) -> dict:
         "for _ in range(5)]",
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 2, "shuffle": False},
         "stats": {"_target_": "StatsHandler", "iteration_log": False, "name": "equivariance_test"},
+        "saver": {"_target_": "MetricsSaver", "save_dir": str(output_dir), "metrics": ["equivariance_dice"],
+                  "metric_details": ["equivariance_dice"]},
         "equivariance": {
             "_target_": "monai_equivariant.handlers.EquivarianceHandler",
             "num_images": 3,
@@ -338,7 +508,7 @@ def _evaluator_config(output_dir) -> dict:
             "device": "@device",
             "val_data_loader": "@dataloader",
             "network": "@network",
-            "val_handlers": ["@stats", "@equivariance"],  # logging first: values must still be there
+            "val_handlers": ["@stats", "@saver", "@equivariance"],  # logging first: values must still be there
         },
     }
 
@@ -362,8 +532,11 @@ def test_handler_from_config_on_supervised_evaluator(tmp_path, capsys):
     assert images.shape == (3, 1, 16, 16)
     assert torch.equal(images, torch.stack([parser.get_parsed_content("dataset")[i]["image"] for i in range(3)]))
     assert _is_png(tmp_path / "equivariance_curve.png") and _is_png(tmp_path / "equivariance_boxplot.png")
-    with open(tmp_path / "equivariance_per_image.csv") as f:
-        assert len(list(csv.DictReader(f))) == 3 * 3
+    with open(tmp_path / "equivariance_dice_raw.csv") as f:  # MONAI's MetricsSaver: one row per image
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and list(rows[0]) == ["filename", "class0", "class1", "class2", "mean"]
+    assert [float(r["class0"]) for r in rows] == [1.0] * 3  # class0 = the first angle, 0°
+    assert not (tmp_path / "equivariance_per_image.csv").exists()  # MetricsSaver does that job now
     evaluator.run()  # second validation: same fixed images, history grows
     assert handler._images is images
     with open(tmp_path / "equivariance_per_angle.csv") as f:
@@ -384,9 +557,10 @@ def test_handler_fixed_images_and_comparison_networks(tmp_path):
     engine.run([0], max_epochs=1)
     assert engine.state.metrics["equivariance_dice_90"] == 1.0
     assert engine.state.metrics["equivariance_mad_270"] <= 1e-5
-    assert handler.results["strided"]["per_angle"]["dice"][1] < 0.95
+    assert handler.results["strided"]["means"]["dice"][1] < 0.95
     assert handler.results["p4"]["per_image"]["dice"].shape == (4, 4)
-    with open(tmp_path / "equivariance_per_image.csv") as f:
+    assert engine.state.metric_details["equivariance_dice"].shape == (4, 4)
+    with open(tmp_path / "equivariance_per_angle.csv") as f:
         assert {row["network"] for row in csv.DictReader(f)} == {"p4", "strided"}
 
 

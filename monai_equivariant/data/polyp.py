@@ -5,7 +5,10 @@ Layouts (``dataset_dir`` itself, or one sub-folder of it, e.g. the extracted ``K
 - Kvasir-SEG: ``images/*.jpg`` and ``masks/*.jpg`` (masks are RGB JPEGs; threshold them at 127.5);
 - CVC-ClinicDB: ``Original/*.tif`` and ``Ground Truth/*.tif`` (the PNG release works too).
 
-Images and masks are paired by file stem. With no ``dataset_dir`` the built-in synthetic polyp set is
+Images and masks are paired by file stem. Every file is decoded once up front (a truncated JPEG fails here,
+named, not later inside a dataset); a mask must have its image's width and height. Images are read as RGB
+(:func:`rgb_image`: a grayscale frame among colour ones gets three equal channels, as PIL's ``convert("RGB")``),
+masks as one channel (:func:`mask_image`). With no ``dataset_dir`` the built-in synthetic polyp set is
 written in the Kvasir-SEG layout (PNG) and used instead, so the same loading path serves both.
 """
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from monai_equivariant.data.synthetic import write_synthetic_polyp_dataset
 
-__all__ = ["POLYP_LAYOUTS", "find_polyp_pairs", "polyp_datalist", "split_datalist"]
+__all__ = ["POLYP_LAYOUTS", "find_polyp_pairs", "mask_image", "polyp_datalist", "rgb_image", "split_datalist"]
 
 POLYP_LAYOUTS: dict[str, tuple[str, str]] = {"Kvasir-SEG": ("images", "masks"), "CVC-ClinicDB": ("Original", "Ground Truth")}
 """Layout name -> (image folder, mask folder)."""
@@ -46,25 +49,51 @@ def _images_in(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
 
 
-def _check_readable(path: Path) -> None:
+# PIL modes that convert to RGB / one channel without losing meaning (not 16-bit or float images)
+_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+
+
+def rgb_image(image):
+    """``PILReader(converter=...)`` for frames: the image as 3-channel RGB (grayscale repeated, alpha dropped)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def mask_image(image):
+    """``PILReader(converter=...)`` for masks: the mask as one 8-bit channel (RGB JPEG masks by luminance)."""
+    return image if image.mode == "L" else image.convert("L")
+
+
+def _decode(path: Path) -> tuple[int, int]:
+    """Decode the whole file (``verify()`` does not: a truncated JPEG passes it); returns (width, height).
+
+    Raises:
+        ValueError naming the file when it does not decode or has a mode that is not 8-bit colour/grayscale.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image.verify()
+            image.load()
+            size, mode = image.size, image.mode
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
         raise ValueError(f"cannot read image file {str(path)!r} ({error}); expected a JPEG/PNG/TIFF image") from error
+    if mode not in _MODES:
+        raise ValueError(
+            f"image file {str(path)!r} has PIL mode {mode!r}; expected 8-bit RGB or grayscale ({', '.join(_MODES)})"
+        )
+    return size
 
 
 def find_polyp_pairs(dataset_dir: str | os.PathLike) -> tuple[str, list[dict[str, str]]]:
-    """Pair images with masks by stem and check every file opens.
+    """Pair images with masks by stem and decode every file.
 
     Returns:
         (layout name, sorted list of ``{"image": path, "label": path}``).
 
     Raises:
         ValueError naming the path and the expected layout: missing folder, wrong layout, no images,
-        images without masks, unreadable files.
+        images without masks, files that do not decode (truncated, not an image, 16-bit/float), a mask whose
+        size differs from its image's (both named).
     """
     layout, root = _detect_layout(Path(dataset_dir))
     image_dir, mask_dir = (root / part for part in POLYP_LAYOUTS[layout])
@@ -79,8 +108,12 @@ def find_polyp_pairs(dataset_dir: str | os.PathLike) -> tuple[str, list[dict[str
         )
     pairs = [{"image": str(images[stem]), "label": str(masks[stem])} for stem in sorted(images)]
     for pair in pairs:
-        _check_readable(Path(pair["image"]))
-        _check_readable(Path(pair["label"]))
+        image_size, mask_size = _decode(Path(pair["image"])), _decode(Path(pair["label"]))
+        if image_size != mask_size:
+            raise ValueError(
+                f"mask {pair['label']!r} is {mask_size[0]}x{mask_size[1]} but its image {pair['image']!r} is "
+                f"{image_size[0]}x{image_size[1]} (width x height); a mask must have its image's size"
+            )
     return layout, pairs
 
 

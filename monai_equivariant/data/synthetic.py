@@ -8,23 +8,47 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["synthetic_polyp", "synthetic_tissue_patch", "write_synthetic_polyp_dataset"]
+__all__ = ["field_of_view", "synthetic_polyp", "synthetic_tissue_patch", "write_synthetic_polyp_dataset"]
 
 
-def synthetic_polyp(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """One polyp-like sample: a textured, vignetted RGB frame with 1-2 rounded, oriented, lobed blobs.
+SYNTHETIC_POLYP_VERSION = 2
+"""Bumped whenever :func:`synthetic_polyp` changes, so stamped sets on disk are regenerated."""
 
-    Returns:
-        image (3, size, size) float32 in [0, 1]; mask (1, size, size) float32 in {0, 1}.
+
+def field_of_view(size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size) bool: the lit field of view of an endoscope, a centred disk or regular-ish octagon.
+
+    Like Kvasir-SEG / CVC-ClinicDB frames, everything outside it is the dark border (so the black corners a
+    rotation brings in look like the data). The disk's radius is 0.44-0.5 of the frame; the octagon is the
+    square of half-side 0.44-0.5 with its corners cut at 45°.
     """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     centre = (size - 1) / 2
+    dy, dx = np.abs(yy - centre) / size, np.abs(xx - centre) / size
+    half = rng.uniform(0.44, 0.5)
+    if rng.random() < 0.5:
+        return dy**2 + dx**2 <= half**2
+    return (dy <= half) & (dx <= half) & (dy + dx <= half * rng.uniform(1.3, 1.45))
+
+
+def synthetic_polyp(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """One endoscopy-like polyp frame: 1-2 rounded, oriented, lobed blobs on textured mucosa, seen through a
+    circular or octagonal field of view with a dark border, under varied lighting (random brightness, colour
+    gain, light direction and off-centre vignette), with specular highlights (small saturated spots).
+
+    Returns:
+        image (3, size, size) float32 in [0, 1]; mask (1, size, size) float32 in {0, 1} (0 outside the view).
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    centre = (size - 1) / 2
+    view = field_of_view(size, rng)
     background = gaussian_filter(rng.standard_normal((size, size)), sigma=size / 16)
     background = (background - background.mean()) / (background.std() + 1e-8)
     tissue = np.stack([0.55 + 0.08 * background, 0.30 + 0.05 * background, 0.25 + 0.04 * background])
     mask = np.zeros((size, size), dtype=bool)
     for _ in range(rng.integers(1, 3)):
-        cy, cx = rng.uniform(0.25 * size, 0.75 * size, size=2)
+        radius, phi = rng.uniform(0, 0.25 * size), rng.uniform(0, 2 * np.pi)
+        cy, cx = centre + radius * np.sin(phi), centre + radius * np.cos(phi)
         a, b = rng.uniform(0.08 * size, 0.2 * size), rng.uniform(0.06 * size, 0.14 * size)
         theta = rng.uniform(0, np.pi)
         dy, dx = yy - cy, xx - cx
@@ -33,12 +57,32 @@ def synthetic_polyp(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarra
         angle = np.arctan2(v, u)
         lobes = 1 + 0.15 * np.sin(rng.integers(2, 5) * angle + rng.uniform(0, 2 * np.pi))
         mask |= (u / a) ** 2 + (v / b) ** 2 <= lobes**2
+    mask &= view
     texture = gaussian_filter(rng.standard_normal((size, size)), sigma=1.0)
     shading = gaussian_filter(mask.astype(np.float64), sigma=2.0)
     polyp = np.stack([0.80 + 0.05 * texture, 0.45 + 0.05 * texture, 0.35 + 0.04 * texture])
     image = tissue * (1 - shading) + polyp * shading
-    vignette = 1 - 0.5 * (((yy - centre) ** 2 + (xx - centre) ** 2) / (2 * centre**2))
-    image = image * vignette + 0.03 * rng.standard_normal((3, size, size))
+    # lighting: brightness, colour gain, a linear fall-off along a random direction, an off-centre vignette
+    light = rng.uniform(0, 2 * np.pi)
+    ramp = ((yy - centre) * np.sin(light) + (xx - centre) * np.cos(light)) / size
+    oy, ox = rng.uniform(-0.15, 0.15, size=2) * size
+    vignette = 1 - rng.uniform(0.3, 0.7) * ((yy - centre - oy) ** 2 + (xx - centre - ox) ** 2) / (2 * centre**2)
+    gain = rng.uniform(0.7, 1.2) * rng.uniform(0.9, 1.1, size=(3, 1, 1))
+    image = image * gain * vignette * (1 + rng.uniform(0.0, 0.5) * ramp)
+    # specular highlights: small saturated, slightly elongated spots, more of them on the (wet, bulging) polyp
+    spots = np.zeros((size, size))
+    inside = np.flatnonzero(view.ravel())
+    on_polyp = np.flatnonzero(mask.ravel())
+    for pool, count in ((inside, rng.integers(1, 5)), (on_polyp, rng.integers(1, 4) if on_polyp.size else 0)):
+        for index in rng.choice(pool, size=count):
+            sy, sx = divmod(int(index), size)
+            ry, rx = rng.uniform(0.006, 0.02, size=2) * size
+            spots = np.maximum(spots, np.exp(-(((yy - sy) / ry) ** 2 + ((xx - sx) / rx) ** 2)))
+    image = image * (1 - spots) + spots
+    image = image + 0.03 * rng.standard_normal((3, size, size))
+    # the dark border around the field of view (slightly noisy black, as in JPEG endoscopy frames)
+    edge = gaussian_filter(view.astype(np.float64), sigma=0.7)
+    image = image * edge + (1 - edge) * np.abs(0.015 * rng.standard_normal((3, size, size)))
     return np.clip(image, 0, 1).astype(np.float32), mask[None].astype(np.float32)
 
 
@@ -57,7 +101,7 @@ def write_synthetic_polyp_dataset(root: str | Path, num_samples: int = 60, size:
         raise ValueError(f"need num_samples >= 1 and size >= 8, got num_samples={num_samples}, size={size}")
     root = Path(root)
     stamp = root / "synthetic.json"
-    params = {"num_samples": int(num_samples), "size": int(size), "seed": int(seed)}
+    params = {"num_samples": int(num_samples), "size": int(size), "seed": int(seed), "version": SYNTHETIC_POLYP_VERSION}
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
     (root / "images").mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
-"""Atomic checkpoints: MONAI's CheckpointSaver writes files in place (``DiskSaver(atomic=False)``), so a run
-killed while saving leaves a truncated file. This saver writes to a temporary file in the same folder and
-``os.replace``-s it (atomic on POSIX), keeping the usual ``rw-r--r--`` permissions (umask)."""
+"""Atomic checkpoints that remember the best model: MONAI's CheckpointSaver writes files in place
+(``DiskSaver(atomic=False)``), so a run killed while saving leaves a truncated file, and its best-metric state
+is not part of any checkpoint, so a resumed run replaces the best model with its first, possibly worse, one.
+This saver writes to a temporary file in the same folder and ``os.replace``-s it (atomic on POSIX), keeping
+the usual ``rw-r--r--`` permissions (umask), and has a ``state_dict`` to put in the training checkpoint."""
 
 from __future__ import annotations
 
@@ -40,7 +42,13 @@ class AtomicDiskSaver(DiskSaver):
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
-    """:class:`monai.handlers.CheckpointSaver` (same arguments) whose every file is written atomically."""
+    """:class:`monai.handlers.CheckpointSaver` (same arguments) whose every file is written atomically, and whose
+    best-metric state can be checkpointed.
+
+    Put the key-metric saver (the one writing ``model.pt``) in the training checkpoint's ``save_dict`` and in the
+    resume ``CheckpointLoader``'s ``load_dict`` (the bundles call it ``best_model_saver``): a resumed run then
+    knows the best score so far and replaces ``model.pt`` only when a validation beats it.
+    """
 
     def __init__(self, save_dir: str, save_dict: dict, **kwargs: Any) -> None:
         super().__init__(save_dir=save_dir, save_dict=save_dict, **kwargs)
@@ -48,6 +56,25 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if checkpoint is not None:
                 fixed = getattr(checkpoint.save_handler, "filename", None)
                 checkpoint.save_handler = AtomicDiskSaver(self.save_dir, filename=fixed)
+
+    def state_dict(self) -> dict[str, list[tuple[float, str]]]:
+        """The key-metric state: ``{"_saved": [(score, file name), ...]}`` of the best checkpoints so far (empty
+        list before the first validation, and without ``save_key_metric``). Plain floats and strings, so it
+        loads with ``torch.load(weights_only=True)``; :meth:`load_state_dict` restores it."""
+        if self._key_metric_checkpoint is None:
+            return {"_saved": []}
+        return {"_saved": [(float(item.priority), str(item.filename)) for item in self._key_metric_checkpoint._saved]}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore the key-metric state written by :meth:`state_dict` (nothing to do without ``save_key_metric``)."""
+        if self._key_metric_checkpoint is not None:
+            self._key_metric_checkpoint.load_state_dict({"_saved": [tuple(item) for item in state_dict["_saved"]]})
+
+    @property
+    def best_score(self) -> float | None:
+        """The best key-metric score saved so far (None before the first save)."""
+        saved = self._key_metric_checkpoint._saved if self._key_metric_checkpoint is not None else []
+        return max((float(item.priority) for item in saved), default=None)
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = "checkpoint") -> str:

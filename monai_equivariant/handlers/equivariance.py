@@ -1,7 +1,9 @@
 """Ignite handler measuring a network's rotation equivariance on a fixed set of images during validation.
 
-Per-angle values go to ``engine.state.metrics`` (so ``StatsHandler`` / ``TensorBoardStatsHandler`` log them)
-and, with ``output_dir``, to a curve PNG, a box-plot PNG and CSV files.
+Per-angle (or per-group-element) means go to ``engine.state.metrics`` (so ``StatsHandler`` /
+``TensorBoardStatsHandler`` log them), per-image values to ``engine.state.metric_details`` (so MONAI's
+``MetricsSaver(metric_details=[...])`` writes them) and, with ``output_dir``, to a curve PNG, a box-plot PNG
+and the per-angle CSV (one row per validation run, history kept).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.utils import convert_to_tensor
 
-from monai_equivariant.metrics.equivariance import EquivarianceMetric
+from monai_equivariant.metrics.equivariance import EquivarianceMetric, _reduce
 
 __all__ = ["EquivarianceHandler"]
 
@@ -63,29 +65,36 @@ class EquivarianceHandler:
     images are collected), so the values are in ``engine.state.metrics`` before any handler logs at
     ``EPOCH_COMPLETED``, whatever the handler order:
 
-    - ``{prefix}_{measure}_{angle}`` for each measure in ``log_measures`` and each angle (``45``, ``22.5``,
-      or ``g7`` for group elements), e.g. ``equivariance_dice_45``;
-    - ``{prefix}_{measure}`` (mean over the angles) for every measure.
+    - ``{prefix}_{measure}_{label}`` for each measure in ``log_measures`` and each transformation: the angle
+      (``45``, ``22.5``) or, with a group, the element (``g7``), e.g. ``equivariance_dice_45``;
+    - ``{prefix}_{measure}`` (mean over every image and transformation, NaN skipped) for every measure.
 
-    The network runs through the engine's inferer (``engine.inferer``, if any) in eval mode; its previous
-    mode is restored. With ``output_dir``: ``{prefix}_curve.png`` (all networks, 0°–360°), ``{prefix}_boxplot.png``
-    (per image, first logged measure), ``{prefix}_per_angle.csv`` (one row per epoch, network, angle; history
-    kept) and ``{prefix}_per_image.csv`` (latest run).
+    ``engine.state.metric_details[f"{prefix}_{measure}"]`` holds the (N, A) per-image values of every measure,
+    for ``MetricsSaver(metric_details=["equivariance_dice"], ...)`` (a ``{name}_raw.csv`` with one row per image,
+    ``class{j}`` = the j-th angle / element). Dice/IoU are NaN (skipped in the means) where both masks are empty
+    (``ignore_empty=True``) or an output is non-finite; each evaluation logs how many were skipped.
+
+    The network runs through the engine's inferer (``engine.inferer``, if any) in eval mode; the mode of each
+    of its submodules is restored afterwards. With ``output_dir``: ``{prefix}_curve.png`` (all networks;
+    angles shown over 0°–360°), ``{prefix}_boxplot.png`` (per image, first logged measure) and
+    ``{prefix}_per_angle.csv`` (one row per epoch, network and transformation; history kept; its columns are
+    ``epoch, network, angle`` — or ``element`` for a group — then the measures).
 
     Args:
         images: fixed images, or None to take the first ``num_images`` of the engine's data.
         num_images: how many images to use.
         image_key: key of the images in dict batches / dataset items.
         network: the network to measure (default: ``engine.network``).
-        networks: more named networks drawn on the same figure and written to the CSVs (not logged).
+        networks: more named networks drawn on the same figure and written to the CSV (not logged).
         network_name: the name of the main network in figures and CSVs.
         batch_size: images per forward pass.
         use_inferer: run the networks through ``engine.inferer`` when the engine has one.
         prefix: prefix of the metric names and output files.
-        log_measures: measures logged per angle (default: ``dice`` for segmentation, ``agreement`` for classifiers).
-        output_dir: where to save PNGs and CSVs (None: nothing saved).
-        angles, group, task, activation, threshold, include_background, valid_region, margin, mode, input_padding: passed to
-            :class:`EquivarianceMetric`.
+        log_measures: measures logged per angle/element (default: ``dice`` for segmentation, ``agreement`` for
+            classifiers).
+        output_dir: where to save the PNGs and the CSV (None: nothing saved).
+        angles, group, task, activation, threshold, include_background, ignore_empty, valid_region, margin,
+            mode, input_padding: passed to :class:`EquivarianceMetric`.
     """
 
     def __init__(
@@ -107,6 +116,7 @@ class EquivarianceHandler:
         activation: str | None = "sigmoid",
         threshold: float = 0.5,
         include_background: bool = True,
+        ignore_empty: bool = True,
         valid_region: str = "rotated",
         margin: int = 0,
         mode: str = "bilinear",
@@ -128,16 +138,16 @@ class EquivarianceHandler:
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.metric_args = dict(
             angles=angles, group=group, task=task, activation=activation, threshold=threshold,
-            include_background=include_background, valid_region=valid_region, margin=margin, mode=mode,
-            input_padding=input_padding,
+            include_background=include_background, ignore_empty=ignore_empty, valid_region=valid_region,
+            margin=margin, mode=mode, input_padding=input_padding,
         )
         EquivarianceMetric(**self.metric_args)  # validate the arguments now, not at the first epoch
         self._images: torch.Tensor | None = None if images is None else self._take(images)
         self._collected: list[torch.Tensor] = []
         self._done_this_epoch = False
         self.results: dict[str, dict[str, Any]] = {}
-        """Latest results: network name -> {"angles", "labels", "per_angle": {measure: (A,)},
-        "per_image": {measure: (N, A)}}."""
+        """Latest results: network name -> {"axis" ("angle" or "element"), "values" (angles in degrees or
+        element indices), "labels", "means": {measure: (A,)}, "per_image": {measure: (N, A)}}."""
         self.history: list[dict[str, Any]] = []
 
     def _take(self, images: Any) -> torch.Tensor:
@@ -190,18 +200,9 @@ class EquivarianceHandler:
 
     def _measure(self, engine: Engine, network: Callable, device: torch.device) -> EquivarianceMetric:
         inferer = getattr(engine, "inferer", None) if self.use_inferer else None
-        forward = (lambda x: inferer(x, network)) if inferer is not None else network
-        metric = EquivarianceMetric(forward, **self.metric_args)
-        modules = [network] if isinstance(network, torch.nn.Module) else []
-        training = [m.training for m in modules]
-        for m in modules:
-            m.eval()
-        try:
-            for start in range(0, len(self._images), self.batch_size):
-                metric(self._images[start : start + self.batch_size].to(device))
-        finally:
-            for m, was_training in zip(modules, training):
-                m.train(was_training)
+        metric = EquivarianceMetric(network, inferer=inferer, **self.metric_args)  # eval mode, then restored
+        for start in range(0, len(self._images), self.batch_size):
+            metric(self._images[start : start + self.batch_size].to(device))
         return metric
 
     def evaluate(self, engine: Engine) -> dict[str, float]:
@@ -219,71 +220,94 @@ class EquivarianceHandler:
         self.results = {}
         for name, network in {self.network_name: main, **self.networks}.items():
             metric = self._measure(engine, network, device)
-            per_angle = {k: v.cpu() for k, v in metric.aggregate().items()}
+            means = {k: v.cpu() for k, v in metric.aggregate().items()}
             self.results[name] = {
-                "angles": list(metric.angles),
-                "labels": list(metric.labels),
-                "per_angle": per_angle,
+                "axis": metric.axis,
+                "values": metric.axis_values,
+                "labels": metric.labels,
+                "means": means,
                 "per_image": {k: v.cpu() for k, v in metric.aggregate("none").items()},
             }
-            for i, angle in enumerate(metric.angles):
+            for i, value in enumerate(metric.axis_values):
+                position = value if metric.axis == "angle" else int(value)
                 self.history.append(
-                    {"epoch": epoch, "network": name, "angle": angle, **{k: float(v[i]) for k, v in per_angle.items()}}
+                    {"epoch": epoch, "network": name, metric.axis: position,
+                     **{k: float(v[i]) for k, v in means.items()}}
                 )
-        logged = self._logged_values(self.results[self.network_name])
+        result = self.results[self.network_name]
+        logged = self._logged_values(result)
         engine.state.metrics.update(logged)
+        if not hasattr(engine.state, "metric_details"):
+            engine.state.metric_details = {}  # type: ignore[attr-defined]
+        for measure, values in result["per_image"].items():
+            engine.state.metric_details[f"{self.prefix}_{measure}"] = values  # type: ignore[attr-defined]
+        self._report_skipped(engine, result)
         self._done_this_epoch = True
         if self.output_dir is not None:
             self.save(self.output_dir)
         return logged
 
+    def _report_skipped(self, engine: Engine, result: dict[str, Any]) -> None:
+        """Log how many (image, angle/element) values are NaN and why, so a mean is never read blindly."""
+        per_image = result["per_image"]
+        total = next(iter(per_image.values())).numel()
+        invalid = torch.zeros_like(next(iter(per_image.values())), dtype=torch.bool)
+        for measure in ("mad", "logit_change"):  # NaN only for non-finite outputs
+            if measure in per_image:
+                invalid = torch.isnan(per_image[measure])
+        pair = f"(image, {result['axis']})"
+        lines = []
+        if bool(invalid.any()):
+            lines.append(f"{int(invalid.sum())} of {total} {pair} pairs have non-finite outputs: all measures NaN")
+        if "dice" in per_image:
+            empty = torch.isnan(per_image["dice"]) & ~invalid
+            if bool(empty.any()):
+                lines.append(
+                    f"{int(empty.sum())} of {total} {pair} pairs have both masks empty: Dice/IoU NaN, left out of "
+                    "the means (ignore_empty=True, as MONAI's DiceMetric)"
+                )
+        for line in lines:
+            engine.logger.info(f"{self.prefix} ({self.network_name}): {line}")
+
+    def _main_measure(self, means: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.log_measures or (("agreement",) if "agreement" in means else ("dice",))
+
     def _logged_values(self, result: dict[str, Any]) -> dict[str, float]:
-        per_angle = result["per_angle"]
-        measures = self.log_measures or (("agreement",) if "agreement" in per_angle else ("dice",))
-        unknown = set(measures) - set(per_angle)
+        means, per_image = result["means"], result["per_image"]
+        measures = self._main_measure(means)
+        unknown = set(measures) - set(means)
         if unknown:
-            raise ValueError(f"log_measures {sorted(unknown)} not among the measures {list(per_angle)}")
-        values = {f"{self.prefix}_{m}": float(v.mean()) for m, v in per_angle.items()}
+            raise ValueError(f"log_measures {sorted(unknown)} not among the measures {list(means)}")
+        values = {f"{self.prefix}_{m}": float(_reduce(v, "mean")) for m, v in per_image.items()}
         for m in measures:
-            for label, value in zip(result["labels"], per_angle[m]):
+            for label, value in zip(result["labels"], means[m]):
                 values[f"{self.prefix}_{m}_{label}"] = float(value)
         return values
 
     def save(self, output_dir: str | Path) -> dict[str, Path]:
-        """Write the curve and box-plot PNGs and the CSVs of the latest results into ``output_dir``."""
-        from monai_equivariant.metrics.plots import plot_equivariance_boxplots, plot_equivariance_curves
+        """Write the curve and box-plot PNGs and the per-angle CSV of the latest results into ``output_dir``."""
+        from monai_equivariant.visualize import plot_equivariance_boxplots, plot_equivariance_curves
 
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         main = self.results[self.network_name]
-        measure = (self.log_measures or (("agreement",) if "agreement" in main["per_angle"] else ("dice",)))[0]
-        grid = main["labels"][0].startswith("g")
-        axis = dict(xlabel="group element" if grid else "rotation angle (°)")
+        measure = self._main_measure(main["means"])[0]
+        axis = main["axis"]
         paths = {
             "curve": out / f"{self.prefix}_curve.png",
             "boxplot": out / f"{self.prefix}_boxplot.png",
             "per_angle": out / f"{self.prefix}_per_angle.csv",
-            "per_image": out / f"{self.prefix}_per_image.csv",
         }
         plot_equivariance_curves(
-            main["angles"], {n: r["per_angle"][measure] for n, r in self.results.items()}, measure,
-            period=None if grid else 90.0, full_turn=not grid, path=paths["curve"], **axis,
+            main["values"], {n: r["means"][measure] for n, r in self.results.items()}, measure, axis=axis,
+            path=paths["curve"],
         )
         plot_equivariance_boxplots(
-            main["angles"], {n: r["per_image"][measure] for n, r in self.results.items()}, measure,
-            path=paths["boxplot"], **axis,
+            main["values"], {n: r["per_image"][measure] for n, r in self.results.items()}, measure, axis=axis,
+            path=paths["boxplot"],
         )
         with open(paths["per_angle"], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
             writer.writeheader()
             writer.writerows(self.history)
-        with open(paths["per_image"], "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["network", "image", "angle", *main["per_image"]])
-            for name, result in self.results.items():
-                values = result["per_image"]
-                n_images = len(next(iter(values.values())))
-                for i in range(n_images):
-                    for j, angle in enumerate(result["angles"]):
-                        writer.writerow([name, i, angle, *(float(v[i, j]) for v in values.values())])
         return paths

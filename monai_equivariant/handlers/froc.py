@@ -3,52 +3,86 @@ positives per scan over the candidates it sees (each item carries its ``seriesui
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
+from monai.handlers import IgniteMetricHandler
+from monai.handlers.utils import from_engine
+
+from monai_equivariant.metrics.froc import LUNA16_FP_RATES, LUNA16FROCMetric
 
 __all__ = ["LUNA16FROCHandler"]
 
 
-class LUNA16FROCHandler:
-    """Collect (probability of class ``positive_index``, label, seriesuid) per item; at the end of each run
-    put ``froc`` (score) and ``froc_{rate}`` (sensitivities) into ``engine.state.metrics``.
+def _scan_ids(batch: Any, key: str) -> list | None:
+    """The scan id of every item of a (decollated or collated) batch; None when no item has one."""
+    if isinstance(batch, Mapping):
+        return list(batch[key]) if key in batch else None
+    items = list(batch)
+    found = [key in item for item in items if isinstance(item, Mapping)]
+    if not any(found):
+        return None
+    if not all(found) or len(found) != len(items):
+        raise ValueError(f"some items of the batch have a {key!r} and others not: FROC needs it on every candidate")
+    return [item[key] for item in items]
 
-    Items without a ``seriesuid`` (synthetic, NoduleMNIST3D) are not scans: the handler then does nothing.
-    Built on :func:`monai_equivariant.metrics.froc.luna16_froc` (MONAI's FROC utilities).
+
+class LUNA16FROCHandler(IgniteMetricHandler):
+    """LUNA16 FROC as a MONAI ``IgniteMetricHandler`` over :class:`~monai_equivariant.metrics.LUNA16FROCMetric`.
+
+    Each iteration takes (probability of class ``positive_index``, label) from the engine output
+    (``output_transform``, default ``from_engine(["pred", "label"])``) and the scan of each candidate from the
+    batch (``batch[scan_key]``). At the end of the run, ``engine.state.metrics`` gets ``{name}`` (the score,
+    default name ``froc``) and ``{name}_{rate}`` (the sensitivity at each rate, e.g. ``froc_0.125``);
+    ``engine.state.metric_details[name]`` gets the (N, 2) [probability, label] of every candidate (for
+    ``MetricsSaver``). Candidates are gathered across ranks (MONAI's Cumulative buffers).
+
+    Items without a scan id (synthetic data, NoduleMNIST3D) are not scans: the handler then writes nothing.
+    It can be listed among ``val_handlers`` (attached as ``name``) or in ``additional_metrics``.
     """
 
-    def __init__(self, positive_index: int = 1, fp_rates: Sequence[float] | None = None) -> None:
-        self.positive_index = int(positive_index)
-        self.fp_rates = fp_rates
-        self._probs: list[float] = []
-        self._labels: list[int] = []
-        self._scans: list[str] = []
+    def __init__(
+        self,
+        positive_index: int = 1,
+        fp_rates: Sequence[float] | None = None,
+        output_transform: Callable = from_engine(["pred", "label"]),
+        scan_key: str = "seriesuid",
+        name: str = "froc",
+        save_details: bool = True,
+    ) -> None:
+        metric = LUNA16FROCMetric(positive_index, LUNA16_FP_RATES if fp_rates is None else fp_rates)
+        super().__init__(metric_fn=metric, output_transform=output_transform, save_details=save_details)
+        self.scan_key = scan_key
+        self.name = name
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._compute)
+    def attach(self, engine: Engine, name: str | None = None) -> None:  # type: ignore[override]
+        """Attach under ``name`` (default: the constructor's ``name``), so it also works as a val_handler."""
+        super().attach(engine, self.name if name is None else name)
 
-    def _reset(self, engine: Engine) -> None:
-        self._probs, self._labels, self._scans = [], [], []
-
-    def _collect(self, engine: Engine) -> None:
-        for item, output in zip(engine.state.batch, engine.state.output):
-            if "seriesuid" not in item:
-                return
-            self._probs.append(float(torch.as_tensor(output["pred"]).reshape(-1)[self.positive_index]))
-            self._labels.append(int(torch.as_tensor(item["label"]).reshape(-1).argmax()))
-            self._scans.append(str(item["seriesuid"]))
-
-    def _compute(self, engine: Engine) -> None:
-        if not self._probs:
+    def iteration_completed(self, engine: Engine) -> None:
+        scans = _scan_ids(engine.state.batch, self.scan_key)
+        if scans is None:
             return
-        from monai_equivariant.metrics.froc import LUNA16_FP_RATES, luna16_froc
+        y_pred, y = self._output_transform(engine.state.output)
+        self.metric_fn(y_pred, y, scans=scans)
 
-        rates = LUNA16_FP_RATES if self.fp_rates is None else self.fp_rates
-        result = luna16_froc(self._probs, self._labels, num_scans=len(set(self._scans)), fp_rates=rates)
-        engine.state.metrics["froc"] = float(result["score"])
+    def compute(self) -> Any:
+        result = self.metric_fn.aggregate()
+        self._is_reduced = True
+        if self.save_details:
+            if self._engine is None or self._name is None:
+                raise RuntimeError("please call attach() to connect the handler to an engine first")
+            probs, labels, _ = self.metric_fn.get_buffer()
+            self._engine.state.metric_details[self._name] = torch.cat([probs, labels], dim=1)
+        return result
+
+    def completed(self, engine: Engine, name: str) -> None:
+        buffers = self.metric_fn.get_buffer()
+        if buffers is None or len(buffers[0]) == 0:  # no scans seen (nothing to score)
+            return
+        result = self.compute()
+        engine.state.metrics[name] = float(result["score"])
         for rate, sensitivity in zip(result["fp_rates"], result["sensitivities"]):
-            engine.state.metrics[f"froc_{rate:g}"] = float(sensitivity)
+            engine.state.metrics[f"{name}_{rate:g}"] = float(sensitivity)

@@ -1,14 +1,26 @@
-"""Equivariance metrics (MONAI Cumulative metrics) and their plots; LUNA16 FROC and AUC/accuracy."""
+"""Equivariance metrics (``compute_equivariance`` and the MONAI Cumulative metric over it); LUNA16 FROC and
+AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize` (re-exported here for older code)."""
 
 from monai_equivariant.metrics.equivariance import (
     CLASSIFICATION_MEASURES,
     DEFAULT_ANGLES_2D,
     SEGMENTATION_MEASURES,
     EquivarianceMetric,
+    Transformations,
+    compute_equivariance,
+    equivariance_transformations,
     valid_region,
 )
-from monai_equivariant.metrics.froc import LUNA16_FP_RATES, classification_scores, froc_curve, luna16_froc
-from monai_equivariant.metrics.plots import (
+from monai_equivariant.metrics.froc import (
+    LUNA16_FP_RATES,
+    LUNA16FROCMetric,
+    classification_scores,
+    froc_curve,
+    luna16_froc,
+)
+
+# thin re-export: the plots moved to monai_equivariant.visualize
+from monai_equivariant.visualize import (
     plot_equivariance_boxplots,
     plot_equivariance_curves,
     plot_per_angle_csvs,
@@ -19,9 +31,13 @@ __all__ = [
     "CLASSIFICATION_MEASURES",
     "DEFAULT_ANGLES_2D",
     "LUNA16_FP_RATES",
+    "LUNA16FROCMetric",
     "SEGMENTATION_MEASURES",
     "EquivarianceMetric",
+    "Transformations",
     "classification_scores",
+    "compute_equivariance",
+    "equivariance_transformations",
     "froc_curve",
     "luna16_froc",
     "plot_equivariance_boxplots",

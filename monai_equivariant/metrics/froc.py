@@ -1,15 +1,18 @@
 """LUNA16 evaluation of candidate classifiers: FROC (mean sensitivity at 1/8 … 8 false positives per scan)
-on top of ``monai.metrics`` FROC utilities, and AUC/accuracy with ``monai.metrics.ROCAUCMetric``."""
+on top of ``monai.metrics`` FROC utilities (as a function and as a MONAI Cumulative metric), and AUC/accuracy
+with ``monai.metrics.ROCAUCMetric``."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import ROCAUCMetric, compute_froc_curve_data, compute_froc_score
+from monai.metrics import CumulativeIterationMetric, ROCAUCMetric, compute_froc_curve_data, compute_froc_score
 
-__all__ = ["LUNA16_FP_RATES", "classification_scores", "froc_curve", "luna16_froc"]
+__all__ = ["LUNA16_FP_RATES", "LUNA16FROCMetric", "classification_scores", "froc_curve", "luna16_froc", "scan_key"]
 
 LUNA16_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """False positives per scan at which LUNA16 averages the sensitivity."""
@@ -105,3 +108,61 @@ def classification_scores(probs, labels, threshold: float = 0.5) -> dict:
     auc = float(metric.aggregate()) if labels.unique().numel() == 2 else float("nan")
     accuracy = float(((probs >= threshold).long() == labels.long()).float().mean())
     return {"auc": auc, "accuracy": accuracy}
+
+
+def scan_key(seriesuid: str) -> int:
+    """A stable 56-bit integer for a scan id (``seriesuid``), so scan identities travel in tensors (and are
+    gathered across ranks); only the number of distinct scans is used, and 56-bit collisions are negligible."""
+    return int.from_bytes(hashlib.blake2b(str(seriesuid).encode(), digest_size=7).digest(), "little")
+
+
+class LUNA16FROCMetric(CumulativeIterationMetric):
+    """LUNA16 FROC over the candidates of all iterations (and all ranks): a MONAI Cumulative metric.
+
+    Call it with ``y_pred`` (B, K) class probabilities (or (B,) scores of the positive class), ``y`` (B, K)
+    one-hot labels (or (B,) 0/1) and ``scans`` (B scan ids, e.g. LUNA16 ``seriesuid`` strings). The number of
+    scans (the FP rate's denominator) is the number of distinct scan ids seen. :meth:`aggregate` returns
+    :func:`luna16_froc`'s dict (``"score"``, ``"sensitivities"`` per rate, …).
+
+    Args:
+        positive_index: the class whose probability scores a candidate (for (B, K) inputs).
+        fp_rates: false positives per scan where the sensitivity is averaged (default :data:`LUNA16_FP_RATES`).
+    """
+
+    def __init__(self, positive_index: int = 1, fp_rates: Sequence[float] = LUNA16_FP_RATES) -> None:
+        super().__init__()
+        self.positive_index = int(positive_index)
+        self.fp_rates = tuple(float(r) for r in fp_rates)
+
+    def __call__(self, y_pred: Any, y: Any = None, scans: Sequence[Any] | None = None, **kwargs: Any) -> Any:
+        if isinstance(y_pred, (list, tuple)):  # decollated items: batch them (one scans list for the batch)
+            y_pred = torch.stack([torch.as_tensor(p) for p in y_pred])
+        if isinstance(y, (list, tuple)):
+            y = torch.stack([torch.as_tensor(t) for t in y])
+        return super().__call__(y_pred, y, scans=scans, **kwargs)
+
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None, scans: Sequence[Any] | None = None
+    ) -> list[torch.Tensor]:
+        """(B, 1) probabilities, (B, 1) labels and (B, 1) int64 scan keys (buffered)."""
+        if y is None or scans is None:
+            raise ValueError("LUNA16FROCMetric needs y_pred, y (labels) and scans (one scan id per candidate)")
+        probs = y_pred.reshape(len(y_pred), -1)
+        probs = probs[:, self.positive_index] if probs.shape[1] > 1 else probs[:, 0]
+        labels = y.reshape(len(y), -1)
+        labels = labels.argmax(dim=1) if labels.shape[1] > 1 else labels[:, 0].round().long()
+        if not len(probs) == len(labels) == len(scans):
+            raise ValueError(f"got {len(probs)} predictions, {len(labels)} labels and {len(scans)} scan ids")
+        keys = torch.tensor([scan_key(s) for s in scans], dtype=torch.int64, device=probs.device)
+        return [probs.float()[:, None], labels.float()[:, None], keys[:, None]]
+
+    def aggregate(self) -> dict:  # type: ignore[override]
+        """:func:`luna16_froc` of every candidate buffered (all ranks)."""
+        buffers = self.get_buffer()
+        if buffers is None or len(buffers) != 3 or len(buffers[0]) == 0:
+            raise RuntimeError("LUNA16FROCMetric has no candidates: call it on predictions first")
+        probs, labels, keys = buffers
+        return luna16_froc(
+            probs.reshape(-1).cpu(), labels.reshape(-1).long().cpu(), num_scans=int(torch.unique(keys).numel()),
+            fp_rates=self.fp_rates,
+        )

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable
 
 import torch
 
 from monai_equivariant.groups import Group, as_group
 
-__all__ = ["check_equivariance", "assert_equivariant", "disk_mask", "rotation_error_curve", "FIELD_TYPES"]
+__all__ = [
+    "check_equivariance",
+    "assert_equivariant",
+    "disk_mask",
+    "eval_mode_restored",
+    "rotation_error_curve",
+    "FIELD_TYPES",
+]
 
 FIELD_TYPES = ("plain", "regular", "invariant")
 """How a tensor transforms: ``plain`` (B, C, *spatial) images, ``regular`` group tensors
@@ -137,3 +145,26 @@ def rotation_error_curve(
         expected = rotate(reference, float(angle)) if out_type == "plain" else reference
         errors.append(((actual - expected) * mask).norm() / scale)
     return torch.tensor([float(e) for e in errors], dtype=torch.float64)
+
+
+@contextmanager
+def eval_mode_restored(*modules: Any) -> Iterator[None]:
+    """Run ``modules`` in eval mode without gradients, then restore every submodule's own mode.
+
+    What the equivariance metric and handler do around the network: a train-mode net would otherwise be
+    measured with batch statistics and would update its BatchNorm running statistics. Unlike
+    ``monai.networks.utils.eval_mode`` (which calls ``.train()`` on the top module afterwards), submodules
+    that were in eval mode inside a training net (e.g. a frozen encoder) stay in eval mode. Objects that
+    are not ``torch.nn.Module`` (plain functions) are ignored.
+    """
+    nets = [m for m in modules if isinstance(m, torch.nn.Module)]
+    modes = [[(sub, sub.training) for sub in net.modules()] for net in nets]
+    try:
+        for net in nets:
+            net.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for saved in modes:
+            for sub, training in saved:
+                sub.training = training

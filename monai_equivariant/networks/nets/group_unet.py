@@ -19,16 +19,38 @@ __all__ = ["GroupUNet", "P4UNet", "P4MUNet", "matched_channels"]
 
 
 def matched_channels(
-    channels: Sequence[int], from_group: str | Group, to_group: str | Group, spatial_dims: int | None = None
+    channels: Sequence[int],
+    from_group: str | Group,
+    to_group: str | Group,
+    spatial_dims: int | None = None,
+    by: str = "params",
 ) -> tuple[int, ...]:
-    """Channels giving (about) the same parameter count under another group.
+    """Channels giving (about) the same parameter count, or the same conv FLOPs, under another group.
 
-    A group conv with C fields has |G|·C² weights per tap, a plain conv with C channels C², so equal
-    parameters means ``C_to = C_from · sqrt(|G_from| / |G_to|)`` (rounded). Example: p4 fields
-    (8, 16, 32, 64, 128) <-> plain channels (16, 32, 64, 128, 256).
+    A group conv from C_in to C_out fields expands into one planar conv with C_out·|G| output and C_in·|G|
+    input channels (C_in input channels for the lifting conv), and stores C_out·C_in·|G| weights per tap:
+
+    - ``by="params"``: equal weights, |G_from|·C_from² = |G_to|·C_to², so
+      ``C_to = C_from · sqrt(|G_from| / |G_to|)``. Example: p4 fields (8, 16, 32, 64, 128) <-> plain channels
+      (16, 32, 64, 128, 256).
+    - ``by="flops"``: equal multiply-adds, (C_from·|G_from|)² = (C_to·|G_to|)² per tap and pixel, so
+      ``C_to = C_from · |G_from| / |G_to|``: the same feature-map widths (lifting conv and 1×1 head: the same
+      up to the group pooling before the head). Example: p4 fields (8, ..., 128) <-> plain channels
+      (32, ..., 512). Interpolated groups (se2_N) count their disk-masked taps too: the planar conv runs them.
+
+    Channels are rounded to the nearest integer (at least 1), so matches are approximate for small widths.
+
+    Args:
+        channels: channels (fields) per level under ``from_group``.
+        from_group, to_group: group names or :class:`Group` (``"trivial"`` = plain).
+        spatial_dims: resolves group names valid in several dimensions (``"trivial"``).
+        by: ``"params"`` or ``"flops"``.
     """
+    if by not in ("params", "flops"):
+        raise ValueError(f"by must be 'params' or 'flops', got {by!r}")
     g_from, g_to = as_group(from_group, spatial_dims), as_group(to_group, spatial_dims)
-    scale = math.sqrt(g_from.order / g_to.order)
+    ratio = g_from.order / g_to.order
+    scale = math.sqrt(ratio) if by == "params" else ratio
     return tuple(max(1, int(round(c * scale))) for c in channels)
 
 

@@ -1,4 +1,5 @@
-"""Pictures of equivariance: measure-vs-angle curves for several networks, and per-angle box plots.
+"""Pictures of equivariance: measure-vs-angle (or group element) curves for several networks, per-angle box
+plots, and the comparison figure of several runs' per-angle CSVs.
 
 Figures are built with ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state, no backend switch), so
 they work headless, in notebooks and inside training handlers.
@@ -16,17 +17,23 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "AXES",
     "MEASURE_LABELS",
     "plot_equivariance_boxplots",
     "plot_equivariance_curves",
     "plot_per_angle_csvs",
+    "read_per_angle_csv",
     "save_figure",
 ]
 
+AXES = ("angle", "element")
+"""What the x axis holds: rotation angles in degrees, or a group's element indices (named g0, g1, ...)."""
+_XLABELS = {"angle": "rotation angle (°)", "element": "group element"}
+
 MEASURE_LABELS = {
-    "dice": "Dice( rotate(f(x)), f(rotate(x)) )",
-    "iou": "IoU( rotate(f(x)), f(rotate(x)) )",
-    "mad": "mean |rotate(f(x)) − f(rotate(x))|",
+    "dice": "Dice( g·f(x), f(g·x) )",
+    "iou": "IoU( g·f(x), f(g·x) )",
+    "mad": "mean |g·f(x) − f(g·x)|",
     "agreement": "argmax agreement",
     "logit_change": "max |Δ logit|",
 }
@@ -47,6 +54,15 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _check_axis(axis: str) -> None:
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+
+
+def _tick_labels(values: np.ndarray, axis: str) -> list[str]:
+    return [f"g{int(v)}" if axis == "element" else format(v, "g") for v in values]
+
+
 def _tile(angles: np.ndarray, values: np.ndarray, period: float, end: float) -> tuple[np.ndarray, np.ndarray]:
     """Repeat a curve measured on [0, period] up to ``end`` (drops the duplicate point at each seam)."""
     inner = angles < period - 1e-9
@@ -62,24 +78,32 @@ def plot_equivariance_curves(
     measure: str = "dice",
     period: float | None = 90.0,
     full_turn: bool = True,
-    xlabel: str = "rotation angle (°)",
+    xlabel: str | None = None,
     title: str | None = None,
     path: str | Path | None = None,
+    axis: str = "angle",
 ) -> Figure:
-    """One figure, one curve per network: ``measure`` (e.g. per-angle mean Dice) against the angle.
+    """One figure, one curve per network: ``measure`` (e.g. per-angle mean Dice) against the angle or element.
 
     Args:
-        angles: (A,) angles in degrees (or group element indices with ``period=None``).
-        curves: network name -> (A,) values (e.g. ``EquivarianceMetric.aggregate()["dice"]``).
+        angles: (A,) angles in degrees, or group element indices with ``axis="element"``
+            (``EquivarianceMetric.axis_values``).
+        curves: network name -> (A,) values (e.g. ``EquivarianceMetric.aggregate()["dice"]``); NaN points
+            (nothing to compare there) are left as gaps.
         measure: key into :data:`MEASURE_LABELS` for the y label (any string is accepted).
-        period: draw a vertical line at every multiple (the 90° period of grid symmetries); None for none.
-        full_turn: show 0°–360°; a curve measured only on [0, period] is repeated (dotted) with the period.
-        xlabel, title: axis label and title.
+        period: (angles) draw a vertical line at every multiple (the 90° period of grid symmetries); None for none.
+        full_turn: (angles) show 0°–360°; a curve measured only on [0, period] is repeated (dotted) with the period.
+        xlabel, title: axis label (default from ``axis``) and title.
         path: when given, also save the PNG there.
+        axis: ``"angle"`` or ``"element"`` (``EquivarianceMetric.axis``): elements are labelled g0, g1, …,
+            with no period and no full turn.
     """
+    _check_axis(axis)
+    if axis == "element":
+        period, full_turn = None, False
     angles_np = _array(angles)
     if angles_np.ndim != 1 or not len(curves):
-        raise ValueError("expected 1-D angles and at least one curve")
+        raise ValueError("expected 1-D angles/elements and at least one curve")
     fig = _new_figure(8.0, 4.0)
     ax = fig.add_subplot()
     colours = [f"C{i}" for i in range(len(curves))]
@@ -97,8 +121,13 @@ def plot_equivariance_curves(
         for k in range(int(end // period) + 1):
             ax.axvline(k * period, color="0.75", linewidth=0.8, zorder=0)
         ax.set_xticks(np.arange(0, end + 1e-9, period / 2))
-    ax.set_xlim(float(min(0.0, angles_np.min())), end)
-    ax.set_xlabel(xlabel)
+    if axis == "element":
+        ax.set_xticks(angles_np)
+        ax.set_xticklabels(_tick_labels(angles_np, axis), rotation=90 if len(angles_np) > 24 else 0)
+        ax.set_xlim(float(angles_np.min()) - 0.5, float(angles_np.max()) + 0.5)
+    else:
+        ax.set_xlim(float(min(0.0, angles_np.min())), end)
+    ax.set_xlabel(_XLABELS[axis] if xlabel is None else xlabel)
     ax.set_ylabel(MEASURE_LABELS.get(measure, measure))
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
@@ -113,20 +142,24 @@ def plot_equivariance_boxplots(
     angles: Sequence[float],
     per_image: Mapping[str, Any],
     measure: str = "dice",
-    xlabel: str = "rotation angle (°)",
+    xlabel: str | None = None,
     title: str | None = None,
     path: str | Path | None = None,
+    axis: str = "angle",
 ) -> Figure:
-    """Per-angle box plots of the per-image values (outliers visible), networks side by side.
+    """Per-angle (per-element) box plots of the per-image values (outliers visible), networks side by side.
 
     Args:
-        angles: (A,) angles (tick labels).
-        per_image: network name -> (N, A) values (``EquivarianceMetric.aggregate("none")[measure]``).
+        angles: (A,) angles, or element indices with ``axis="element"`` (tick labels).
+        per_image: network name -> (N, A) values (``EquivarianceMetric.aggregate("none")[measure]``); NaN
+            values (nothing to compare) are left out of each box.
+        axis: ``"angle"`` or ``"element"``.
     """
+    _check_axis(axis)
     angles_np = _array(angles)
     n_angles, n_nets = len(angles_np), len(per_image)
     if n_angles == 0 or n_nets == 0:
-        raise ValueError("expected at least one angle and one network")
+        raise ValueError("expected at least one angle/element and one network")
     width = 0.8 / n_nets
     fig = _new_figure(min(24.0, max(6.0, 0.3 * n_angles * n_nets + 2)), 4.0)
     ax = fig.add_subplot()
@@ -137,7 +170,7 @@ def plot_equivariance_boxplots(
             raise ValueError(f"{name!r}: expected (N, {n_angles}) per-image values, got {values_np.shape}")
         positions = np.arange(n_angles) + (j - (n_nets - 1) / 2) * width
         boxes = ax.boxplot(
-            [values_np[:, i] for i in range(n_angles)],
+            [values_np[~np.isnan(values_np[:, i]), i] for i in range(n_angles)],
             positions=positions,
             widths=width * 0.9,
             patch_artist=True,
@@ -150,8 +183,8 @@ def plot_equivariance_boxplots(
             box.set_alpha(0.6)
         handles.append((boxes["boxes"][0], name))
     ax.set_xticks(np.arange(n_angles))
-    ax.set_xticklabels([format(a, "g") for a in angles_np], rotation=90 if n_angles > 24 else 0)
-    ax.set_xlabel(xlabel)
+    ax.set_xticklabels(_tick_labels(angles_np, axis), rotation=90 if n_angles > 24 else 0)
+    ax.set_xlabel(_XLABELS[axis] if xlabel is None else xlabel)
     ax.set_ylabel(MEASURE_LABELS.get(measure, measure))
     ax.grid(alpha=0.3, axis="y")
     ax.legend([h for h, _ in handles], [n for _, n in handles], loc="best")
@@ -162,31 +195,46 @@ def plot_equivariance_boxplots(
     return fig
 
 
+def read_per_angle_csv(path: str | Path, measure: str = "dice") -> tuple[str, list[float], list[float]]:
+    """The last epoch of an ``equivariance_per_angle.csv`` (written by ``EquivarianceHandler``; columns
+    ``epoch, network, angle|element, <measures>``): ``(axis, x values, measure values)``.
+
+    With several networks in the file (the handler's ``networks=``), the first one's rows are used."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no per-angle equivariance CSV at {path} (expected from EquivarianceHandler)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = list(rows[0]) if rows else []
+    if not rows or measure not in columns:
+        raise ValueError(f"{path} has no {measure!r} column (columns: {columns})")
+    axis = next((a for a in AXES if a in columns), None)
+    if axis is None:
+        raise ValueError(f"{path} has neither an 'angle' nor an 'element' column (columns: {columns})")
+    last = max(int(r["epoch"]) for r in rows)
+    rows = [r for r in rows if int(r["epoch"]) == last]
+    if "network" in columns:
+        rows = [r for r in rows if r["network"] == rows[0]["network"]]
+    rows.sort(key=lambda r: float(r[axis]))
+    return axis, [float(r[axis]) for r in rows], [float(r[measure]) for r in rows]
+
+
 def plot_per_angle_csvs(
     csvs: Mapping[str, str | Path], path: str | Path, measure: str = "dice", title: str | None = None
 ) -> Figure:
     """One curve figure from several runs' ``equivariance_per_angle.csv`` (written by ``EquivarianceHandler``):
-    the last epoch of each file, labelled by the mapping's keys (e.g. ``{"P4UNet": ..., "U-Net": ...}``)."""
-    import csv
-
+    the last epoch of each file, labelled by the mapping's keys (e.g. ``{"P4UNet": ..., "U-Net": ...}``).
+    The runs must share their angles (or group elements)."""
     curves: dict[str, list[float]] = {}
-    angles: list[float] = []
+    axis, values = "", []
     for name, csv_path in csvs.items():
-        csv_path = Path(csv_path)
-        if not csv_path.is_file():
-            raise FileNotFoundError(f"no per-angle equivariance CSV at {csv_path} (expected from EquivarianceHandler)")
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or measure not in rows[0]:
-            raise ValueError(f"{csv_path} has no {measure!r} column (columns: {list(rows[0]) if rows else []})")
-        last = max(int(r["epoch"]) for r in rows)
-        rows = sorted((r for r in rows if int(r["epoch"]) == last), key=lambda r: float(r["angle"]))
-        run_angles = [float(r["angle"]) for r in rows]
-        if angles and run_angles != angles:
-            raise ValueError(f"{csv_path} measured angles {run_angles}, the other runs {angles}")
-        angles = run_angles
-        curves[name] = [float(r[measure]) for r in rows]
-    return plot_equivariance_curves(angles, curves, measure=measure, title=title, path=path)
+        run_axis, run_values, curves[name] = read_per_angle_csv(csv_path, measure)
+        if values and (run_axis, run_values) != (axis, values):
+            raise ValueError(f"{csv_path} measured {run_axis}s {run_values}, the other runs {axis}s {values}")
+        axis, values = run_axis, run_values
+    return plot_equivariance_curves(values, curves, measure=measure, title=title, path=path, axis=axis)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:

@@ -1,0 +1,294 @@
+"""What each network in the package costs, next to the plain net of equal parameters and of equal FLOPs.
+
+Usage: python benchmarks/cost_table.py [--size2d 64] [--size3d 16] [--batch 2] [--repeats 3] [--smoke]
+       [--only P4UNet SE2CNN ...]
+
+For every network (P4UNet, P4MUNet, SE2UNet, SteerableUNet, SE2CNN, GroupCNN with O / Oh / D4h) and two
+plain baselines — the same architecture with ``group="trivial"`` and the channels of
+:func:`~monai_equivariant.networks.nets.matched_channels` ``by="params"`` (equal parameters) and
+``by="flops"`` (equal conv FLOPs) — it reports
+
+  params         trainable parameters;
+  GFLOPs/image   forward FLOPs of one image in eval mode (``torch.utils.flop_counter.FlopCounterMode``: convs,
+                 matmuls; the eval filter caches are filled first, so filter expansion is not counted);
+  train ms/step  median wall time of one training step (forward, mean loss, backward, SGD step) at ``--batch``,
+                 the three nets of a row group timed round by round (interleaved);
+  activation MiB the tensors saved for backward by one training forward at ``--batch`` (distinct storages,
+                 parameters excluded; expanded filter banks included), collected with
+                 ``torch.autograd.graph.saved_tensors_hooks``: deterministic, and what the backward pass holds
+                 at the peak.
+
+SteerableUNet's parameters follow escnn's steerable basis (fewer than |G|·C² per tap), so its equal-parameter
+plain U-Net is found by scaling the equal-FLOPs channels until the count matches (closest of the candidates);
+its equal-FLOPs plain U-Net uses |G| = 8 (C8 regular fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from monai_equivariant.networks.nets import (
+    SE2CNN,
+    GroupCNN,
+    GroupUNet,
+    P4MUNet,
+    P4UNet,
+    SE2UNet,
+    count_parameters,
+    matched_channels,
+)
+
+
+@dataclass
+class NetSpec:
+    """A network, the group its channel counts refer to, and how to build its plain counterpart."""
+
+    name: str
+    group_label: str
+    build: Callable[[], nn.Module]
+    fields: tuple[int, ...]
+    group: str  # group whose order the fields refer to (for matched_channels)
+    spatial_dims: int
+    in_channels: int
+    plain: Callable[[Sequence[int]], nn.Module]  # plain net from channels
+    params_by_search: bool = False  # no |G|·C² parameter rule (steerable basis)
+
+
+def unet_plain(in_channels: int = 3, out_channels: int = 1) -> Callable[[Sequence[int]], nn.Module]:
+    return lambda ch: GroupUNet(2, in_channels, out_channels, tuple(ch), group="trivial")
+
+
+def cnn_plain(spatial_dims: int, in_channels: int, out_channels: int, **kwargs) -> Callable[[Sequence[int]], nn.Module]:
+    return lambda ch: GroupCNN(spatial_dims, in_channels, out_channels, tuple(ch), group="trivial", **kwargs)
+
+
+def steerable_unet(channels: Sequence[int]) -> nn.Module:
+    from monai_equivariant.networks.nets import SteerableUNet
+
+    return SteerableUNet(2, 3, 1, tuple(channels))
+
+
+def specs(tiny: bool = False) -> list[NetSpec]:
+    """The package's networks with their default arguments (in=3 for 2D, in=1 for 3D); ``tiny``: the same
+    classes with 1–4 fields per level and 3 U-Net levels (for smoke tests)."""
+    unet = {
+        "P4UNet": (8, 16, 32, 64, 128),
+        "P4MUNet": (6, 11, 23, 45, 91),
+        "SE2UNet": (5, 9, 18, 37, 74),
+        "SteerableUNet": (4, 8, 16, 32, 64),
+    }
+    cnn = {"SE2CNN": (8, 16, 32), "GroupCNN": (4, 8, 16)}
+    if tiny:
+        unet = {name: (1, 2, 4) for name in unet}
+        cnn = {name: (1, 2) for name in cnn}
+    cube = [
+        NetSpec(
+            f"GroupCNN ({g})", g, lambda g=g: GroupCNN(3, 1, 2, cnn["GroupCNN"], group=g), cnn["GroupCNN"], g, 3,
+            1, cnn_plain(3, 1, 2),
+        )
+        for g in ("O", "Oh", "D4h")
+    ]
+    return [
+        NetSpec("P4UNet", "p4", lambda: P4UNet(2, 3, 1, unet["P4UNet"]), unet["P4UNet"], "p4", 2, 3, unet_plain()),
+        NetSpec(
+            "P4MUNet", "p4m", lambda: P4MUNet(2, 3, 1, unet["P4MUNet"]), unet["P4MUNet"], "p4m", 2, 3, unet_plain()
+        ),
+        NetSpec(
+            "SE2UNet", "se2_12", lambda: SE2UNet(2, 3, 1, unet["SE2UNet"]), unet["SE2UNet"], "se2_12", 2, 3,
+            unet_plain(),
+        ),
+        NetSpec(
+            "SteerableUNet", "C8 (escnn)", lambda: steerable_unet(unet["SteerableUNet"]), unet["SteerableUNet"],
+            "se2_8", 2, 3, unet_plain(), params_by_search=True,
+        ),
+        NetSpec(
+            "SE2CNN", "se2_8", lambda: SE2CNN(2, 3, 2, channels=cnn["SE2CNN"]), cnn["SE2CNN"], "se2_8", 2, 3,
+            cnn_plain(2, 3, 2, kernel_size=5),
+        ),
+        *cube,
+    ]
+
+
+def plain_baselines(spec: NetSpec, target_params: int) -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+    """{"plain, equal params": (channels, net), "plain, equal FLOPs": (channels, net)}."""
+    dims = spec.spatial_dims
+    by_flops = matched_channels(spec.fields, spec.group, "trivial", dims, by="flops")
+    if spec.params_by_search:
+        by_params = _search_equal_params(spec.plain, by_flops, target_params)
+    else:
+        by_params = matched_channels(spec.fields, spec.group, "trivial", dims, by="params")
+    return {
+        "plain, equal params": (by_params, spec.plain(by_params)),
+        "plain, equal FLOPs": (by_flops, spec.plain(by_flops)),
+    }
+
+
+def _search_equal_params(
+    plain: Callable[[Sequence[int]], nn.Module], channels: Sequence[int], target: int
+) -> tuple[int, ...]:
+    """Channels ``round(c·s)`` whose plain net has the parameter count closest to ``target``."""
+    full = count_parameters(plain(channels))
+    guess = math.sqrt(target / full)  # parameters grow ~ quadratically with width
+    best: tuple[int, tuple[int, ...]] | None = None
+    for s in (guess * f for f in (0.94, 0.97, 1.0, 1.03, 1.06)):
+        candidate = tuple(max(1, round(c * s)) for c in channels)
+        gap = abs(count_parameters(plain(candidate)) - target)
+        if best is None or gap < best[0]:
+            best = (gap, candidate)
+    return best[1]
+
+
+# ------------------------------------------------------------------------------------------------- measures
+def forward_gflops(net: nn.Module, x: torch.Tensor) -> float:
+    """GFLOPs of one eval forward of ``x`` (batch 1) with the filter caches already filled."""
+    net.eval()
+    with torch.no_grad():
+        net(x)
+        with FlopCounterMode(display=False) as counter:
+            net(x)
+    return counter.get_total_flops() / 1e9 / x.shape[0]
+
+
+def activation_mib(net: nn.Module, x: torch.Tensor) -> float:
+    """MiB of the distinct tensors one training forward saves for backward (parameters excluded)."""
+    net.train()
+    parameters = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = net(x).float().mean()
+    loss.backward()
+    net.zero_grad(set_to_none=True)
+    return sum(saved.values()) / 2**20
+
+
+def train_step_fn(net: nn.Module, x: torch.Tensor, device: str) -> Callable[[], None]:
+    """One SGD training step on a fixed batch (mean of the output as the loss)."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-6)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        net(x).float().mean().backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def interleaved_ms(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median ms per call, the calls timed round by round so load on the machine hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) * 1e3 for name, times in samples.items()}
+
+
+def measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> list[dict]:
+    """Rows for the net and its two plain baselines."""
+    torch.manual_seed(0)
+    net = spec.build()
+    n_params = count_parameters(net)
+    nets = {spec.name: (spec.fields, net), **plain_baselines(spec, n_params)}
+    shape = (spec.in_channels,) + (size,) * spec.spatial_dims
+    x1 = torch.randn((1,) + shape, device=device)
+    xb = torch.randn((batch,) + shape, device=device)
+    rows, steps = [], {}
+    for label, (channels, model) in nets.items():
+        model.to(device)
+        rows.append(
+            dict(
+                net=label,
+                group=spec.group_label if label == spec.name else "trivial",
+                channels=tuple(channels),
+                params=count_parameters(model),
+                gflops=forward_gflops(model, x1),
+                act_mib=activation_mib(model, xb),
+            )
+        )
+        model.train()
+        steps[label] = train_step_fn(model, xb, device)
+    times = interleaved_ms(steps, repeats)
+    for row in rows:
+        row["train_ms"] = times[row["net"]]
+    return rows
+
+
+def markdown(rows: list[dict], batch: int) -> str:
+    lines = [
+        f"| net | group | channels (fields) | params | GFLOPs/image | train ms/step | activation MiB (batch {batch}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name = r["net"] if not r["net"].startswith("plain") else f"↳ {r['net']}"
+        channels = ", ".join(str(c) for c in r["channels"])
+        lines.append(
+            f"| {name} | {r['group']} | ({channels}) | {r['params']:,} | {r['gflops']:.3f} | "
+            f"{r['train_ms']:.1f} | {r['act_mib']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size2d", type=int, default=64, help="2D image side (multiple of 16)")
+    parser.add_argument("--size3d", type=int, default=16, help="3D volume side (multiple of 4)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--only", nargs="+", default=None, help="net names (e.g. P4UNet 'GroupCNN (O)')")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny nets (1-4 fields), 16² / 8³ inputs, 1 round (tests)"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.size2d, args.size3d, args.repeats = 16, 8, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    wanted = lambda spec: args.only is None or spec.name in args.only or spec.group_label in args.only  # noqa: E731
+    chosen = [spec for spec in specs(tiny=args.smoke) if wanted(spec)]
+    if not chosen:
+        raise SystemExit(f"--only matched no network; names: {[s.name for s in specs()]}")
+    rows = []
+    for spec in chosen:
+        size = args.size2d if spec.spatial_dims == 2 else args.size3d
+        rows.extend(measure(spec, size, args.batch, args.repeats, args.device))
+        print(f"  {spec.name}: done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    print(
+        f"device={args.device} torch={torch.__version__} threads={args.threads} batch={args.batch} "
+        f"repeats={args.repeats}; 2D nets at {args.size2d}², 3D nets at {args.size3d}³\n"
+    )
+    print(markdown(rows, args.batch))
+    print(f"\nwall time {time.perf_counter() - start:.0f} s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

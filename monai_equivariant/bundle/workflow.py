@@ -1,0 +1,92 @@
+"""Small pieces of bundle wiring: command-line booleans, attaching handlers, the trained model, resume."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from monai_equivariant.handlers.checkpoint import latest_checkpoint
+
+__all__ = ["as_bool", "attach_handlers", "checked_group", "first_samples", "resume_checkpoint", "trained_model"]
+
+T = TypeVar("T")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "none", "")
+
+
+def as_bool(value: Any) -> bool:
+    """A boolean override as given in a config or on the command line (``True``, ``"true"``, ``1``, ``"no"``...).
+
+    Raises:
+        ValueError naming the value when it is not one of those words.
+    """
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (True/False, 1/0, yes/no), got {value!r}")
+
+
+def attach_handlers(handlers: Iterable[Any], engine: Any) -> None:
+    """``handler.attach(engine)`` for each handler (the configs' ``initialize`` step for checkpoint handlers)."""
+    for handler in handlers:
+        handler.attach(engine)
+
+
+def resume_checkpoint(ckpt_dir: str | os.PathLike, resume: Any) -> str | None:
+    """The checkpoint to resume from: the newest ``checkpoint_epoch=N.pt`` in ``ckpt_dir`` when ``resume`` is
+    true (see :func:`as_bool`), else None (the loader is disabled then)."""
+    return latest_checkpoint(ckpt_dir) if as_bool(resume) else None
+
+
+def trained_model(ckpt_dir: str | os.PathLike, filename: str = "model.pt") -> str:
+    """Path of the trained model ``ckpt_dir/filename``, for evaluation and inference.
+
+    Raises:
+        FileNotFoundError: ``no trained model at …: run train.json first`` when there is none.
+    """
+    path = Path(ckpt_dir) / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained model at {str(path)!r}: run train.json first (with the same --bundle_root), "
+            "or set --ckpt_dir to the folder holding model.pt"
+        )
+    return str(path)
+
+
+_CHECKED = {
+    # network name -> the group its exactness is checked against (the largest grid group it is exact for;
+    # the plain nets are checked against the group their equivariant counterparts are exact for)
+    2: {"p4": "p4", "p4m": "p4m", "se2": "p4", "steerable": "p4", "plain": "p4"},
+    3: {"O": "O", "Oh": "Oh", "D4h": "D4h", "plain": "O"},
+}
+
+
+def checked_group(network_name: str, spatial_dims: int = 2) -> str:
+    """The grid group the bundle checks ``network_name`` against (``check_equivariance``, the equivariance
+    handler): ``p4m`` for p4m, ``p4`` for the other 2D nets (SE(2,N) and steerable nets are exact at 90°),
+    the named group in 3D, ``O`` for the plain 3D net."""
+    table = _CHECKED.get(int(spatial_dims))
+    if table is None or str(network_name) not in table:
+        raise ValueError(f"network_name must be one of {sorted(table or {})} for spatial_dims={spatial_dims}, got {network_name!r}")
+    return table[str(network_name)]
+
+
+def first_samples(items: Sequence[T], count: int | None, what: str = "training samples") -> list[T]:
+    """The first ``count`` items (all when ``count`` is None or 0): the bundles' ``--train_samples`` limit, taken
+    from a split that is already shuffled with the seed, so a smaller set is a subset of a larger one.
+
+    Raises:
+        ValueError when ``count`` is negative or larger than the number of items.
+    """
+    items = list(items)
+    if count is None or int(count) == 0:
+        return items
+    if int(count) < 0 or int(count) > len(items):
+        raise ValueError(f"asked for {count} {what}, but there are {len(items)}: use a number from 1 to {len(items)}")
+    return items[: int(count)]

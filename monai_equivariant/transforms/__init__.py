@@ -1,0 +1,11 @@
+"""MONAI transforms over a group: one element, a random element (augmentation over the whole group), invertible."""
+
+from monai_equivariant.transforms.group_element import (
+    GroupElement,
+    GroupElementd,
+    RandGroupElement,
+    RandGroupElementd,
+    group_element_affine,
+)
+
+__all__ = ["GroupElement", "GroupElementd", "RandGroupElement", "RandGroupElementd", "group_element_affine"]

@@ -1,0 +1,72 @@
+"""The benchmark scripts run end to end on CPU at tiny sizes (their figures are checked for consistency, not
+speed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One CPU thread: on a shared, loaded machine two threads make these tiny runs many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_gpu_throughput_runs_tiny_on_cpu(capsys):
+    rows = load("gpu_throughput").main(["--tiny", "--device", "cpu", "--threads", "1"])
+    assert "| P4UNet (p4) | 32^2 |" in capsys.readouterr().out
+    by_net = {r["net"]: r for r in rows}
+    assert len(by_net) == 6
+    assert all(r["train"] > 0 and r["infer"] > 0 for r in rows)
+    labels = ("GroupCNN (O)", "plain GroupCNN, equal params", "plain GroupCNN, equal FLOPs")
+    group, params, flops = (by_net[k] for k in labels)
+    assert params["params"] == pytest.approx(group["params"], rel=0.1)
+    assert flops["params"] > 10 * group["params"]  # equal FLOPs = |G|× the channels
+    assert group["train_vs_group"] == 1.0
+
+
+def test_cost_table_smoke_rows_match_by_params_and_by_flops(capsys):
+    rows = load("cost_table").main(["--smoke", "--threads", "1", "--only", "P4UNet", "GroupCNN (O)"])
+    out = capsys.readouterr().out
+    assert "| ↳ plain, equal FLOPs | trivial |" in out
+    assert len(rows) == 6
+    for net, by_params, by_flops in (rows[0:3], rows[3:6]):
+        assert by_params["params"] == pytest.approx(net["params"], rel=0.15)  # tiny widths round coarsely
+        assert by_flops["gflops"] == pytest.approx(net["gflops"], rel=0.03)
+        assert by_params["gflops"] < net["gflops"] / 2
+        assert by_flops["act_mib"] == pytest.approx(net["act_mib"], rel=0.5)  # same widths
+        assert all(r["train_ms"] > 0 and r["act_mib"] > 0 for r in (net, by_params, by_flops))
+
+
+def test_escnn_comparison_smoke_2d(capsys):
+    pytest.importorskip("escnn")
+    bench = load("escnn_comparison")
+    # cold builds (fresh interpreters importing escnn) are left out: they take most of a minute on a loaded machine
+    rows = bench.main(["--smoke", "--threads", "1", "--cases", "2d", "--cold-repeats", "0"])
+    out = capsys.readouterr().out
+    assert "monai_equivariant `GroupConv`" in out and "escnn (default `initialize=True`)" in out
+    ours, escnn, escnn_noinit = rows
+    assert ours["params"] == 4 * 4 * 4 * 9 + 4  # C_out·C_in·|G|·k² + bias
+    assert escnn["params"] == escnn_noinit["params"] > 0
+    assert all(r["warm_ms"] > 0 and r["cold_ms"] is None for r in rows)
+    assert ours["train"] > 0 and escnn["train"] > 0 and escnn_noinit["train"] is None
+    cold = bench.cold_child("2d", "ours", smoke=True, empty_disk_cache=False, threads=1)  # what a subprocess runs
+    assert cold["cold_s"] > 0 and not cold["sklearn_disabled"]
