@@ -18,6 +18,7 @@ NETS = {
     "GroupUNet-trivial": (lambda: GroupUNet(2, 1, 1, channels=(2, 4), group="trivial"), (1, 1, 16, 16)),
     "SE2UNet": (lambda: SE2UNet(2, 1, 1, channels=(2, 4), num_rotations=8), (1, 1, 16, 16)),
     "SE2CNN": (lambda: SE2CNN(2, 1, 2, num_rotations=8, channels=(2, 4)), (1, 1, 16, 16)),
+    "GroupUNet-3d-O": (lambda: GroupUNet(3, 1, 1, channels=(1, 2), group="O"), (1, 1, 4, 4, 4)),
     "GroupCNN-3d": (lambda: GroupCNN(3, 1, 2, channels=(2, 4), group="O"), (1, 1, 8, 8, 8)),
     "SteerableUNet": (lambda: SteerableUNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
 }
@@ -83,7 +84,14 @@ def test_scripting_many_nets_and_bare_layers_in_one_process():
         scripted(torch.randn(1, 3, 7, 7))
 
 
-@pytest.mark.parametrize("name", list(NETS))
+# dynamo ONNX export takes seconds per net on 2 cores: one net per layer family (group conv 2D, 3D, escnn steerable)
+# in the default run, the others with ``pytest -m slow``
+ONNX_DEFAULT = ("P4UNet", "GroupCNN-3d", "SteerableUNet")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in ONNX_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in NETS]
+)
 def test_onnx_legacy_and_monai_convert_to_onnx_dynamo(name):
     from monai.networks.utils import convert_to_onnx
 
@@ -176,3 +184,58 @@ def test_channels_last(name):
     assert [tuple(v.shape) for v in converted.state_dict().values()] == [
         tuple(v.shape) for v in net.state_dict().values()
     ]
+
+
+def _registry_cases():
+    """Every name the network factory registers (what bundles offer through ``--network_name``), tiny."""
+    from monai_equivariant.networks.factory import (
+        CLASSIFICATION_NETWORKS,
+        SEGMENTATION_NETWORKS,
+        classification_network,
+        segmentation_network,
+    )
+
+    cases = {}
+    for name in SEGMENTATION_NETWORKS:
+        cases[f"segmentation-{name}"] = (
+            lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, 8, 8)
+        )
+    for name in CLASSIFICATION_NETWORKS:
+        for dims in (2, 3):
+            if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):
+                continue
+            cases[f"classification-{name}-{dims}d"] = (
+                lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
+                (1, 1) + (4,) * dims,
+            )
+    return cases
+
+
+REGISTRY = _registry_cases()
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_network_exports_pickles_and_goes_channels_last(name):
+    """Each factory name, fresh: MONAI's convert_to_torchscript, jit.trace, legacy ONNX, torch.save and
+    channels-last, all equal to eager (dynamo ONNX per network class above)."""
+    from monai.networks.utils import convert_to_torchscript
+
+    make, shape = REGISTRY[name]
+    torch.manual_seed(0)
+    net, x = make(), torch.randn(shape)
+    expected = _eager(copy.deepcopy(net), x)
+    scripted = convert_to_torchscript(net, verify=True, inputs=[x], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(scripted(x), expected, rtol=1e-6, atol=1e-6)
+    torch.manual_seed(0)
+    fresh = make().eval()
+    torch.testing.assert_close(torch.jit.trace(fresh, x)(x), expected, rtol=1e-6, atol=1e-6)
+    buffer = io.BytesIO()
+    torch.onnx.export(fresh, (x,), buffer, dynamo=False)
+    torch.testing.assert_close(_ort(buffer.getvalue(), x), expected, rtol=1e-5, atol=1e-6)
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    torch.testing.assert_close(_eager(torch.load(buffer, weights_only=False), x), expected, rtol=0, atol=0)
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    converted = copy.deepcopy(net).to(memory_format=fmt)
+    torch.testing.assert_close(_eager(converted, x.contiguous(memory_format=fmt)), expected, rtol=1e-5, atol=1e-6)
