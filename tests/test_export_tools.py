@@ -10,7 +10,7 @@ import torch
 
 from monai_equivariant.layers import GroupConv, LiftingConv
 from monai_equivariant.networks.nets import P4MUNet, P4UNet, SE2CNN, SE2UNet, GroupCNN, GroupUNet, SteerableUNet
-from monai_equivariant.utils.export import add_onnx_metadata, check_onnx_input, export, scriptable
+from monai_equivariant.utils.export import add_onnx_metadata, check_onnx_input, export, export_onnx, scriptable
 
 NETS = {
     "P4UNet": (lambda: P4UNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
@@ -137,6 +137,24 @@ def test_onnx_metadata_keeps_the_input_size_check(tmp_path):
         check_onnx_input(session, (1, 1, 65, 65))
     y = torch.randn(1, 1, 32, 32)
     out = session.run(None, {"x": y.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), _eager(net, y), rtol=1e-5, atol=1e-6)
+
+
+def test_export_onnx_records_sizes_and_a_65_input_gets_a_clear_error(tmp_path):
+    """export_onnx: export(net) with dynamic batch/spatial axes and the size rule in the metadata; a 65×65 input
+    is refused by check_onnx_input naming the multiple and the nearest admissible sizes (issue 10 item 13)."""
+    ort = pytest.importorskip("onnxruntime")
+    net = SE2UNet(2, 1, 1, channels=(2, 4, 8), num_rotations=8)
+    path = export_onnx(net, str(tmp_path / "se2.onnx"), torch.randn(1, 1, 16, 16))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map["monai_equivariant.size_multiple"] == "4"
+    with pytest.raises(ValueError, match=r"multiples of 4 .* 64 or 68"):
+        check_onnx_input(session, (1, 1, 65, 65))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        net(torch.randn(1, 1, 65, 65))  # the eager net says the same
+    y = torch.randn(2, 1, 24, 32)
+    check_onnx_input(session, tuple(y.shape))
+    out = session.run(None, {"input": y.numpy()})[0]
     torch.testing.assert_close(torch.from_numpy(out), _eager(net, y), rtol=1e-5, atol=1e-6)
 
 

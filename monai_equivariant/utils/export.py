@@ -12,6 +12,7 @@ __all__ = [
     "add_onnx_metadata",
     "check_onnx_input",
     "export",
+    "export_onnx",
     "input_requirements",
     "replace_with_plain",
     "scriptable",
@@ -132,7 +133,31 @@ def check_onnx_input(model, shape) -> None:
     multiple = need.get("size_multiple", 1)
     bad = [s for s in shape[2:] if s % multiple]
     if bad:
+        nearest = sorted({s // multiple * multiple for s in bad} | {-(-s // multiple) * multiple for s in bad})
         raise ValueError(
             f"spatial sizes {shape[2:]} are not all multiples of {multiple} (the product of the down-sampling "
-            "strides; exact equivariance needs it): crop or pad the input"
+            f"strides; exact equivariance needs it): crop or pad the input, e.g. to "
+            f"{' or '.join(str(n) for n in nearest if n > 0)}"
         )
+
+
+def export_onnx(net: nn.Module, path, example, dynamo: bool = False, **kwargs):
+    """Write :func:`export` of ``net`` to the ONNX file ``path`` with the admissible input sizes in its metadata
+    (:func:`add_onnx_metadata`; check inputs with :func:`check_onnx_input` before running it).
+
+    ``example`` is a (B, C, *spatial) tensor. The legacy exporter (``dynamo=False``, default) makes the batch and
+    spatial axes dynamic, input named ``"input"``, output ``"output"``; ``dynamo=True`` uses torch's dynamo
+    exporter (shapes as given unless ``dynamic_shapes`` is passed). ``kwargs`` go to ``torch.onnx.export``.
+    Returns ``path``.
+    """
+    import torch
+
+    plain = export(net)
+    if not dynamo:
+        axes = {0: "batch", **{i: f"spatial{i - 2}" for i in range(2, example.dim())}}
+        kwargs.setdefault("input_names", ["input"])
+        kwargs.setdefault("output_names", ["output"])
+        kwargs.setdefault("dynamic_axes", {"input": axes})
+    torch.onnx.export(plain, (example,), path, dynamo=dynamo, **kwargs)
+    add_onnx_metadata(path, net)
+    return path
