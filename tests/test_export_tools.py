@@ -257,3 +257,32 @@ def test_every_registered_network_exports_pickles_and_goes_channels_last(name):
     fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     converted = copy.deepcopy(net).to(memory_format=fmt)
     torch.testing.assert_close(_eager(converted, x.contiguous(memory_format=fmt)), expected, rtol=1e-5, atol=1e-6)
+
+
+def _doc_blocks():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_docs_export_examples_run(capsys):
+    """The code blocks of docs/export.md run in order in one namespace (the torch.compile block: slow test below
+    and tests/test_compile.py)."""
+    pytest.importorskip("onnxruntime")
+    blocks = _doc_blocks()
+    assert len(blocks) >= 7
+    namespace: dict = {}
+    for block in blocks:
+        if "torch.compile" not in block:
+            exec(compile(block, "docs/export.md", "exec"), namespace)
+    assert "multiples of 4" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_docs_export_compile_example():
+    namespace: dict = {"torch": torch, "P4UNet": P4UNet}
+    for block in _doc_blocks():
+        if "torch.compile" in block:
+            exec(compile(block, "docs/export.md", "exec"), namespace)
