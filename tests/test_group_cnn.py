@@ -70,8 +70,8 @@ def test_residual_block_shortcut_and_equivariance():
     from monai_equivariant.groups import get_group
 
     group = get_group("O")
-    same = GroupResidualBlock(group, 2, 2)
-    wider = GroupResidualBlock(group, 2, 3)
+    same = GroupResidualBlock(2, 2, group)
+    wider = GroupResidualBlock(2, 3, group)
     assert isinstance(same.shortcut, torch.nn.Identity)
     assert isinstance(wider.shortcut[0], GroupConv) and wider.shortcut[0].kernel_size == 1
     x = torch.randn(2, 2 * 24, 6, 6, 6)

@@ -119,7 +119,7 @@ def test_bad_inputs_give_clear_errors():
         SE2UNet(spatial_dims=3)
     with pytest.raises(ValueError, match="2D"):
         SE2CNN(spatial_dims=3)
-    with pytest.raises(TypeError, match="num_rotations"):
+    with pytest.raises(TypeError, match="group"):  # the group follows from num_rotations
         SE2UNet(group="p4")
     with pytest.raises(ValueError, match="channels"):
         SE2CNN(channels=())

@@ -1,57 +1,145 @@
-"""Residual unit on group tensors: two group convs with norm and activation, plus an identity or 1×1
-group-conv shortcut (ResNet "basic block" on any group)."""
+"""Residual units on group tensors: the ResNet basic block (:class:`GroupResidualBlock`, used by the classifiers)
+and MONAI's ``ResidualUnit`` (:class:`GroupResidualUnit`, used by the U-Nets with ``num_res_units > 0``)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act
-from monai.networks.layers.utils import get_act_layer
 
-from monai_equivariant.groups import Group
-from monai_equivariant.networks.blocks.conv_block import GroupConvBlock
+from monai_equivariant.groups import Group, as_group
+from monai_equivariant.layers import GroupConv, LiftingConv
+from monai_equivariant.networks.blocks.checkpointing import checkpoint_segment
+from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, check_block_order, renamed_fields
+from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, get_group_act_layer
 
-__all__ = ["GroupResidualBlock"]
-
+__all__ = ["GroupResidualBlock", "GroupResidualUnit"]
 
 class GroupResidualBlock(nn.Module):
-    """``act(norm(conv(act(norm(conv(x))))) + shortcut(x))`` on group tensors.
+    """``act(norm(conv(act(norm(conv(x))))) + shortcut(x))`` on group tensors (ResNet basic block).
 
     (B, C_in·|G|, *spatial) -> (B, C_out·|G|, *spatial). The shortcut is the identity when C_in == C_out, else a
     1×1 group conv followed by a group norm. Every piece is equivariant, so the block is.
 
     Args:
-        group: the group of the fields.
-        in_fields, out_fields: fields C_in, C_out.
-        kernel_size: odd kernel size of the two convs.
-        act, norm: MONAI-style specs (``"relu"``; ``"batch"``, ``"instance"``, None).
-        dropout: dropout probability after the first activation.
+        in_channels, out_channels: fields C_in, C_out.
+        group: the group of the fields (name or :class:`~monai_equivariant.groups.Group`).
+        kernel_size: odd kernel size of the two convs (int or equal sides).
+        act, norm: MONAI-style specs (``"relu"``; ``"batch"``, ``"instance"``, None), see :class:`GroupConvBlock`.
+        dropout: dropout (probability or MONAI spec) after the first activation.
         bias: conv biases.
+
+    ``checkpointing`` (attribute, default False; set by :class:`~monai_equivariant.networks.nets.GroupCNN`): in
+    training with gradients on, keep only the first conv's output and the second conv's output for the backward
+    pass; the norms, activations and the shortcut are recomputed there. Outputs, gradients and running statistics
+    are unchanged.
+    """
+
+    @renamed_fields
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        group: str | Group,
+        kernel_size: Sequence[int] | int = 3,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        check_block_order(type(self).__name__, in_channels, out_channels)
+        group = as_group(group)
+        unit = dict(group=group, kernel_size=kernel_size, norm=norm, bias=bias)
+        self.residual = nn.Sequential(
+            GroupConvBlock(in_channels, out_channels, act=act, dropout=dropout, **unit),
+            GroupConvBlock(out_channels, out_channels, act=None, **unit),
+        )
+        if in_channels == out_channels:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = GroupConvBlock(in_channels, out_channels, group, kernel_size=1, act=None, norm=norm, bias=bias)
+        self.act = get_group_act_layer(act) or nn.Identity()
+        self.checkpointing = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in·|G|, *spatial) -> (B, C_out·|G|, *spatial)."""
+        if self.checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return self._checkpointed(x)
+        return self.act(self.residual(x) + self.shortcut(x))
+
+    @torch.jit.unused
+    def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = self.residual[0], self.residual[1]
+        pre_first = first[0](x)  # the conv saves x, which the caller keeps anyway
+        pre_second = checkpoint_segment(self._middle, pre_first, modules=[first, second[0]])
+        return checkpoint_segment(self._tail, pre_second, x, modules=[second, self.shortcut, self.act])
+
+    def _middle(self, pre_first: torch.Tensor) -> torch.Tensor:
+        """Norm, act, dropout of the first unit, then the second conv (recomputed: only its input is kept)."""
+        first = self.residual[0]
+        y = pre_first
+        for layer in list(first)[1:]:
+            y = layer(y)
+        return self.residual[1][0](y)
+
+    def _tail(self, pre_second: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Norm of the second unit, shortcut, sum and act."""
+        y = pre_second
+        for layer in list(self.residual[1])[1:]:
+            y = layer(y)
+        return self.act(y + self.shortcut(x))
+
+
+class GroupResidualUnit(nn.Module):
+    """MONAI's ``ResidualUnit`` on group tensors: ``subunits`` conv-norm-act units plus a shortcut, summed.
+
+    (B, C_in[·|G|], *spatial) -> (B, C_out·|G|, *spatial). The shortcut is the identity when the input already has
+    C_out fields, else a 1×1 group conv (a 1×1 lifting conv for ``lifting=True``, plain input), as MONAI's 1×1
+    residual conv. No activation after the sum (as MONAI's unit).
+
+    Args:
+        in_channels, out_channels: fields C_in (input channels when ``lifting``), C_out.
+        group: group name or :class:`~monai_equivariant.groups.Group`.
+        kernel_size: odd kernel size of the units (int or equal sides).
+        subunits: conv-norm-act units (≥ 1), MONAI's ``subunits`` (the U-Nets pass ``num_res_units``).
+        act, norm, dropout, bias: as :class:`GroupConvBlock` (every unit).
+        lifting: the first unit and the shortcut take a plain input.
     """
 
     def __init__(
         self,
-        group: Group,
-        in_fields: int,
-        out_fields: int,
-        kernel_size: int = 3,
-        act: str | tuple | None = Act.RELU,
-        norm: str | tuple | None = "batch",
-        dropout: float = 0.0,
+        in_channels: int,
+        out_channels: int,
+        group: str | Group,
+        kernel_size: Sequence[int] | int = 3,
+        subunits: int = 2,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        lifting: bool = False,
     ) -> None:
         super().__init__()
-        unit = dict(kernel_size=kernel_size, norm=norm, bias=bias)
-        self.residual = nn.Sequential(
-            GroupConvBlock(group, in_fields, out_fields, act=act, dropout=dropout, **unit),
-            GroupConvBlock(group, out_fields, out_fields, act=None, **unit),
+        check_block_order(type(self).__name__, in_channels, out_channels)
+        if isinstance(subunits, bool) or int(subunits) != subunits or subunits < 1:
+            raise ValueError(f"subunits must be an integer ≥ 1, got {subunits!r}")
+        group = as_group(group)
+        unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
+        self.conv = nn.Sequential(
+            *[
+                GroupConvBlock(in_channels if i == 0 else out_channels, out_channels, lifting=lifting and i == 0, **unit)
+                for i in range(int(subunits))
+            ]
         )
-        if in_fields == out_fields:
-            self.shortcut: nn.Module = nn.Identity()
+        if in_channels == out_channels and not lifting:
+            self.residual: nn.Module = nn.Identity()
         else:
-            self.shortcut = GroupConvBlock(group, in_fields, out_fields, kernel_size=1, act=None, norm=norm, bias=bias)
-        self.act = get_act_layer(act) if act is not None else nn.Identity()
+            conv_cls = LiftingConv if lifting else GroupConv
+            self.residual = conv_cls(in_channels, out_channels, group, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in·|G|, *spatial) -> (B, C_out·|G|, *spatial)."""
-        return self.act(self.residual(x) + self.shortcut(x))
+        """(B, C_in[·|G|], *spatial) -> (B, C_out·|G|, *spatial)."""
+        return self.conv(x) + self.residual(x)

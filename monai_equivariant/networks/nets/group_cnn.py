@@ -3,31 +3,48 @@ nodule false-positive reduction, Winkels & Cohen 2018; p4/p4m in 2D; ``"trivial"
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act
-from torch.utils.checkpoint import checkpoint
+from monai.networks.layers.factories import Act, Pool
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupPool
-from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock
+from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
+from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
 from monai_equivariant.utils.export import ScriptsAsExport
 
-__all__ = ["GroupCNN", "count_parameters", "matched_baseline"]
+__all__ = ["GroupCNN", "count_parameters", "default_group", "matched_baseline"]
+
+_CLASSIFIER_DIFFERENCES = """
+    Compared with MONAI's classifiers (e.g. ``monai.networks.nets.Classifier`` / ``UNet``-style defaults):
+    ``channels`` counts *fields* per stage (the tensors carry fields·|G| channels, so equal ``channels`` mean
+    |G|× wider maps; :func:`matched_baseline` gives the plain net of equal parameters); the defaults are ReLU +
+    batch norm (statistics shared over the group) instead of PReLU + instance norm; down-sampling is max-pooling
+    by ``strides`` instead of strided convs (a stride-2 3×3 conv is not exactly equivariant).
+"""
+
+
+def default_group(spatial_dims: int) -> str:
+    """The group a net uses when none is named: ``"p4"`` in 2D, ``"O"`` (24 cube rotations) in 3D."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    return "p4" if spatial_dims == 2 else "O"
 
 
 class GroupCNN(ScriptsAsExport, nn.Module):
     """Residual group CNN classifier: plain image in, group-invariant logits out.
 
-    Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks;
-    stage i > 0 = spatial max-pool by ``strides[i-1]`` then ``num_res_units`` residual blocks (the first maps
-    ``channels[i-1]`` -> ``channels[i]`` fields); then group max-pool (invariant fields), global average pool over
-    space, and a linear layer.
+    Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks
+    (:class:`~monai_equivariant.networks.blocks.GroupResidualBlock`); stage i > 0 = spatial max-pool by
+    ``strides[i-1]`` then ``num_res_units`` residual blocks (the first maps ``channels[i-1]`` -> ``channels[i]``
+    fields); then group max-pool (invariant fields), global average pool over space, and a linear layer.
     For grid groups the logits are exactly invariant (float round-off): ``f(g·x) == f(x)`` for every g.
 
     Args:
@@ -35,22 +52,29 @@ class GroupCNN(ScriptsAsExport, nn.Module):
         in_channels: channels of the plain input.
         out_channels: number of logits.
         channels: fields per stage (the tensors carry fields·|G| channels).
-        group: ``"O"``, ``"Oh"``, ``"D4h"``, ``"D4"``, ``"p4"``, ``"p4m"``, ``"trivial"``... or a :class:`Group`.
+        group: ``"O"``, ``"Oh"``, ``"D4h"``, ``"D4"``, ``"p4"``, ``"p4m"``, ``"se2_8"``, ``"trivial"``... or a
+            :class:`~monai_equivariant.groups.Group`; None (default) picks ``"p4"`` in 2D and ``"O"`` in 3D.
         strides: max-pool factor between consecutive stages (default 2 each).
-        kernel_size: odd kernel size.
-        act, norm: MONAI-style specs (``"relu"``; ``"batch"``, ``"instance"``, None).
-        dropout: dropout probability inside every residual block.
+        kernel_size: odd kernel size: an int or ``spatial_dims`` equal ints.
+        act: MONAI act spec (``"relu"``, ``("leakyrelu", {...})``, None).
+        norm: MONAI norm spec (``"batch"``, ``"instance"``, ``("batch", {...})``, ``"groupbatch"``, None), with
+            statistics shared over the group.
+        dropout: probability or MONAI dropout spec, inside every residual block.
         bias: conv biases.
-        num_res_units: residual blocks per stage.
-        checkpointing: keep only the output of the lifting unit and of each block (and pool) for the backward
-            pass and recompute their insides there (``torch.utils.checkpoint``, ``use_reentrant=False``);
-            only active in training with gradients on. Saves most with several blocks per stage: the peak
-            still holds one block's insides at full resolution. Batch-norm running statistics are updated
-            twice per step (once more in the recomputation).
+        num_res_units: residual blocks per stage (≥ 1).
+        checkpointing: trade compute for memory in training (with gradients on): the backward pass keeps only
+            the input, the output of each stage's pooling and of each residual block, and recomputes the rest
+            (each block's insides once more, its norms and activations twice); ``torch.utils.checkpoint``,
+            non-reentrant, RNG state preserved. Outputs, gradients and batch-norm running statistics equal those
+            without it (the running statistics are updated once per step). The O-group nodule net
+            ``GroupCNN(3, 1, 2, (4, 8, 16), "O", num_res_units=2)`` at batch 16, 32³ needs about 2.3× less peak
+            memory for a training step, at about 1.5–1.8× its time (``benchmarks/group_cnn_memory.py``).
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels).
     """
+
+    __doc__ += _CLASSIFIER_DIFFERENCES
 
     def __init__(
         self,
@@ -58,12 +82,12 @@ class GroupCNN(ScriptsAsExport, nn.Module):
         in_channels: int,
         out_channels: int,
         channels: Sequence[int] = (4, 8, 16),
-        group: str | Group = "O",
+        group: str | Group | None = None,
         strides: Sequence[int] | None = None,
-        kernel_size: int = 3,
-        act: str | tuple | None = Act.RELU,
-        norm: str | tuple | None = "batch",
-        dropout: float = 0.0,
+        kernel_size: Sequence[int] | int = 3,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
         bias: bool = True,
         num_res_units: int = 1,
         checkpointing: bool = False,
@@ -71,46 +95,74 @@ class GroupCNN(ScriptsAsExport, nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        self.group = as_group(group, spatial_dims)
+        self.group = as_group(default_group(spatial_dims) if group is None else group, spatial_dims)
         channels, strides = check_levels(channels, strides, min_levels=1)
-        if int(num_res_units) < 1:
-            raise ValueError(f"num_res_units must be ≥ 1, got {num_res_units}")
+        if isinstance(num_res_units, bool) or not isinstance(num_res_units, numbers.Integral) or num_res_units < 1:
+            raise ValueError(f"num_res_units must be an integer ≥ 1, got {num_res_units!r}")
         self.spatial_dims = int(spatial_dims)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.channels, self.strides = tuple(channels), tuple(strides)
+        self.kernel_size = as_kernel_size(kernel_size, spatial_dims)
+        self.num_res_units = int(num_res_units)
         self.size_multiple = math.prod(strides)
-        self.checkpointing = bool(checkpointing)
-        block = dict(kernel_size=kernel_size, act=act, norm=norm, bias=bias)
-        pool_cls = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
+        block = dict(group=self.group, kernel_size=self.kernel_size, act=act, norm=norm, bias=bias)
+        pool_cls = Pool[Pool.MAX, spatial_dims]
 
-        self.stem = GroupConvBlock(self.group, in_channels, channels[0], lifting=True, **block)
+        self.stem = GroupConvBlock(in_channels, channels[0], lifting=True, **block)
         body: list[nn.Module] = []  # flat, so that checkpointing recomputes one block at a time
         for i, fields in enumerate(channels):
             if i > 0:
                 body.append(pool_cls(strides[i - 1]))
-            for unit in range(int(num_res_units)):
+            for unit in range(self.num_res_units):
                 in_fields = channels[i - 1] if i > 0 and unit == 0 else fields
-                body.append(GroupResidualBlock(self.group, in_fields, fields, dropout=dropout, **block))
+                body.append(GroupResidualBlock(in_fields, fields, dropout=dropout, **block))
         self.body = nn.ModuleList(body)
         self.project = GroupPool(self.group.order, mode="max")
-        self.spatial_pool = nn.AdaptiveAvgPool2d(1) if spatial_dims == 2 else nn.AdaptiveAvgPool3d(1)
+        self.spatial_pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](1)
         self.head = nn.Linear(channels[-1], out_channels)
+        self.checkpointing = bool(checkpointing)
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether training steps recompute activations in the backward pass (see the class docstring)."""
+        return self._checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, value: bool) -> None:
+        self._checkpointing = bool(value)
+        for layer in self.body:
+            if isinstance(layer, GroupResidualBlock):
+                layer.checkpointing = self._checkpointing
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
         check_input(x, self.spatial_dims, self.in_channels, self.size_multiple)
 
     @torch.jit.unused
-    def _checkpointed(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return checkpoint(stage, x, use_reentrant=False)
+    def _checkpointed_body(self, x: torch.Tensor) -> torch.Tensor:
+        """Segments: [stem, first block], then [pool?, block] for each further block; only segment inputs (the
+        input image and each block's output) are kept. Inside the first segment the stem is a segment of its own
+        (its output is recomputed from the image), and every block recomputes its norms and activations."""
+        segments: list[list[nn.Module]] = [[self.stem]]
+        for layer in self.body:
+            segments[-1].append(layer)
+            if isinstance(layer, GroupResidualBlock):
+                segments.append([])
+        for segment in segments:
+            if segment:
+                x = checkpoint_segment(functools.partial(self._run_segment, segment), x, modules=segment)
+        return x
+
+    def _run_segment(self, segment: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        for layer in segment:
+            x = checkpoint_segment(layer, x, modules=[layer]) if layer is self.stem else layer(x)
+        return x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, *spatial) -> invariant pooled features (B, channels[-1])."""
         self.check_input(x)
         if self.checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            x = self._checkpointed(self.stem, x)
-            for layer in self.body:
-                x = self._checkpointed(layer, x)
+            x = self._checkpointed_body(x)
         else:
             x = self.stem(x)
             for layer in self.body:

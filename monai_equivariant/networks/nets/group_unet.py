@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numbers
+
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act
+from monai.networks.layers.factories import Act, Conv, Pool
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers import GroupPool
-from monai_equivariant.networks.blocks import GroupDoubleConv
+from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
+from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.input_check import check_levels
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 
@@ -67,28 +70,59 @@ class GroupUpStep(nn.Module):
         return self.block(torch.cat([skip, self.upsample(x)], dim=1))
 
 
+_UNET_DIFFERENCES = """
+    Differences from ``monai.networks.nets.UNet`` (same argument names and order, so it swaps in):
+
+    - ``channels`` counts *fields* per level: the tensors carry fields·|G| channels (|G| = 4 for p4), so equal
+      ``channels`` mean |G|× wider feature maps; use :func:`matched_channels` for equal parameters.
+    - defaults ReLU + batch norm (group-shared statistics) instead of PReLU + instance norm;
+    - down-sampling is max-pooling by ``strides`` and up-sampling (bi/tri)linear interpolation, instead of
+      strided convs and transposed convs: a stride-2 3×3 conv does not map the pixel grid onto itself under
+      rotations, so it is not exactly equivariant;
+    - ``num_res_units=0`` gives two conv-norm-act units per level (the classic U-Net level; MONAI: one strided
+      conv); ``num_res_units=n > 0`` one residual unit of n units per level, as MONAI;
+    - ``up_kernel_size`` is the kernel of the decoder's convs (MONAI: of its transposed convs);
+    - the output head is a group max-pool (invariant fields) and a 1×1 conv.
+"""
+
+
+def _check_num_res_units(num_res_units: int) -> int:
+    if isinstance(num_res_units, bool) or not isinstance(num_res_units, numbers.Integral) or num_res_units < 0:
+        raise ValueError(f"num_res_units must be an integer ≥ 0, got {num_res_units!r}")
+    return int(num_res_units)
+
+
 class GroupUNet(UNetSkeleton):
     """U-Net whose every conv is a group conv; equivariant to ``group`` (exactly, for grid groups).
 
-    Layout per level: (lifting at level 0, else group) conv + norm + act, group conv + norm + act; spatial
-    max-pool down by ``strides``; (bi/tri)linear upsampling + skip concat + two group convs up; then group
-    max-pool (invariant fields) and a 1×1 plain conv.
+    Layout per level: (lifting at level 0, else group) conv-norm-act units (two, or one residual unit of
+    ``num_res_units``); spatial max-pool down by ``strides``; (bi/tri)linear upsampling + skip concat + the same
+    units up; then group max-pool (invariant fields) and a 1×1 plain conv.
 
     Args:
         spatial_dims: 2 or 3 (must match the group).
         in_channels: channels of the plain input.
         out_channels: channels of the plain output.
-        channels: fields per level (the tensor carries fields·|G| channels).
-        group: group name (``"p4"``, ``"p4m"``, ``"O"``, ``"trivial"``...) or a :class:`Group`.
+        channels: fields per level (the tensors carry fields·|G| channels).
+        group: group name (``"p4"``, ``"p4m"``, ``"se2_8"``, ``"O"``, ``"trivial"``...) or a
+            :class:`~monai_equivariant.groups.Group`.
         strides: down-sampling factor between consecutive levels (default 2 each; max-pool kernel = stride).
-        kernel_size: odd kernel size.
-        act, norm: MONAI-style specs (``"relu"``, ``("leakyrelu", {...})``; ``"batch"``, ``"instance"``).
-        dropout: dropout probability after every activation.
+        kernel_size: odd kernel size of the encoder convs: an int or ``spatial_dims`` equal ints.
+        up_kernel_size: odd kernel size of the decoder convs (same forms).
+        num_res_units: 0 for two conv-norm-act units per level; n > 0 for one residual unit (n units and a
+            1×1 group-conv shortcut) per level, as MONAI's UNet.
+        act: MONAI act spec (``"relu"``, ``("leakyrelu", {"negative_slope": 0.1})``, None).
+        norm: MONAI norm spec: ``"batch"``, ``"instance"`` (group-shared statistics), ``("batch", {"momentum":
+            0.01})``, ``"groupbatch"``, or None.
+        dropout: probability or MONAI dropout spec, after every activation.
         bias: conv biases.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
-    (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)`` to float round-off.
+    (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)`` to float round-off; other sizes raise
+    ValueError naming the multiple.
     """
+
+    __doc__ += _UNET_DIFFERENCES
 
     def __init__(
         self,
@@ -98,49 +132,64 @@ class GroupUNet(UNetSkeleton):
         channels: Sequence[int] = (8, 16, 32, 64, 128),
         group: str | Group = "p4",
         strides: Sequence[int] | None = None,
-        kernel_size: int = 3,
-        act: str | tuple | None = Act.RELU,
-        norm: str | tuple | None = "batch",
-        dropout: float = 0.0,
+        kernel_size: Sequence[int] | int = 3,
+        up_kernel_size: Sequence[int] | int = 3,
+        num_res_units: int = 0,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
         bias: bool = True,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         group = as_group(group, spatial_dims)
         channels, strides = check_levels(channels, strides, min_levels=2)
-        block = dict(kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
-        pool_cls = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
-        mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        kernel_size = as_kernel_size(kernel_size, spatial_dims)
+        up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
+        num_res_units = _check_num_res_units(num_res_units)
+        common = dict(group=group, act=act, norm=norm, dropout=dropout, bias=bias)
 
-        encoder = nn.ModuleList([GroupDoubleConv(group, in_channels, channels[0], lifting=True, **block)])
-        for level in range(1, len(channels)):
-            encoder.append(
-                nn.Sequential(
-                    pool_cls(strides[level - 1]),
-                    GroupDoubleConv(group, channels[level - 1], channels[level], **block),
+        def level(in_fields: int, out_fields: int, size: int, lifting: bool = False) -> nn.Module:
+            if num_res_units > 0:
+                return GroupResidualUnit(
+                    in_fields, out_fields, kernel_size=size, subunits=num_res_units, lifting=lifting, **common
                 )
+            return GroupDoubleConv(in_fields, out_fields, kernel_size=size, lifting=lifting, **common)
+
+        pool_cls = Pool[Pool.MAX, spatial_dims]
+        mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        encoder = nn.ModuleList([level(in_channels, channels[0], kernel_size, lifting=True)])
+        for i in range(1, len(channels)):
+            encoder.append(
+                nn.Sequential(pool_cls(strides[i - 1]), level(channels[i - 1], channels[i], kernel_size))
             )
         decoder = nn.ModuleList(
             [
                 GroupUpStep(
-                    nn.Upsample(scale_factor=float(strides[level]), mode=mode, align_corners=False),
-                    GroupDoubleConv(group, channels[level + 1] + channels[level], channels[level], **block),
+                    nn.Upsample(scale_factor=float(strides[i]), mode=mode, align_corners=False),
+                    level(channels[i + 1] + channels[i], channels[i], up_kernel_size),
                 )
-                for level in range(len(channels) - 2, -1, -1)
+                for i in range(len(channels) - 2, -1, -1)
             ]
         )
         project = GroupPool(group.order, mode="max")
-        conv_cls = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-        head = conv_cls(channels[0], out_channels, kernel_size=1)
+        head = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=1)
         super().__init__(encoder, decoder, project, head, in_channels, math.prod(strides), spatial_dims)
         self.group = group
         self.out_channels = int(out_channels)
         self.channels, self.strides = tuple(channels), tuple(strides)
+        self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
+        self.num_res_units = num_res_units
 
 
 class P4UNet(GroupUNet):
-    """:class:`GroupUNet` for p4 (90° rotations). Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters
-    with 3 input channels, the same budget as the plain U-Net with channels (16, 32, 64, 128, 256)."""
+    """:class:`GroupUNet` for p4 (90° rotations), with ``monai.networks.nets.UNet``'s argument order.
+
+    Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters with 3 input channels, the same budget as the plain
+    U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``).
+    """
+
+    __doc__ += _UNET_DIFFERENCES
 
     def __init__(
         self,
@@ -148,16 +197,30 @@ class P4UNet(GroupUNet):
         in_channels: int = 3,
         out_channels: int = 1,
         channels: Sequence[int] = (8, 16, 32, 64, 128),
-        **kwargs,
+        strides: Sequence[int] | None = None,
+        kernel_size: Sequence[int] | int = 3,
+        up_kernel_size: Sequence[int] | int = 3,
+        num_res_units: int = 0,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
+        bias: bool = True,
     ) -> None:
-        if "group" in kwargs:
-            raise TypeError("P4UNet fixes group='p4'; use GroupUNet for another group")
-        super().__init__(spatial_dims, in_channels, out_channels, channels, group="p4", **kwargs)
+        super().__init__(
+            spatial_dims, in_channels, out_channels, channels, "p4", strides, kernel_size, up_kernel_size,
+            num_res_units, act, norm, dropout, bias,
+        )
 
 
 class P4MUNet(GroupUNet):
-    """:class:`GroupUNet` for p4m (90° rotations and reflections). Default fields (6, 11, 23, 45, 91) match the
-    plain U-Net (16, ..., 256) parameter budget (see :func:`matched_channels`)."""
+    """:class:`GroupUNet` for p4m (90° rotations and reflections), with ``monai.networks.nets.UNet``'s argument
+    order.
+
+    Default fields (6, 11, 23, 45, 91) match the plain U-Net (16, ..., 256) parameter budget (see
+    :func:`matched_channels`). Arguments as :class:`GroupUNet` (without ``group``).
+    """
+
+    __doc__ += _UNET_DIFFERENCES
 
     def __init__(
         self,
@@ -165,8 +228,16 @@ class P4MUNet(GroupUNet):
         in_channels: int = 3,
         out_channels: int = 1,
         channels: Sequence[int] = (6, 11, 23, 45, 91),
-        **kwargs,
+        strides: Sequence[int] | None = None,
+        kernel_size: Sequence[int] | int = 3,
+        up_kernel_size: Sequence[int] | int = 3,
+        num_res_units: int = 0,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
+        bias: bool = True,
     ) -> None:
-        if "group" in kwargs:
-            raise TypeError("P4MUNet fixes group='p4m'; use GroupUNet for another group")
-        super().__init__(spatial_dims, in_channels, out_channels, channels, group="p4m", **kwargs)
+        super().__init__(
+            spatial_dims, in_channels, out_channels, channels, "p4m", strides, kernel_size, up_kernel_size,
+            num_res_units, act, norm, dropout, bias,
+        )

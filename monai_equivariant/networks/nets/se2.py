@@ -10,9 +10,12 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+from monai.networks.layers.factories import Act
+
 from monai_equivariant.groups import Group, get_group
-from monai_equivariant.networks.nets.group_cnn import GroupCNN
-from monai_equivariant.networks.nets.group_unet import GroupUNet
+from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
+from monai_equivariant.networks.nets.group_cnn import _CLASSIFIER_DIFFERENCES, GroupCNN
+from monai_equivariant.networks.nets.group_unet import _UNET_DIFFERENCES, GroupUNet
 
 __all__ = ["SE2CNN", "SE2UNet", "se2_group"]
 
@@ -34,10 +37,13 @@ class SE2UNet(GroupUNet):
 
     Args:
         spatial_dims: must be 2.
-        in_channels, out_channels, channels: as :class:`GroupUNet` (channels count fields per level).
-        num_rotations: N ≥ 1.
-        **kwargs: the other :class:`GroupUNet` arguments (strides, kernel_size, act, norm, dropout, bias).
+        in_channels, out_channels: channels of the plain input and output.
+        channels: fields per level (the tensors carry fields·N channels).
+        num_rotations: N ≥ 1 (the group ``se2_N``).
+        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias: as :class:`GroupUNet`.
     """
+
+    __doc__ += _UNET_DIFFERENCES
 
     def __init__(
         self,
@@ -46,14 +52,23 @@ class SE2UNet(GroupUNet):
         out_channels: int = 1,
         channels: Sequence[int] = (5, 9, 18, 37, 74),
         num_rotations: int = 12,
-        **kwargs,
+        strides: Sequence[int] | None = None,
+        kernel_size: Sequence[int] | int = 3,
+        up_kernel_size: Sequence[int] | int = 3,
+        num_res_units: int = 0,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
+        bias: bool = True,
     ) -> None:
-        if "group" in kwargs:
-            raise TypeError("SE2UNet sets the group from num_rotations; use GroupUNet for another group")
         if spatial_dims != 2:
             raise ValueError(f"SE2UNet is 2D: spatial_dims must be 2, got {spatial_dims}")
+        _check_channels_first(type(self).__name__, channels, num_rotations)
         group = se2_group(num_rotations)
-        super().__init__(spatial_dims, in_channels, out_channels, channels, group=group, **kwargs)
+        super().__init__(
+            spatial_dims, in_channels, out_channels, channels, group, strides, kernel_size, up_kernel_size,
+            num_res_units, act, norm, dropout, bias,
+        )
         self.num_rotations = group.order
 
 
@@ -66,30 +81,52 @@ class SE2CNN(GroupCNN):
         spatial_dims: must be 2.
         in_channels: channels of the plain input patch.
         out_channels: number of logits.
-        num_rotations: N ≥ 1 sampled rotations.
         channels: fields per stage (the group tensors carry fields·N channels).
-        kernel_size: odd kernel size; the disk mask keeps 13 of the 25 taps of a 5×5 kernel (5 of 9 at 3×3).
-        **kwargs: the other :class:`GroupCNN` arguments (strides, act, norm, dropout, bias, num_res_units,
-            checkpointing).
+        num_rotations: N ≥ 1 sampled rotations (the group ``se2_N``).
+        strides: max-pool factor between stages (default 2 each).
+        kernel_size: odd kernel size (int or two equal ints); the disk mask keeps 13 of the 25 taps of a 5×5
+            kernel (5 of 9 at 3×3).
+        act, norm, dropout, bias, num_res_units, checkpointing: as :class:`GroupCNN`.
 
-    Input (B, in_channels, H, W) with H and W divisible by 2^(len(channels) - 1); output (B, out_channels)
-    logits, invariant to rotations of the input by multiples of 90° (exactly, when 4 divides N).
+    Same argument order as :class:`SE2UNet`: ``SE2CNN(2, 3, 2, (8, 16, 32))`` is a 3-stage net on RGB patches.
+    Input (B, in_channels, H, W) with H and W divisible by prod(strides); output (B, out_channels) logits,
+    invariant to rotations of the input by multiples of 90° (exactly, when 4 divides N).
     """
+
+    __doc__ += _CLASSIFIER_DIFFERENCES
 
     def __init__(
         self,
         spatial_dims: int = 2,
         in_channels: int = 3,
         out_channels: int = 2,
-        num_rotations: int = 8,
         channels: Sequence[int] = (8, 16, 32),
-        kernel_size: int = 5,
-        **kwargs,
+        num_rotations: int = 8,
+        strides: Sequence[int] | None = None,
+        kernel_size: Sequence[int] | int = 5,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
+        bias: bool = True,
+        num_res_units: int = 1,
+        checkpointing: bool = False,
     ) -> None:
-        if "group" in kwargs:
-            raise TypeError("SE2CNN sets the group from num_rotations; use GroupCNN for another group")
         if spatial_dims != 2:
             raise ValueError(f"SE2CNN is 2D: spatial_dims must be 2, got {spatial_dims}")
+        _check_channels_first(type(self).__name__, channels, num_rotations)
         group = se2_group(num_rotations)
-        super().__init__(spatial_dims, in_channels, out_channels, channels, group=group, kernel_size=kernel_size, **kwargs)
+        super().__init__(
+            spatial_dims, in_channels, out_channels, channels, group, strides, kernel_size, act, norm, dropout, bias,
+            num_res_units, checkpointing,
+        )
         self.num_rotations = group.order
+
+
+def _check_channels_first(net: str, channels: object, num_rotations: object) -> None:
+    """TypeError naming the argument order when ``channels`` and ``num_rotations`` look swapped (the pre-0.1
+    ``SE2CNN(spatial_dims, in, out, num_rotations, channels)``)."""
+    if isinstance(channels, numbers.Integral) and isinstance(num_rotations, Sequence):
+        raise TypeError(
+            f"{net} takes (spatial_dims, in_channels, out_channels, channels, num_rotations, ...): got channels="
+            f"{channels!r} and num_rotations={num_rotations!r}, which look swapped"
+        )

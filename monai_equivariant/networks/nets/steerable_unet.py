@@ -10,11 +10,22 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act
-from monai.networks.layers.utils import get_act_layer
+import math
 
-from monai_equivariant.layers import GroupPool, get_group_norm
+from monai.networks.layers.factories import Act, Conv, Pool, split_args
+
+from monai_equivariant.layers import GroupPool
+from monai_equivariant.networks.blocks.factories import (
+    ActSpec,
+    DropoutSpec,
+    NormSpec,
+    as_kernel_size,
+    get_group_act_layer,
+    get_group_dropout_layer,
+    get_group_norm_layer,
+)
 from monai_equivariant.networks.nets.group_unet import GroupUpStep
+from monai_equivariant.networks.nets.input_check import check_levels
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 from monai_equivariant.utils.export import replace_with_plain
 
@@ -32,15 +43,15 @@ class SteerableUNet(PlainSteerableUNet):
 
     Hidden features are escnn fields: regular representations of C_N/D_N (N or 2N channels per field), or for
     SO(2)/O(2) the band-limited bundle of irreps of frequency 0..``max_frequency`` (2·max_frequency + 1
-    channels per field for SO(2)). Per level: steerable conv + norm + act, twice; 2×2 max-pool (regular fields;
-    average pool for irreps) down; bilinear upsampling, skip concat (field types concatenated) and two steerable
+    channels per field for SO(2)). Per level: steerable conv + norm + act, twice; max-pool by ``strides`` (regular
+    fields; average pool for irreps) down; bilinear upsampling, skip concat (field types concatenated) and two steerable
     convs up; an invariant projection (max over the group for regular fields, field norms for irreps); a 1×1
     conv. Norms: inner batch norm (statistics shared over the group, ``GroupBatchNorm``) for regular fields,
     escnn ``IIDBatchNorm2d`` for irreps. Acts: ``act`` (pointwise) on regular fields, ReLU on invariant and
     norm-ReLU on the other irreps.
 
     Exact (float round-off) under 90° rotations when 4 divides N (and for ``N=-1``), for inputs whose size is a
-    multiple of 2^(len(channels)-1); other sizes raise ``ValueError``. Other angles are approximate.
+    multiple of prod(strides); other sizes raise ``ValueError``. Other angles are approximate.
 
     Args:
         spatial_dims: must be 2.
@@ -50,18 +61,25 @@ class SteerableUNet(PlainSteerableUNet):
         num_rotations: N >= 1 for C_N (D_N), or -1 for SO(2) (O(2)).
         reflections: add reflections (D_N, O(2)).
         max_frequency: band limit of the SO(2)/O(2) fields (ignored for N >= 1).
-        kernel_size: odd kernel size.
+        strides: down-sampling factor between consecutive levels (default 2 each; pool kernel = stride).
+        kernel_size: odd kernel size: an int or two equal ints.
         frequencies_cutoff: escnn's angular band limit of the filters (max frequency = cutoff × ring radius);
             None keeps escnn's default. Lower cutoffs give smoother filters, fewer parameters and smaller errors
             between the grid rotations (see the README).
-        act: MONAI act spec for regular fields (any pointwise act is equivariant there).
-        norm: ``"batch"`` (default), ``"instance"`` (regular fields only) or None.
-        dropout: dropout probability after every activation.
+        act: MONAI act spec for regular fields (any pointwise act is equivariant there); None for no act.
+        norm: MONAI norm spec: ``"batch"`` (default), ``"instance"`` (regular fields only), with kwargs as
+            ``("batch", {"momentum": 0.01})``, or None.
+        dropout: probability or MONAI dropout spec, after every activation.
         bias: conv biases (on the invariant part of each field).
 
     ``to_plain()`` (used by :func:`monai_equivariant.utils.export`) returns a :class:`PlainSteerableUNet` of plain
     torch modules; ``torch.jit.script(net)`` scripts that export (via ``__prepare_scriptable__``). State-dict
     keys are the same in train and eval mode.
+
+    Differences from ``monai.networks.nets.UNet``: ``channels`` counts *fields* (N channels each for C_N regular
+    fields, 2N for D_N); defaults ReLU + batch norm instead of PReLU + instance norm; pooling down and bilinear
+    interpolation up instead of strided and transposed convs (not exactly equivariant); two convs per level; no
+    ``num_res_units``; the group-defining arguments follow ``channels``.
     """
 
     def __init__(
@@ -73,18 +91,18 @@ class SteerableUNet(PlainSteerableUNet):
         num_rotations: int = 8,
         reflections: bool = False,
         max_frequency: int = 3,
-        kernel_size: int = 3,
+        strides: Sequence[int] | None = None,
+        kernel_size: Sequence[int] | int = 3,
         frequencies_cutoff: float | None = None,
-        act: str | tuple | None = Act.RELU,
-        norm: str | tuple | None = "batch",
-        dropout: float = 0.0,
+        act: ActSpec = Act.RELU,
+        norm: NormSpec = "batch",
+        dropout: DropoutSpec = 0.0,
         bias: bool = True,
     ) -> None:
         if spatial_dims != 2:
             raise ValueError(f"SteerableUNet is 2D (escnn R2Conv): spatial_dims must be 2, got {spatial_dims}")
-        channels = [int(c) for c in channels]
-        if len(channels) < 2 or min(channels) < 1:
-            raise ValueError(f"channels needs at least two positive entries, got {channels}")
+        channels, strides = check_levels(channels, strides, min_levels=2)
+        kernel_size = as_kernel_size(kernel_size, spatial_dims)
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
         from monai_equivariant.layers import steerable as st  # escnn: imported only when a net is built
@@ -98,13 +116,15 @@ class SteerableUNet(PlainSteerableUNet):
         block = dict(conv=conv, act=act, norm=norm, dropout=dropout, regular=regular)
 
         encoder = nn.ModuleList([_double_conv(st, st.trivial_type(gspace, in_channels), types[0], **block)])
-        pool_cls = nn.MaxPool2d if regular else nn.AvgPool2d  # pointwise max is equivariant for permutations only
+        pool_cls = Pool[Pool.MAX if regular else Pool.AVG, 2]  # pointwise max is equivariant for permutations only
         for level in range(1, len(channels)):
-            encoder.append(nn.Sequential(pool_cls(2), _double_conv(st, types[level - 1], types[level], **block)))
+            encoder.append(
+                nn.Sequential(pool_cls(strides[level - 1]), _double_conv(st, types[level - 1], types[level], **block))
+            )
         decoder = nn.ModuleList(
             [
                 GroupUpStep(
-                    nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
+                    nn.Upsample(scale_factor=float(strides[level]), mode="bilinear", align_corners=False),
                     _double_conv(st, types[level] + types[level + 1], types[level], **block),
                 )
                 for level in range(len(channels) - 2, -1, -1)
@@ -116,10 +136,11 @@ class SteerableUNet(PlainSteerableUNet):
         else:
             project = st.FieldNormPool(types[0])
             invariant = len(types[0])
-        head = nn.Conv2d(invariant, out_channels, kernel_size=1)
-        super().__init__(encoder, decoder, project, head, in_channels, 2 ** (len(channels) - 1))
+        head = Conv[Conv.CONV, 2](invariant, out_channels, kernel_size=1)
+        super().__init__(encoder, decoder, project, head, in_channels, math.prod(strides))
         self.out_channels = int(out_channels)
-        self.channels = tuple(channels)
+        self.channels, self.strides = tuple(channels), tuple(strides)
+        self.kernel_size = kernel_size
         self.num_rotations, self.reflections = int(num_rotations), bool(reflections)
         self.max_frequency = int(max_frequency)
 
@@ -146,20 +167,21 @@ def _double_conv(st, in_type, out_type, conv, act, norm, dropout, regular) -> nn
     for source in (in_type, out_type):
         layers.append(st.SteerableConv(source, out_type, **conv))
         layers.append(_norm(st, norm, out_type, regular))
-        if act is not None:
-            layers.append(get_act_layer(act) if regular else st.FieldNormReLU(out_type))
-        if dropout:
-            layers.append(nn.Dropout(dropout))
+        act_layer = get_group_act_layer(act)
+        if act_layer is not None:
+            layers.append(act_layer if regular else st.FieldNormReLU(out_type))
+        drop = get_group_dropout_layer(dropout)
+        if drop is not None:
+            layers.append(drop)
     return nn.Sequential(*layers)
 
 
-def _norm(st, norm, ftype, regular: bool) -> nn.Module:
+def _norm(st, norm: NormSpec, ftype, regular: bool) -> nn.Module:
     if regular:
-        group_size = ftype.gspace.fibergroup.order()
-        return get_group_norm(norm, len(ftype), group_size)
-    if norm is None:
+        return get_group_norm_layer(norm, len(ftype), ftype.gspace.fibergroup.order(), 2)
+    if norm is None or norm == "":
         return nn.Identity()
-    name, kwargs = (norm, {}) if isinstance(norm, str) else (norm[0], dict(norm[1]))
-    if name.lower() != "batch":
+    name, kwargs = split_args(norm)
+    if not isinstance(name, str) or name.lower() not in ("batch", "groupbatch"):
         raise ValueError(f"SO(2)/O(2) fields support norm='batch' or None, got {norm!r}")
     return st.IIDBatchNorm(ftype, **kwargs)

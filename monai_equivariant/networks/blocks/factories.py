@@ -1,0 +1,156 @@
+"""MONAI-style layer specs for group tensors: kernel sizes, norms (registered in MONAI's ``Norm`` factory),
+activations and dropout, parsed with ``monai.networks.layers`` (``split_args``, ``get_act_layer``,
+``get_dropout_layer``) so every net here takes the spec forms ``monai.networks.nets.UNet`` takes.
+
+Importing this module registers two names in ``monai.networks.layers.factories.Norm``:
+
+- ``"groupbatch"``: :class:`~monai_equivariant.layers.GroupBatchNorm` (one mean/variance/affine per field,
+  shared over the group axis);
+- ``"groupinstance"``: :class:`~monai_equivariant.layers.GroupInstanceNorm`.
+
+They resolve through MONAI's own lookup: ``Norm["groupbatch", 2]`` is a constructor taking ``num_features``
+(the tensor's channels, C·|G|) and ``group_size`` (|G|), so
+``monai.networks.layers.get_norm_layer(("groupbatch", {"group_size": 4}), spatial_dims=2, channels=32)``
+builds a group batch norm over 8 fields of p4. MONAI's own names (``"batch"``, ``"instance"``...) are not
+shadowed; inside the group nets ``"batch"`` and ``"instance"`` mean their group-shared versions.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, Callable, Union
+
+import torch.nn as nn
+from monai.networks.layers.factories import Norm, split_args
+from monai.networks.layers.utils import get_act_layer, get_dropout_layer
+
+from monai_equivariant.layers import GroupBatchNorm, GroupInstanceNorm
+
+__all__ = [
+    "ActSpec",
+    "DropoutSpec",
+    "NormSpec",
+    "as_kernel_size",
+    "get_group_act_layer",
+    "get_group_dropout_layer",
+    "get_group_norm_layer",
+]
+
+ActSpec = Union[str, tuple, None]
+"""``"relu"``, ``("leakyrelu", {"negative_slope": 0.1})``, a callable type with kwargs, or None (no activation)."""
+NormSpec = Union[str, tuple, None]
+"""``"batch"``, ``("instance", {"affine": True})``, ``"groupbatch"``, or None (no normalisation)."""
+DropoutSpec = Union[float, str, tuple, None]
+"""A probability (``0.1``), ``("dropout", {"p": 0.1})``, ``("alphadropout", {"p": 0.1})``, or None / 0."""
+
+
+def as_kernel_size(kernel_size: Sequence[int] | int, spatial_dims: int, name: str = "kernel_size") -> int:
+    """The side of a cubic (square) odd kernel given as MONAI accepts it: an int, or a sequence of
+    ``spatial_dims`` equal ints. Anything else raises ValueError naming what was expected.
+
+    Equal sides are required because the group (90° rotations, cube symmetries) maps the kernel grid onto
+    itself only when it is square (cubic); odd sides keep the centre tap on the rotation centre.
+    """
+    expected = (
+        f"{name} must be an odd int or a sequence of {spatial_dims} equal odd ints (e.g. 3 or {(3,) * spatial_dims})"
+    )
+    if isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
+        sides = list(kernel_size)
+        if len(sides) != spatial_dims:
+            raise ValueError(f"{expected}; got {kernel_size!r} ({len(sides)} entries)")
+    else:
+        sides = [kernel_size]
+    for side in sides:
+        if isinstance(side, bool) or not isinstance(side, numbers.Integral):
+            raise ValueError(f"{expected}; got {kernel_size!r}, whose sides are not all integers")
+    if len(set(int(s) for s in sides)) != 1:
+        raise ValueError(
+            f"{expected}; got {kernel_size!r}: the sides must be equal (the group rotates the kernel grid onto "
+            f"itself only when it is square or cubic)"
+        )
+    side = int(sides[0])
+    if side < 1 or side % 2 != 1:
+        raise ValueError(f"{expected}; got {kernel_size!r}: the side must be odd and ≥ 1 for exact equivariance")
+    return side
+
+
+def _group_norm_factory(cls: type, takes_spatial_dims: bool) -> Callable[[int], Callable[..., nn.Module]]:
+    def factory(dim: int = 2) -> Callable[..., nn.Module]:
+        def make(num_features: int, group_size: int, **kwargs: Any) -> nn.Module:
+            num_features, group_size = int(num_features), int(group_size)
+            if group_size < 1 or num_features % group_size != 0:
+                raise ValueError(
+                    f"{cls.__name__} normalises fields of |G|={group_size} channels: num_features must be a multiple "
+                    f"of group_size, got {num_features}"
+                )
+            if takes_spatial_dims:
+                kwargs.setdefault("spatial_dims", dim)
+            return cls(num_features // group_size, group_size, **kwargs)
+
+        make.__doc__ = f"{cls.__name__} over num_features = fields·group_size channels; kwargs go to it."
+        return make
+
+    factory.__doc__ = f"{cls.__name__}: statistics shared over the group axis of a group tensor."
+    return factory
+
+
+_REGISTERED = {"GROUPBATCH": (GroupBatchNorm, True), "GROUPINSTANCE": (GroupInstanceNorm, False)}
+for _name, (_cls, _dims) in _REGISTERED.items():
+    if _name not in Norm.names:  # idempotent under module reloads; never overrides another registration
+        Norm.add_factory_callable(_name.lower(), _group_norm_factory(_cls, _dims))
+
+_MONAI_TO_GROUP = {"BATCH": "GROUPBATCH", "INSTANCE": "GROUPINSTANCE"}
+
+
+def get_group_norm_layer(norm: NormSpec, num_fields: int, group_size: int, spatial_dims: int) -> nn.Module:
+    """A norm of a group tensor (B, num_fields·group_size, *spatial) from a MONAI-style spec.
+
+    ``"batch"``/``"instance"`` (any case, with or without a kwargs dict) give the group-shared versions, as do
+    ``"groupbatch"``/``"groupinstance"`` and the classes themselves; None or ``""`` gives ``nn.Identity``.
+    Other MONAI norms (layer, group, local-response...) normalise or scale channels independently of the
+    group structure and would break equivariance: they raise ValueError.
+    """
+    if norm is None or norm == "":
+        return nn.Identity()
+    try:
+        name, kwargs = split_args(norm)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"norm must be a name, (name, kwargs dict) or None, got {norm!r}") from error
+    kwargs = dict(kwargs)
+    if isinstance(name, type) and issubclass(name, (GroupBatchNorm, GroupInstanceNorm)):
+        if issubclass(name, GroupBatchNorm):
+            kwargs.setdefault("spatial_dims", spatial_dims)
+        return name(num_fields, group_size, **kwargs)
+    key = _MONAI_TO_GROUP.get(str(name).upper(), str(name).upper()) if isinstance(name, str) else None
+    if key not in _REGISTERED:
+        raise ValueError(
+            f"norm {norm!r} is not equivariant on group tensors; expected 'batch' or 'instance' (statistics shared "
+            "over the group; also as 'groupbatch' / 'groupinstance' or with a kwargs dict) or None"
+        )
+    return Norm[key, spatial_dims](num_features=num_fields * group_size, group_size=group_size, **kwargs)
+
+
+def get_group_act_layer(act: ActSpec) -> nn.Module | None:
+    """A pointwise activation from a MONAI spec (``monai.networks.layers.get_act_layer``); None or ``""`` gives
+    None. Pointwise maps commute with the group's permutations of channels and pixels; a ``PReLU`` with one
+    slope per channel does not and raises ValueError."""
+    if act is None or act == "":
+        return None
+    layer = get_act_layer(act)
+    if isinstance(layer, nn.PReLU) and layer.num_parameters != 1:
+        raise ValueError(f"act {act!r}: a PReLU with per-channel slopes is not equivariant; use num_parameters=1")
+    return layer
+
+
+def get_group_dropout_layer(dropout: DropoutSpec) -> nn.Module | None:
+    """Element-wise dropout from a probability or MONAI spec (``get_dropout_layer`` with ``dropout_dim=1``, as
+    MONAI's ``Convolution`` does); None, 0 or ``""`` gives None."""
+    if dropout is None or dropout == "" or (isinstance(dropout, numbers.Real) and float(dropout) == 0.0):
+        return None
+    if isinstance(dropout, numbers.Real) and not 0.0 <= float(dropout) <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {dropout!r}")
+    try:
+        return get_dropout_layer(float(dropout) if isinstance(dropout, numbers.Real) else dropout, dropout_dim=1)
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"dropout must be a probability or a MONAI dropout spec, got {dropout!r}") from error
