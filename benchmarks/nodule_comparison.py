@@ -1,0 +1,196 @@
+"""Data efficiency on the synthetic nodule task, against what a MONAI user does instead of an equivariant net.
+
+At equal parameters, over growing training sets (each structure at a random 3D orientation), tested on a fixed
+test set at random (non-cube) orientations:
+
+- the O-group GroupCNN (invariant to the 24 cube rotations by construction);
+- the plain CNN (GroupCNN with group "trivial", matched channels), no augmentation;
+- the plain CNN + O ensemble at inference (``GroupEnsembleInferer("O", mode="classification")``);
+- the plain CNN trained with ``RandGroupElementd(group="O")`` (a random cube rotation per sample and step);
+- that augmented plain CNN + O ensemble at inference.
+
+Writes ``nodule_comparison.csv`` and ``nodule_comparison.png`` (test AUC vs training-set size) and prints a
+Markdown table (AUC mean ± spread over seeds, train seconds per run, inference ms per patch).
+
+Usage (the setting reported in bundles/nodule_classification/docs/README.md and docs/which_to_choose.md)::
+
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/nodule_comparison.py --sizes 16 64 256 --seeds 0 1 \
+        --steps 60 --patch 16 --channels 2 4 --test-size 200 --out-dir benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import DataLoader, Dataset
+from monai.inferers import Inferer, SimpleInferer
+
+from monai_equivariant.data import synthetic_nodules
+from monai_equivariant.inferers import GroupEnsembleInferer
+from monai_equivariant.metrics import classification_scores
+from monai_equivariant.networks.nets import GroupCNN, count_parameters, matched_channels
+from monai_equivariant.transforms import RandGroupElementd
+
+MODELS = (
+    "O-CNN",
+    "plain CNN",
+    "plain CNN + O ensemble",
+    "plain CNN + O augmentation",
+    "plain CNN + O augmentation + O ensemble",
+)
+
+
+def _stack(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(np.stack([s["image"] for s in samples]))
+    labels = torch.tensor([s["label"] for s in samples], dtype=torch.long)
+    return images, labels
+
+
+def train(
+    group: str,
+    channels: tuple[int, ...],
+    samples: list[dict],
+    augment: str | None,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+) -> tuple[torch.nn.Module, float]:
+    """A GroupCNN trained for ``steps`` Adam steps on shuffled mini-batches of ``samples`` (re-drawn every pass),
+    each sample passed through ``RandGroupElementd(group=augment)`` when ``augment``; returns (net, seconds)."""
+    torch.manual_seed(seed)
+    net = GroupCNN(3, 1, 2, channels, group=group)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    transform = RandGroupElementd(["image"], augment).set_random_state(seed) if augment else None
+    data = [{"image": torch.from_numpy(s["image"]), "label": int(s["label"])} for s in samples]
+    loader = DataLoader(Dataset(data, transform), batch_size=min(batch, len(data)), shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    start = time.perf_counter()
+    net.train()
+    done = 0
+    while done < steps:
+        for item in loader:
+            opt.zero_grad(set_to_none=True)
+            images = torch.as_tensor(item["image"]).float()
+            torch.nn.functional.cross_entropy(net(images), item["label"]).backward()
+            opt.step()
+            done += 1
+            if done == steps:
+                break
+    return net.eval(), time.perf_counter() - start
+
+
+def test(net: torch.nn.Module, inferer: Inferer, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Test AUC/accuracy through ``inferer`` and its inference milliseconds per patch."""
+    predict: Callable[[torch.Tensor], torch.Tensor] = lambda x: inferer(x, net)  # noqa: E731
+    with torch.no_grad():
+        start = time.perf_counter()
+        probs = torch.cat([predict(chunk).softmax(1)[:, 1] for chunk in images.split(50)])
+        ms = 1000 * (time.perf_counter() - start) / len(images)
+    return {**classification_scores(probs, labels), "inference_ms": ms}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    baseline = matched_channels(args.channels, "O", "trivial", 3)
+    test_images, test_labels = _stack(synthetic_nodules(args.test_size, size=args.patch, seed=10_000))
+    simple, ensemble = SimpleInferer(), GroupEnsembleInferer("O", mode="classification")
+    rows = []
+    for seed in args.seeds:
+        pool = synthetic_nodules(max(args.sizes), size=args.patch, seed=seed)  # nested training sets
+        for n in args.sizes:
+            samples = pool[:n]
+            trained = {
+                "O-CNN": train("O", tuple(args.channels), samples, None, args.steps, args.batch, args.lr, seed),
+                "plain CNN": train("trivial", baseline, samples, None, args.steps, args.batch, args.lr, seed),
+                "plain CNN + O augmentation": train(
+                    "trivial", baseline, samples, "O", args.steps, args.batch, args.lr, seed
+                ),
+            }
+            for model in MODELS:
+                net, seconds = trained[model.replace(" + O ensemble", "")]
+                result = test(net, ensemble if model.endswith("O ensemble") else simple, test_images, test_labels)
+                row = {"model": model, "train_size": n, "seed": seed, "steps": args.steps,
+                       "parameters": count_parameters(net), "train_seconds": seconds, **result}
+                rows.append(row)
+                print(f"{model:40s} n={n:4d} seed={seed} params={row['parameters']:,} auc={row['auc']:.3f} "
+                      f"train {seconds:.1f}s infer {row['inference_ms']:.2f} ms/patch", flush=True)
+    return rows
+
+
+def table(rows: list[dict], sizes: list[int]) -> str:
+    """Markdown: test AUC (mean ± half-range over seeds) per model and size, plus cost columns."""
+    head = "| model | parameters | " + " | ".join(f"AUC n={n}" for n in sizes) + " | train s/run | infer ms/patch |"
+    lines = [head, "|---" * (len(sizes) + 4) + "|"]
+    for model in MODELS:
+        mine = [r for r in rows if r["model"] == model]
+        cells = []
+        for n in sizes:
+            aucs = [r["auc"] for r in mine if r["train_size"] == n]
+            cells.append(f"{np.mean(aucs):.3f} ± {(max(aucs) - min(aucs)) / 2:.3f}")
+        lines.append(
+            f"| {model} | {mine[0]['parameters']:,} | " + " | ".join(cells)
+            + f" | {np.mean([r['train_seconds'] for r in mine]):.1f} | {np.median([r['inference_ms'] for r in mine]):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model, style in zip(MODELS, ["-o", "-s", "--s", "-^", "--^"]):
+        sizes = sorted({r["train_size"] for r in rows if r["model"] == model})
+        aucs = [[r["auc"] for r in rows if r["model"] == model and r["train_size"] == n] for n in sizes]
+        mean = np.array([np.mean(a) for a in aucs])
+        spread = [mean - np.array([min(a) for a in aucs]), np.array([max(a) for a in aucs]) - mean]
+        ax.errorbar(sizes, mean, yerr=spread, fmt=style, capsize=3, markersize=4, label=model)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training-set size")
+    ax.set_ylabel("test AUC (random 3D orientations)")
+    ax.set_title("Synthetic nodules, equal parameters")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--channels", type=int, nargs="+", default=[2, 4], help="fields of the O-group CNN")
+    parser.add_argument("--patch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--test-size", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-dir", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = run(args)
+    with open(out / "nodule_comparison.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, out / "nodule_comparison.png")
+    print(table(rows, args.sizes))
+    print(f"wrote {out / 'nodule_comparison.csv'} and {out / 'nodule_comparison.png'} "
+          f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
