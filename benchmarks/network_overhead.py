@@ -1,7 +1,7 @@
 """A whole network vs the same network exported to plain convs (:func:`monai_equivariant.utils.export`), in one
 interleaved run.
 
-Usage: python benchmarks/network_overhead.py [--quick] [--repeats 15] [--threads N] [--no-compile]
+Usage: python benchmarks/network_overhead.py [--quick] [--repeats 15] [--threads N] [--no-compile] [--breakdown]
 
 Cases (P4UNet with its default fields (8, 16, 32, 64, 128), 3 → 1 channels; GroupCNN(group="O") in 3D):
   - train step (zero_grad, forward, MSE loss, backward) at batch 4, 64² and batch 8, 128²;
@@ -12,6 +12,12 @@ The "plain" net is ``export(net)`` put back in training mode: the same filter ba
 so the ratio is the cost of building the banks from the group weights (and their backward) inside the step.
 Every round times each candidate once, back to back, and a ratio is the median of the per-round ratios, so
 machine noise hits both alike. ``--quick`` runs tiny sizes (a smoke test, not a measurement).
+
+``--breakdown`` runs, instead, where the P4UNet's overhead goes at batch 4, 64² (one interleaved run): the
+train step of ours, of ours with every filter bank frozen (precomputed leaf tensors: the convs, group batch
+norms and pooling of ours without the expansion and its backward), of the plain export, and the expansion alone
+(forward and backward of every layer's bank); in eval, the forward of ours and plain and the cache check alone
+(every layer's cached bank looked up: the parameters compared with their snapshot).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from monai_equivariant.layers.conv import _GroupConvNd
 from monai_equivariant.networks.nets import GroupCNN, P4UNet
 from monai_equivariant.utils.export import export
 
@@ -128,6 +135,68 @@ def run_cases(quick: bool, repeats: int, compile_: bool) -> list[dict]:
     return rows
 
 
+def breakdown(quick: bool, repeats: int) -> dict[str, float]:
+    """Median ms of the candidates of ``--breakdown`` (module docstring) and their median per-round ratios to
+    the plain export's step."""
+    torch.manual_seed(0)
+    net = P4UNet(2, 3, 1, channels=(2, 4, 8) if quick else (8, 16, 32, 64, 128)).train()
+    plain = plain_copy(net)
+    x = torch.randn(2 if quick else 4, 3, 16 if quick else 64, 16 if quick else 64)
+    convs = [m for m in net.modules() if isinstance(m, _GroupConvNd)]
+    frozen = {id(m): tuple(None if t is None else t.detach().clone().requires_grad_(True) for t in m._expand())
+              for m in convs}
+
+    def set_frozen(on: bool) -> None:
+        for m in convs:  # an instance attribute shadows the method that expands (or looks up the cache)
+            if on:
+                m.expanded = (lambda bank=frozen[id(m)]: bank)
+            else:
+                m.__dict__.pop("expanded", None)
+
+    def frozen_step() -> None:
+        set_frozen(True)
+        try:
+            ours_step()
+        finally:
+            set_frozen(False)
+            for bank in frozen.values():
+                for t in bank:
+                    if t is not None:
+                        t.grad = None  # as zero_grad(set_to_none=True) does for the parameters
+
+    def expansion_alone() -> None:
+        for m in convs:
+            bank, bias = m._expand()
+            (bank.sum() if bias is None else bank.sum() + bias.sum()).backward()
+
+    def cache_check() -> None:
+        with torch.no_grad():
+            for m in convs:
+                m.expanded()
+
+    ours_step = train_step(net, x)
+    fns = {"train ours": ours_step, "train ours, banks frozen": frozen_step, "train plain": train_step(plain, x),
+           "expansion fwd+bwd alone": expansion_alone}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    eval_fns = {"eval ours": eval_forward(net, x), "eval plain": eval_forward(plain, x),
+                "cache check alone": cache_check}
+    for group, reference in ((fns, "train plain"), (eval_fns, "eval plain")):
+        if group is eval_fns:
+            net.eval(), plain.eval()
+        for fn in group.values():
+            fn(), fn()
+        for _ in range(repeats):
+            for name, fn in group.items():
+                start = time.perf_counter()
+                fn()
+                samples.setdefault(name, []).append(time.perf_counter() - start)
+        for name in group:
+            ratio = statistics.median(a / b for a, b in zip(samples[name], samples[reference]))
+            print(f"| {name} | {statistics.median(samples[name]) * 1e3:.1f} | {ratio:.3f} |", flush=True)
+    net.train(), plain.train()
+    return {name: statistics.median(t) * 1e3 for name, t in samples.items()}
+
+
 def _row(r: dict) -> str:
     target = TARGETS.get(r["case"])
     extra = f" (target ≤ {target:.2f})" if target else ""
@@ -142,11 +211,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 15; 3 with --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile case")
+    parser.add_argument("--breakdown", action="store_true", help="where the P4UNet overhead goes (b4 64²) instead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 15)
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} repeats={repeats} quick={args.quick}\n")
+    if args.breakdown:
+        print("| candidate | ms | / plain step |")
+        print("|---|---|---|")
+        return [breakdown(args.quick, repeats)]
     print("| case | ours ms | plain export ms | ours / plain |")
     print("|---|---|---|---|")
     return run_cases(args.quick, repeats, args.compile)

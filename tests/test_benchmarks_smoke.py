@@ -83,3 +83,14 @@ def test_network_overhead_quick(capsys):
         "3D O CNN train b2 8³", "channels_last_3d train b2 8³",
     ]
     assert all(r["ours_ms"] > 0 and r["plain_ms"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_network_overhead_breakdown_quick(capsys):
+    """--breakdown --quick: every candidate (ours, ours with frozen banks, plain, expansion alone; eval and the
+    cache check) is timed and printed."""
+    result = load("network_overhead").main(["--breakdown", "--quick", "--threads", "1", "--repeats", "1"])[0]
+    out = capsys.readouterr().out
+    assert "| train ours, banks frozen |" in out and "| cache check alone |" in out
+    assert set(result) == {"train ours", "train ours, banks frozen", "train plain", "expansion fwd+bwd alone",
+                           "eval ours", "eval plain", "cache check alone"}
+    assert all(ms > 0 for ms in result.values())
