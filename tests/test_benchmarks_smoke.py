@@ -70,3 +70,27 @@ def test_escnn_comparison_smoke_2d(capsys):
     assert ours["train"] > 0 and escnn["train"] > 0 and escnn_noinit["train"] is None
     cold = bench.cold_child("2d", "ours", smoke=True, empty_disk_cache=False, threads=1)  # what a subprocess runs
     assert cold["cold_s"] > 0 and not cold["sklearn_disabled"]
+
+
+def test_network_overhead_quick(capsys):
+    """benchmarks/network_overhead.py --quick: every case runs and prints a positive ratio (compile skipped
+    here: it is tested in tests/test_compile.py)."""
+    rows = load("network_overhead").main(["--quick", "--no-compile", "--threads", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| train b2 16² |" in out and "| channels_last_3d train b2 8³ |" in out
+    assert [r["case"] for r in rows] == [
+        "train b2 16²", "train b2 32²", "eval b2 16²", "channels_last train b2 16²",
+        "3D O CNN train b2 8³", "channels_last_3d train b2 8³",
+    ]
+    assert all(r["ours_ms"] > 0 and r["plain_ms"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_network_overhead_breakdown_quick(capsys):
+    """--breakdown --quick: every candidate (ours, ours with frozen banks, plain, expansion alone; eval and the
+    cache check) is timed and printed."""
+    result = load("network_overhead").main(["--breakdown", "--quick", "--threads", "1", "--repeats", "1"])[0]
+    out = capsys.readouterr().out
+    assert "| train ours, banks frozen |" in out and "| cache check alone |" in out
+    assert set(result) == {"train ours", "train ours, banks frozen", "train plain", "expansion fwd+bwd alone",
+                           "eval ours", "eval plain", "cache check alone"}
+    assert all(ms > 0 for ms in result.values())

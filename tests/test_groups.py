@@ -111,3 +111,35 @@ def test_bad_inputs():
         g.transform(torch.randn(1, 3, 4, 4), 1, regular=True)
     with pytest.raises(ValueError, match="odd"):
         g.kernel_action(4)
+
+
+def test_custom_group_cannot_shadow_a_builtin_name():
+    """A custom "p4m" with its elements in another order used to get the built-in kernel action (same name)."""
+    from monai_equivariant.groups import Group
+
+    p4m = get_group("p4m")
+    reordered = p4m.matrices[[0, 2, 1, 3, 4, 5, 6, 7]]
+    with pytest.raises(ValueError, match="built-in group"):
+        Group("p4m", reordered)
+    with pytest.raises(ValueError, match="built-in group"):
+        Group("p4", get_group("se2_8").matrices)
+    assert Group("p4m", p4m.matrices).kernel_action(3).index.equal(p4m.kernel_action(3).index)  # same group: fine
+
+
+def test_kernel_action_cache_is_keyed_on_the_matrices():
+    """Two custom groups with one name but different elements get their own kernel actions, and built-in groups
+    built afterwards are not affected."""
+    from monai_equivariant.groups import Group
+    from monai_equivariant.layers import GroupConv
+    from monai_equivariant.utils import assert_equivariant
+
+    p4m = get_group("p4m")
+    first = Group("mine", p4m.matrices)
+    order = [0, 2, 1, 3, 4, 5, 6, 7]
+    second = Group("mine", p4m.matrices[order])
+    assert torch.equal(second.kernel_action(3).index, p4m.kernel_action(3).index[order])
+    assert torch.equal(first.kernel_action(3).index, p4m.kernel_action(3).index)
+    conv = GroupConv(1, 1, second)
+    x = torch.randn(1, 8, 7, 7)
+    assert_equivariant(conv, second, x, "regular", "regular")
+    assert_equivariant(GroupConv(1, 1, "p4m"), p4m, x, "regular", "regular")

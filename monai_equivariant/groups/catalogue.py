@@ -9,7 +9,7 @@ import numpy as np
 
 from monai_equivariant.groups.group import Group
 
-__all__ = ["get_group", "GROUP_NAMES", "as_group"]
+__all__ = ["get_group", "GROUP_NAMES", "as_group", "builtin_matrices"]
 
 # 2D coordinates are (row, column); 3D coordinates are (depth/z, row/y, column/x) as in (B, C, D, H, W).
 _ROT_2D = np.array([[0, -1], [1, 0]])
@@ -60,6 +60,27 @@ def _rotations_2d(n: int) -> np.ndarray:
     matrices = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
     rounded = np.round(matrices)
     return np.where(np.abs(matrices - rounded) < 1e-12, rounded, matrices)
+
+
+@lru_cache(maxsize=None)
+def _builtin(name: str, spatial_dims: int) -> np.ndarray | None:
+    trivial = re.match(r"^trivial(\d)d$", name)
+    if name == "trivial" or trivial:
+        dims = int(trivial.group(1)) if trivial else spatial_dims
+        return np.eye(dims)[None]
+    match = _SE2.match(name)
+    if match and int(match.group(1)) >= 1:
+        return _rotations_2d(int(match.group(1)))
+    if name in _GENERATORS:
+        return _closure(_GENERATORS[name][1]).astype(np.float64)
+    return None
+
+
+def builtin_matrices(name: str, spatial_dims: int = 2) -> np.ndarray | None:
+    """The (|G|, d, d) matrices of the built-in group called ``name`` (in their order), or None when ``name`` is
+    not a built-in name. ``spatial_dims`` is used only for ``"trivial"``."""
+    found = _builtin(str(name), int(spatial_dims))
+    return None if found is None else found.copy()
 
 
 @lru_cache(maxsize=None)

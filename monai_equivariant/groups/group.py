@@ -47,19 +47,29 @@ class Group:
     """A finite group of orthogonal transformations of the d-dimensional grid.
 
     Args:
-        name: the registry name (``"p4"``, ``"O"``...).
+        name: the registry name (``"p4"``, ``"O"``...). A custom group may reuse a built-in name only with
+            exactly that group's matrices in that order (ValueError otherwise).
         matrices: (|G|, d, d) orthogonal matrices; element 0 must be the identity.
             Coordinates are in tensor axis order (for 2D: (row, column)).
     """
 
     def __init__(self, name: str, matrices: np.ndarray) -> None:
-        matrices = np.asarray(matrices, dtype=np.float64)
+        matrices = np.array(matrices, dtype=np.float64)  # a copy: the caller's array stays writeable
         if matrices.ndim != 3 or matrices.shape[1] != matrices.shape[2]:
             raise ValueError(f"group matrices must have shape (|G|, d, d), got {matrices.shape}")
         if not np.allclose(matrices[0], np.eye(matrices.shape[1])):
             raise ValueError("element 0 of a group must be the identity")
+        from monai_equivariant.groups.catalogue import builtin_matrices  # the catalogue imports this module
+
+        builtin = builtin_matrices(name, matrices.shape[1])
+        if builtin is not None and not (builtin.shape == matrices.shape and np.allclose(builtin, matrices, atol=_ATOL)):
+            raise ValueError(
+                f"a custom group may not be called {name!r}: that is a built-in group with other elements "
+                f"(or another element order); give it a name of its own"
+            )
         self.name = name
         self.matrices = matrices
+        self.matrices.flags.writeable = False  # the kernel-action cache is keyed on these values
 
     def __repr__(self) -> str:
         return f"Group({self.name!r}, order={self.order}, spatial_dims={self.spatial_dims})"
@@ -177,7 +187,8 @@ def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
     return (np.sum(points**2, axis=1) <= radius**2 + _ATOL).astype(np.float64)
 
 
-_ACTION_CACHE: dict[tuple[str, int], KernelAction] = {}
+_ACTION_CACHE: dict[tuple[bytes, tuple[int, ...], int], KernelAction] = {}
+"""Kernel actions keyed on what defines them: the group's matrices (values and order) and the kernel size."""
 
 
 def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
@@ -185,7 +196,7 @@ def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
         raise ValueError(
             f"equivariant kernels must have an odd size (a centre pixel), got kernel_size={kernel_size}"
         )
-    key = (group.name, kernel_size)
+    key = (group.matrices.tobytes(), group.matrices.shape, kernel_size)
     if key in _ACTION_CACHE:
         return _ACTION_CACHE[key]
     d, k = group.spatial_dims, kernel_size

@@ -1,77 +1,30 @@
 """Lifting and group convolutions for any group and 2D/3D: expand the weight into a planar filter bank by
-precomputed tables, then run one ``conv2d``/``conv3d``."""
+precomputed tables (:mod:`~monai_equivariant.layers.expansion`), then run one ``conv2d``/``conv3d``."""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_equivariant.groups import Group, as_group
+from monai_equivariant.layers.expansion import expand_filter, expand_with_tables, expansion_tables
 from monai_equivariant.layers.filter_cache import FilterCache
 
 __all__ = ["GroupConv", "LiftingConv", "expand_filter"]
-
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-
-
-def expand_filter(
-    weight: torch.Tensor,
-    group: Group,
-    regular_input: bool,
-    kernel_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Expand a group filter into the planar filter bank of one convolution.
-
-    Args:
-        weight: (C_out, C_in, |G_in|, *k) with |G_in| = |G| for regular input fields, 1 for plain input.
-        group: the group; its kernel action moves the spatial taps.
-        regular_input: True for group-tensor input (group conv), False for plain input (lifting conv).
-        kernel_mask: optional (K,) mask of the taps (the disk of interpolated groups, see
-            ``KernelAction.mask``), applied before and after the action, so every transformed copy has the
-            same support. It must be invariant under the group's grid symmetries (a disk is).
-
-    Returns:
-        (C_out·|G|, C_in·|G_in|, *k): ``bank[o·|G|+g, i·|G_in|+h] = g·weight[o, i, g^-1 h]``.
-    """
-    c_out, c_in, g_in = weight.shape[:3]
-    kernel_shape = weight.shape[3:]
-    k_points = math.prod(kernel_shape)
-    n = group.order
-    action = group.kernel_action(kernel_shape[0])
-    flat = weight.reshape(c_out, c_in, g_in, k_points)
-    if kernel_mask is not None:
-        flat = flat * kernel_mask.to(flat)
-    group_index = _group_index(group, regular_input, weight.device)  # (|G|, |G_in|)
-    if action.index is not None:
-        # One gather moves both the group axis and the spatial taps.
-        taps = action.index.to(weight.device)  # (|G|, K)
-        index = (group_index[:, :, None] * k_points + taps[:, None, :]).reshape(-1)
-        bank = flat.reshape(c_out, c_in, g_in * k_points).index_select(2, index)
-        bank = bank.reshape(c_out, c_in, n, g_in, k_points)
-    else:
-        moved = flat.index_select(2, group_index.reshape(-1)).reshape(c_out, c_in, n, g_in, k_points)
-        matrix = action.matrix.to(flat)
-        if kernel_mask is not None:
-            matrix = matrix * kernel_mask.to(flat)[None, :, None]  # output taps outside the mask stay zero
-        bank = torch.einsum("oighk,gyk->oighy", moved, matrix)
-    bank = bank.permute(0, 2, 1, 3, 4)  # (C_out, |G|, C_in, |G_in|, K)
-    return bank.reshape(c_out * n, c_in * g_in, *kernel_shape)
-
-
-def _group_index(group: Group, regular_input: bool, device: torch.device) -> torch.Tensor:
-    if regular_input:
-        return group.regular_index.to(device)
-    return torch.zeros(group.order, 1, dtype=torch.long, device=device)
 
 
 class _GroupConvNd(nn.Module):
     """Shared implementation of lifting and group convolution (see :func:`expand_filter`).
 
-    In eval mode with gradients off the expanded bank is cached (not a buffer, so state-dict keys do not
-    depend on the mode) and rebuilt whenever the weight or bias changes.
+    The expansion tables are built at construction and kept as non-persistent buffers (``expand_index``,
+    ``reduce_index``, ``tap_matrix``): they move with ``.to()`` and never appear in the state dict. In eval mode
+    with gradients off the expanded bank is cached (:class:`FilterCache`: a plain attribute, reused only while
+    the weight and bias are equal in value to those it was built from; never under tracing, scripting,
+    ``torch.compile`` or ``torch.export``). The layer is scriptable and traceable as it is.
     """
 
     regular_input: bool = True
@@ -96,9 +49,17 @@ class _GroupConvNd(nn.Module):
         self.group.kernel_action(self.kernel_size)  # validates the size (odd) and warms the table cache
         self.padding = self.kernel_size // 2 if padding is None else int(padding)
         self.in_group_size = self.group.order if self.regular_input else 1
+        self.group_order = self.group.order
+        self.group_name = self.group.name
+        self.input_kind = f"{self.in_channels} fields × |G|={self.group.order}" if self.regular_input else "plain"
         shape = (out_channels, in_channels, self.in_group_size) + (self.kernel_size,) * self.spatial_dims
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        tables = expansion_tables(self.group, self.in_channels, self.regular_input, self.kernel_size)
+        self.register_buffer("expand_index", tables["index"], persistent=False)
+        self.register_buffer("reduce_index", tables["inverse"], persistent=False)
+        self.register_buffer("tap_matrix", tables["matrix"], persistent=False)
+        self.interpolated = bool(tables["matrix"].numel() > 0)
         self._cache = FilterCache()
         self.reset_parameters()
 
@@ -125,44 +86,60 @@ class _GroupConvNd(nn.Module):
         N ∉ {1, 2, 4}, k > 1); None for permutation actions (so se2_4 equals p4 exactly)."""
         return self.group.kernel_action(self.kernel_size).mask
 
+    def _expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Build the planar bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,) from the tables."""
+        bank = expand_with_tables(
+            self.weight, self.expand_index, self.reduce_index, self.tap_matrix, self.group_order, self.interpolated
+        )
+        bias = self.bias
+        if bias is not None:
+            bias = bias.repeat_interleave(self.group_order)
+        return bank, bias
+
+    @torch.jit.unused
     def expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The planar filter bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,); cached in eval/no-grad."""
-
-        def build() -> tuple[torch.Tensor, torch.Tensor | None]:
-            bank = expand_filter(self.weight, self.group, self.regular_input, self.kernel_mask())
-            bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
-            return bank, bias
-
-        return self._cache.get(self, [self.weight, self.bias], build)
+        return self._cache.get(self, [self.weight, self.bias], self._expand)
 
     def train(self, mode: bool = True) -> "_GroupConvNd":
-        self._cache.clear()
+        self._cache.clear()  # frees memory only: the cache checks the parameters' values itself
         return super().train(mode)
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        self._cache.clear()  # device or dtype moves invalidate the cached bank
-        return super()._apply(fn, recurse)
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True):  # type: ignore[override]
+        self._cache.clear()
+        return super()._apply(_fold_group_axis(fn, self.spatial_dims), recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in·|G_in|, *spatial) -> (B, C_out·|G|, *spatial') with a plain conv of the expanded bank."""
+        if not torch.jit.is_tracing():  # a trace would only record the outcome (the nets check their input)
+            self._check_input(x)
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            bank, bias = self._expand()
+        else:
+            bank, bias = self.expanded()
+        if self.spatial_dims == 2:
+            return F.conv2d(x, bank, bias, padding=self.padding)
+        if self.spatial_dims == 3:
+            return F.conv3d(x, bank, bias, padding=self.padding)
+        return F.conv1d(x, bank, bias, padding=self.padding)
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != self.spatial_dims + 2:
             raise ValueError(
-                f"{type(self).__name__} ({self.group.name}) expects a (B, C, *spatial) tensor with "
-                f"{self.spatial_dims} spatial dims, got shape {tuple(x.shape)}"
+                "group conv (" + self.group_name + ") expects a (B, C, *spatial) tensor with "
+                + str(self.spatial_dims) + " spatial dims, got " + str(x.dim()) + " dims"
             )
-        if x.shape[1] != self.expected_in_channels:
-            kind = f"{self.in_channels} fields × |G|={self.group.order}" if self.regular_input else "plain"
+        expected = self.in_channels * self.in_group_size
+        if x.shape[1] != expected:
             raise ValueError(
-                f"{type(self).__name__} expects {self.expected_in_channels} input channels ({kind}), "
-                f"got {x.shape[1]}"
+                "group conv (" + self.group_name + ") expects " + str(expected) + " input channels ("
+                + self.input_kind + "), got " + str(x.shape[1])
             )
-        bank, bias = self.expanded()
-        return _CONV[self.spatial_dims](x, bank, bias, padding=self.padding)
 
     def to_plain(self) -> nn.Module:
         """A plain ``nn.ConvNd`` holding the expanded bank; same outputs as this layer."""
         with torch.no_grad():
-            bank = expand_filter(self.weight, self.group, self.regular_input, self.kernel_mask())
+            bank, _ = self._expand()
             conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.spatial_dims]
             conv = conv_cls(
                 bank.shape[1], bank.shape[0], self.kernel_size, padding=self.padding, bias=self.bias is not None
@@ -196,3 +173,20 @@ class GroupConv(_GroupConvNd):
     """
 
     regular_input = True
+
+
+def _fold_group_axis(fn: Callable[[torch.Tensor], torch.Tensor], spatial_dims: int) -> Callable:
+    """Wrap an ``_apply`` function so a group weight (C_out, C_in, |G_in|, *k) goes through it as the planar weight
+    (C_out, C_in·|G_in|, *k) it stands for: ``.to(memory_format=torch.channels_last)`` (2D) and
+    ``channels_last_3d`` (3D) then apply to it as to a plain conv's weight instead of failing on a 5-D tensor."""
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() != spatial_dims + 3:
+            return fn(t)
+        folded = t.reshape([t.shape[0], t.shape[1] * t.shape[2]] + list(t.shape[3:]))
+        out = fn(folded)
+        if out.shape != folded.shape:  # not a layout/dtype/device map: apply it to the weight as it is
+            return fn(t)
+        return out.unflatten(1, (t.shape[1], t.shape[2]))
+
+    return apply

@@ -27,6 +27,42 @@ from escnn.nn import FieldType, GeometricTensor
 
 from monai_equivariant.layers.filter_cache import FilterCache
 
+
+def _use_exact_svd_in_escnn() -> None:
+    """escnn's null-space solver calls scikit-learn's ``randomized_svd`` on an ``np.matrix`` when scikit-learn is
+    installed, which recent scikit-learn refuses (``TypeError: np.matrix is not supported``; D_N with N = 8, 12).
+    Make it take the path it takes without scikit-learn: SciPy's exact SVD (deterministic, as without
+    scikit-learn). escnn itself is not edited; only its module-level reference to the optional import is."""
+    from escnn.group import _numerical
+
+    if getattr(_numerical, "randomized_svd", None) is not None:
+        _numerical.randomized_svd = None
+
+
+_use_exact_svd_in_escnn()
+
+
+def _identity_hash_for_escnn_basis_modules() -> None:
+    """escnn's basis-expansion/-sampler modules hash and compare by content (reading their buffers through NumPy).
+    torch hashes and compares modules in ``named_modules()`` (a memo set): content hashing is slow, would merge
+    two layers whose bases are equal, and fails under ``torch.export``/``torch.compile`` where the buffers are fake
+    tensors (no data). Give those module classes the identity ``__hash__``/``__eq__`` every other ``nn.Module``
+    has (escnn itself is not edited)."""
+    from escnn.nn.modules import basismanager as bm
+
+    for cls in (
+        bm.BlocksBasisExpansion,
+        bm.SingleBlockBasisExpansion,
+        getattr(bm, "BlocksBasisSampler", None),
+        getattr(bm, "SingleBlockBasisSampler", None),
+    ):
+        if cls is not None and cls.__hash__ is not nn.Module.__hash__:
+            cls.__hash__ = nn.Module.__hash__  # type: ignore[method-assign]
+            cls.__eq__ = nn.Module.__eq__  # type: ignore[method-assign]
+
+
+_identity_hash_for_escnn_basis_modules()
+
 __all__ = [
     "FieldNormPool",
     "FieldNormReLU",
@@ -48,7 +84,61 @@ def steerable_gspace(num_rotations: int, reflections: bool = False, max_frequenc
         raise ValueError(f"max_frequency must be >= 1, got {max_frequency}")
     build = gspaces.flipRot2dOnR2 if reflections else gspaces.rot2dOnR2
     # O(2) kernel bases decompose tensor products of irreps numerically: instantiate frequencies up to 2·L.
-    return build(N=int(num_rotations), maximum_frequency=2 * int(max_frequency))
+    space = build(N=int(num_rotations), maximum_frequency=2 * int(max_frequency))
+    space._monai_equivariant_key = (int(num_rotations), bool(reflections), int(max_frequency))  # for pickling
+    return space
+
+
+def _type_recipe(ftype: FieldType) -> tuple:
+    """A picklable description of a field type built on a :func:`steerable_gspace` (escnn's representations hold
+    local functions, which pickle cannot store): (gspace arguments, [("regular",) | ("irrep", id), ...])."""
+    key = getattr(ftype.gspace, "_monai_equivariant_key", None)
+    if key is None:
+        raise TypeError("only steerable layers on a steerable_gspace(...) field type can be pickled")
+    reps = []
+    for rep in ftype.representations:
+        if rep.name == "regular":
+            reps.append(("regular",))
+        elif hasattr(rep, "id"):
+            reps.append(("irrep", tuple(rep.id) if isinstance(rep.id, tuple) else (rep.id,)))
+        else:
+            raise TypeError(f"cannot pickle a field of representation {rep.name!r} (regular fields and irreps only)")
+    return key, reps
+
+
+def _type_from_recipe(recipe: tuple) -> FieldType:
+    key, reps = recipe
+    space = steerable_gspace(*key)
+    group = space.fibergroup
+    return FieldType(space, [space.regular_repr if r[0] == "regular" else group.irrep(*r[1]) for r in reps])
+
+
+def _rebuild(cls: type, args: tuple, kwargs: dict, state: dict, training: bool) -> nn.Module:
+    """Unpickle a steerable layer: build it from its field types again, then load its state."""
+    module = cls(*[_type_from_recipe(a) for a in args], **kwargs)
+    module.load_state_dict(state)
+    return module.train(training)
+
+
+class _PicklableByRecipe:
+    """Pickles an escnn-backed layer as (field-type recipes, constructor kwargs, state dict), since escnn's
+    representations cannot be pickled; ``copy.deepcopy`` keeps its usual member-wise copy."""
+
+    _recipe: tuple
+
+    def __reduce_ex__(self, protocol: int):
+        types_, kwargs = self._recipe
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        args = tuple(_type_recipe(t) for t in types_)
+        return _rebuild, (type(self), args, dict(kwargs), state, self.training)  # type: ignore[attr-defined]
+
+    def __deepcopy__(self, memo: dict):
+        import copy
+
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
 
 def trivial_type(gspace: Any, channels: int) -> FieldType:
@@ -87,7 +177,7 @@ def _submodules(module: nn.Module) -> list[nn.Module]:
     return found
 
 
-class SteerableConv(enn.R2Conv):
+class SteerableConv(_PicklableByRecipe, enn.R2Conv):
     """escnn ``R2Conv`` on plain tensors ``(B, in_type.size, H, W) -> (B, out_type.size, H, W)``, "same" padding.
 
     Differences from ``R2Conv``, all for deployment and speed:
@@ -95,8 +185,10 @@ class SteerableConv(enn.R2Conv):
         off) as a plain attribute, never as the ``filter``/``expanded_bias`` buffers escnn adds and removes in
         ``train()``/``eval()``; the state dict holds only ``weights`` and ``bias`` (the sampled basis and
         index tables are non-persistent buffers), and escnn checkpoints carrying those extras still load;
-      - the cache is keyed on the parameters' version, so loading weights in eval mode cannot leave a stale
-        filter (escnn rebuilds it only on a train -> eval switch);
+      - the cache (:class:`FilterCache`) is reused only while the parameters equal those it was built from, so
+        no way of changing weights leaves a stale filter (escnn rebuilds it only on a train -> eval switch);
+      - it pickles (``torch.save(net)``) as field-type recipes plus its state dict, since escnn's
+        representations hold local functions;
       - construction skips escnn's uncached ``generalized_he_init`` (seconds for wide layers) and uses
         :meth:`reset_parameters`: Gaussian basis coefficients scaled so the expanded filter has He variance;
       - ``to_plain()`` returns an ``nn.Conv2d`` holding the expanded filter.
@@ -112,6 +204,7 @@ class SteerableConv(enn.R2Conv):
         super().__init__(
             in_type, out_type, kernel_size, padding=kernel_size // 2, bias=bias, initialize=False, **kwargs
         )
+        self._recipe = ((in_type, out_type), dict(kernel_size=kernel_size, bias=bias, **kwargs))  # for pickling
         for name in ("filter", "expanded_bias"):
             if name in self._buffers:
                 del self._buffers[name]
@@ -165,7 +258,7 @@ class SteerableConv(enn.R2Conv):
         return conv.to(bank.device)
 
 
-class IIDBatchNorm(nn.Module):
+class IIDBatchNorm(_PicklableByRecipe, nn.Module):
     """escnn ``IIDBatchNorm2d`` on plain tensors: full batch norm on invariant components, norm-only scaling of
     the others (one statistic per field).
 
@@ -176,6 +269,7 @@ class IIDBatchNorm(nn.Module):
     def __init__(self, in_type: FieldType, **kwargs: Any) -> None:
         super().__init__()
         self.norm = enn.IIDBatchNorm2d(in_type, **kwargs)
+        self._recipe = ((in_type,), dict(kwargs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_type.size, H, W) -> same shape, float32 under autocast (like torch's batch norm; escnn's

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import copy
-import types
+import functools
 
 import torch.nn as nn
 
-__all__ = ["export", "replace_with_plain", "scriptable"]
+__all__ = [
+    "ScriptsAsExport",
+    "add_onnx_metadata",
+    "check_onnx_input",
+    "export",
+    "export_onnx",
+    "input_requirements",
+    "replace_with_plain",
+    "scriptable",
+]
+
+
+class ScriptsAsExport:
+    """Mixin for networks: ``torch.jit.script(net)`` (and MONAI's ``convert_to_torchscript``/``ckpt_export``)
+    script :func:`export` of the current weights — plain ``nn.ConvNd`` with the expanded banks, eval mode.
+
+    A class attribute, not a per-instance hook, so networks pickle and ``torch.save``/``torch.load`` like any
+    module. TorchScript calls ``__prepare_scriptable__`` before compiling; what it gets is a copy, so the network
+    itself is never changed (same state-dict keys, same forward, still trainable).
+    """
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        return export(self)  # type: ignore[arg-type]
 
 
 def export(module: nn.Module) -> nn.Module:
@@ -39,18 +61,103 @@ def replace_with_plain(parent: nn.Module) -> None:
 def scriptable(module: nn.Module) -> nn.Module:
     """Make ``torch.jit.script(module)`` script :func:`export` of its current weights; returns ``module``.
 
-    TorchScript cannot compile the group convs (they expand their weights with Python tables), but it calls a
-    module's ``__prepare_scriptable__`` first: this sets that hook on the instance. The module itself is
-    unchanged (same state-dict keys, same forward), so bundles can load checkpoints into it and MONAI's
-    ``ckpt_export`` writes the plain-torch equivalent.
+    The package's networks already do this (:class:`ScriptsAsExport`), so for them this is a no-op. For other
+    modules it sets a picklable hook on the instance (a ``functools.partial``, which ``copy.deepcopy`` rebinds to
+    the copy and pickle stores by reference).
     """
-
-    module.__prepare_scriptable__ = types.MethodType(_export_for_script, module)  # type: ignore[assignment]
+    if hasattr(type(module), "__prepare_scriptable__"):
+        return module
+    module.__prepare_scriptable__ = functools.partial(_export_for_script, module)  # type: ignore[assignment]
     return module
 
 
 def _export_for_script(module: nn.Module) -> nn.Module:
-    # a bound method: deepcopy rebinds it to the copy, so a copied module exports its own weights
     plain = export(module)
     plain.__dict__.pop("__prepare_scriptable__", None)
     return plain
+
+
+_META_PREFIX = "monai_equivariant."
+
+
+def input_requirements(net: nn.Module) -> dict[str, str]:
+    """What an input of ``net`` (or of its :func:`export`) must look like, as strings for model metadata:
+    ``spatial_dims``, ``in_channels`` and ``size_multiple`` (every spatial size must be divisible by it), where the
+    network states them."""
+    found = {}
+    for key in ("spatial_dims", "in_channels", "size_multiple"):
+        value = getattr(net, key, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            found[key] = str(value)
+    return found
+
+
+def add_onnx_metadata(model, net: nn.Module):
+    """Record :func:`input_requirements` of ``net`` in an ONNX model's ``metadata_props`` (keys prefixed with
+    ``monai_equivariant.``): the size check of the network's forward does not survive ONNX export (a trace records
+    one outcome), so deployments read it back with :func:`check_onnx_input`. ``model`` is an ``onnx.ModelProto``
+    (changed in place and returned) or a path (rewritten)."""
+    import onnx
+
+    proto = onnx.load(model) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else model
+    keep = [p for p in proto.metadata_props if not p.key.startswith(_META_PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in input_requirements(net).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = _META_PREFIX + key, value
+    if proto is not model:
+        onnx.save(proto, model)
+    return proto
+
+
+def check_onnx_input(model, shape) -> None:
+    """Raise ValueError, naming what was expected, unless an input of ``shape`` (B, C, *spatial) meets the
+    requirements :func:`add_onnx_metadata` recorded in ``model`` (an ``onnx.ModelProto``, a path, or an
+    onnxruntime ``InferenceSession``)."""
+    if hasattr(model, "get_modelmeta"):  # onnxruntime session
+        props = dict(model.get_modelmeta().custom_metadata_map)
+    else:
+        import onnx
+
+        proto = onnx.load(model) if not hasattr(model, "metadata_props") else model
+        props = {p.key: p.value for p in proto.metadata_props}
+    need = {k[len(_META_PREFIX):]: int(v) for k, v in props.items() if k.startswith(_META_PREFIX)}
+    shape = tuple(int(s) for s in shape)
+    if "spatial_dims" in need and len(shape) != need["spatial_dims"] + 2:
+        raise ValueError(
+            f"expected a (B, C, *spatial) input with {need['spatial_dims']} spatial dims, got shape {shape}"
+        )
+    if "in_channels" in need and (len(shape) < 2 or shape[1] != need["in_channels"]):
+        raise ValueError(f"expected {need['in_channels']} input channels, got shape {shape}")
+    multiple = need.get("size_multiple", 1)
+    bad = [s for s in shape[2:] if s % multiple]
+    if bad:
+        nearest = sorted({s // multiple * multiple for s in bad} | {-(-s // multiple) * multiple for s in bad})
+        raise ValueError(
+            f"spatial sizes {shape[2:]} are not all multiples of {multiple} (the product of the down-sampling "
+            f"strides; exact equivariance needs it): crop or pad the input, e.g. to "
+            f"{' or '.join(str(n) for n in nearest if n > 0)}"
+        )
+
+
+def export_onnx(net: nn.Module, path, example, dynamo: bool = False, **kwargs):
+    """Write :func:`export` of ``net`` to the ONNX file ``path`` with the admissible input sizes in its metadata
+    (:func:`add_onnx_metadata`; check inputs with :func:`check_onnx_input` before running it).
+
+    ``example`` is a (B, C, *spatial) tensor. The legacy exporter (``dynamo=False``, default) makes the batch and
+    spatial axes dynamic, input named ``"input"``, output ``"output"``; ``dynamo=True`` uses torch's dynamo
+    exporter (shapes as given unless ``dynamic_shapes`` is passed). ``kwargs`` go to ``torch.onnx.export``.
+    Returns ``path``.
+    """
+    import torch
+
+    plain = export(net)
+    if not dynamo:
+        axes = {0: "batch", **{i: f"spatial{i - 2}" for i in range(2, example.dim())}}
+        kwargs.setdefault("input_names", ["input"])
+        kwargs.setdefault("output_names", ["output"])
+        kwargs.setdefault("dynamic_axes", {"input": axes})
+    torch.onnx.export(plain, (example,), path, dynamo=dynamo, **kwargs)
+    add_onnx_metadata(path, net)
+    return path

@@ -19,6 +19,7 @@ from monai_equivariant.networks.blocks.checkpointing import streamable, streamab
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
+from monai_equivariant.utils.export import ScriptsAsExport
 
 __all__ = ["GroupCNN", "count_parameters", "default_group", "matched_baseline"]
 
@@ -38,7 +39,7 @@ def default_group(spatial_dims: int) -> str:
     return "p4" if spatial_dims == 2 else "O"
 
 
-class GroupCNN(nn.Module):
+class GroupCNN(ScriptsAsExport, nn.Module):
     """Residual group CNN classifier: plain image in, group-invariant logits out.
 
     Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks

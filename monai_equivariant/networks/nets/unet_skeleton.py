@@ -6,11 +6,12 @@ import torch
 import torch.nn as nn
 
 from monai_equivariant.networks.nets.input_check import check_input
+from monai_equivariant.utils.export import ScriptsAsExport
 
 __all__ = ["UNetSkeleton"]
 
 
-class UNetSkeleton(nn.Module):
+class UNetSkeleton(ScriptsAsExport, nn.Module):
     """Encoder stages, decoder steps with skips, a projection to invariant channels and a head.
 
     ``encoder[0]`` maps the input to the first level; ``encoder[l]`` (l > 0) down-samples and convolves;

@@ -1,0 +1,288 @@
+"""Every network, freshly built (no warm-up, no ``export()`` first), through MONAI's and torch's own deployment
+tools, pickling and channels-last, with outputs equal to eager (issue 10 items 5, 6, 13; issue 11)."""
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+
+from monai_equivariant.layers import GroupConv, LiftingConv
+from monai_equivariant.networks.nets import P4MUNet, P4UNet, SE2CNN, SE2UNet, GroupCNN, GroupUNet, SteerableUNet
+from monai_equivariant.utils.export import add_onnx_metadata, check_onnx_input, export, export_onnx, scriptable
+
+NETS = {
+    "P4UNet": (lambda: P4UNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
+    "P4MUNet": (lambda: P4MUNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
+    "GroupUNet-trivial": (lambda: GroupUNet(2, 1, 1, channels=(2, 4), group="trivial"), (1, 1, 16, 16)),
+    "SE2UNet": (lambda: SE2UNet(2, 1, 1, channels=(2, 4), num_rotations=8), (1, 1, 16, 16)),
+    "SE2CNN": (lambda: SE2CNN(2, 1, 2, num_rotations=8, channels=(2, 4)), (1, 1, 16, 16)),
+    "GroupUNet-3d-O": (lambda: GroupUNet(3, 1, 1, channels=(1, 2), group="O"), (1, 1, 4, 4, 4)),
+    "GroupCNN-3d": (lambda: GroupCNN(3, 1, 2, channels=(2, 4), group="O"), (1, 1, 8, 8, 8)),
+    "SteerableUNet": (lambda: SteerableUNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
+}
+
+
+def _build(name):
+    make, shape = NETS[name]
+    torch.manual_seed(0)
+    net = make()
+    return net, torch.randn(shape)
+
+
+def _eager(net, x):
+    net.eval()
+    with torch.no_grad():
+        return net(x)
+
+
+def _ort(model_bytes_or_path, x):
+    ort = pytest.importorskip("onnxruntime")
+    if not isinstance(model_bytes_or_path, (str, bytes)):
+        model_bytes_or_path = model_bytes_or_path.SerializeToString()
+    session = ort.InferenceSession(model_bytes_or_path, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_monai_convert_to_torchscript_and_jit_trace(name):
+    from monai.networks.utils import convert_to_torchscript
+
+    net, x = _build(name)
+    scripted = convert_to_torchscript(net, verify=True, inputs=[x], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(scripted(x), _eager(net, x), rtol=1e-6, atol=1e-6)
+    fresh, x = _build(name)
+    traced = torch.jit.trace(fresh.eval(), x)  # check_trace runs it again: the graphs must agree
+    torch.testing.assert_close(traced(x), _eager(fresh, x), rtol=1e-6, atol=1e-6)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    buffer.seek(0)
+    torch.testing.assert_close(torch.jit.load(buffer)(x), _eager(fresh, x), rtol=1e-6, atol=1e-6)
+
+
+def test_scripting_many_nets_and_bare_layers_in_one_process():
+    """A failed script used to leave "Can't redefine method" behind; the layers also script as they are."""
+    for name in ("P4UNet", "GroupCNN-3d", "SE2CNN"):
+        net, x = _build(name)
+        torch.testing.assert_close(torch.jit.script(net)(x), _eager(net, x), rtol=1e-6, atol=1e-6)
+
+    class Custom(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lift, self.conv = LiftingConv(1, 2, "p4"), GroupConv(2, 1, "p4")
+
+        def forward(self, x):
+            return self.conv(torch.relu(self.lift(x)))
+
+    custom = Custom().eval()
+    x = torch.randn(1, 1, 7, 7)
+    scripted = torch.jit.script(custom)
+    torch.testing.assert_close(scripted(x), _eager(custom, x), rtol=1e-6, atol=1e-6)
+    assert isinstance(custom.conv, GroupConv)  # scripting did not swap the user's layers
+    with pytest.raises(Exception, match="input channels"):
+        scripted(torch.randn(1, 3, 7, 7))
+
+
+# dynamo ONNX export takes seconds per net on 2 cores: one net per layer family (group conv 2D, 3D, escnn steerable)
+# in the default run, the others with ``pytest -m slow``
+ONNX_DEFAULT = ("P4UNet", "GroupCNN-3d", "SteerableUNet")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in ONNX_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in NETS]
+)
+def test_onnx_legacy_and_monai_convert_to_onnx_dynamo(name):
+    from monai.networks.utils import convert_to_onnx
+
+    net, x = _build(name)
+    expected = _eager(net, x)
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (x,), buffer, dynamo=False)
+    torch.testing.assert_close(_ort(buffer.getvalue(), x), expected, rtol=1e-5, atol=1e-6)
+    fresh, x = _build(name)
+    model = convert_to_onnx(fresh, [x], dynamo=True, verify=True, use_ort=True, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(_ort(model, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_onnx_dynamo_and_reference_evaluator(tmp_path):
+    from onnx.reference import ReferenceEvaluator
+
+    net, x = _build("P4UNet")
+    path = str(tmp_path / "p4.onnx")
+    torch.onnx.export(net.eval(), (x,), path, dynamo=True)
+    evaluator = ReferenceEvaluator(path)
+    out = evaluator.run(None, {evaluator.input_names[0]: x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), _eager(net, x), rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_metadata_keeps_the_input_size_check(tmp_path):
+    """A traced ONNX graph drops the Python size check (65×65 failed deep inside with a concat error): the
+    admissible sizes go into the model's metadata and check_onnx_input names the problem."""
+    net = P4UNet(2, 1, 1, channels=(2, 4, 8))
+    plain = export(net)
+    x = torch.randn(1, 1, 16, 16)
+    path = str(tmp_path / "plain.onnx")
+    torch.onnx.export(plain, (x,), path, dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}})
+    add_onnx_metadata(path, net)
+    check_onnx_input(path, (2, 1, 64, 64))
+    with pytest.raises(ValueError, match="multiples of 4"):
+        check_onnx_input(path, (1, 1, 65, 65))
+    with pytest.raises(ValueError, match="1 input channels"):
+        check_onnx_input(path, (1, 3, 64, 64))
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="multiples of 4"):
+        check_onnx_input(session, (1, 1, 65, 65))
+    y = torch.randn(1, 1, 32, 32)
+    out = session.run(None, {"x": y.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), _eager(net, y), rtol=1e-5, atol=1e-6)
+
+
+def test_export_onnx_records_sizes_and_a_65_input_gets_a_clear_error(tmp_path):
+    """export_onnx: export(net) with dynamic batch/spatial axes and the size rule in the metadata; a 65×65 input
+    is refused by check_onnx_input naming the multiple and the nearest admissible sizes (issue 10 item 13)."""
+    ort = pytest.importorskip("onnxruntime")
+    net = SE2UNet(2, 1, 1, channels=(2, 4, 8), num_rotations=8)
+    path = export_onnx(net, str(tmp_path / "se2.onnx"), torch.randn(1, 1, 16, 16))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map["monai_equivariant.size_multiple"] == "4"
+    with pytest.raises(ValueError, match=r"multiples of 4 .* 64 or 68"):
+        check_onnx_input(session, (1, 1, 65, 65))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        net(torch.randn(1, 1, 65, 65))  # the eager net says the same
+    y = torch.randn(2, 1, 24, 32)
+    check_onnx_input(session, tuple(y.shape))
+    out = session.run(None, {"input": y.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), _eager(net, y), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_pickle_torch_save_and_deepcopy_round_trip(name):
+    net, x = _build(name)
+    net = scriptable(net)  # what the network factory does: must stay picklable
+    expected = _eager(net, x)
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    torch.testing.assert_close(_eager(loaded, x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(_eager(pickle.loads(pickle.dumps(net)), x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(_eager(copy.deepcopy(net), x), expected, rtol=0, atol=0)
+    assert set(loaded.state_dict()) == set(net.state_dict())
+    torch.testing.assert_close(torch.jit.script(loaded)(x), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_factory_nets_pickle():
+    from monai_equivariant.networks.factory import classification_network, segmentation_network
+
+    for net, shape in ((segmentation_network("p4", in_channels=1, channels=(2, 4)), (1, 1, 8, 8)),
+                       (classification_network("O", spatial_dims=3, in_channels=1, channels=(2, 4)), (1, 1, 4, 4, 4))):
+        x = torch.randn(shape)
+        buffer = io.BytesIO()
+        torch.save(net, buffer)
+        buffer.seek(0)
+        torch.testing.assert_close(_eager(torch.load(buffer, weights_only=False), x), _eager(net, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_channels_last(name):
+    net, x = _build(name)
+    expected = _eager(net, x)
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    converted = copy.deepcopy(net).to(memory_format=fmt)
+    out = _eager(converted, x.contiguous(memory_format=fmt))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    if name in ("P4UNet", "GroupCNN-3d"):  # training step too
+        converted.train()
+        converted(x.contiguous(memory_format=fmt)).sum().backward()
+        assert all(p.grad is not None for p in converted.parameters())
+    assert set(converted.state_dict()) == set(net.state_dict())
+    assert [tuple(v.shape) for v in converted.state_dict().values()] == [
+        tuple(v.shape) for v in net.state_dict().values()
+    ]
+
+
+def _registry_cases():
+    """Every name the network factory registers (what bundles offer through ``--network_name``), tiny."""
+    from monai_equivariant.networks.factory import (
+        CLASSIFICATION_NETWORKS,
+        SEGMENTATION_NETWORKS,
+        classification_network,
+        segmentation_network,
+    )
+
+    cases = {}
+    for name in SEGMENTATION_NETWORKS:
+        cases[f"segmentation-{name}"] = (
+            lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, 8, 8)
+        )
+    for name in CLASSIFICATION_NETWORKS:
+        for dims in (2, 3):
+            if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):
+                continue
+            cases[f"classification-{name}-{dims}d"] = (
+                lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
+                (1, 1) + (4,) * dims,
+            )
+    return cases
+
+
+REGISTRY = _registry_cases()
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_network_exports_pickles_and_goes_channels_last(name):
+    """Each factory name, fresh: MONAI's convert_to_torchscript, jit.trace, legacy ONNX, torch.save and
+    channels-last, all equal to eager (dynamo ONNX per network class above)."""
+    from monai.networks.utils import convert_to_torchscript
+
+    make, shape = REGISTRY[name]
+    torch.manual_seed(0)
+    net, x = make(), torch.randn(shape)
+    expected = _eager(copy.deepcopy(net), x)
+    scripted = convert_to_torchscript(net, verify=True, inputs=[x], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(scripted(x), expected, rtol=1e-6, atol=1e-6)
+    torch.manual_seed(0)
+    fresh = make().eval()
+    torch.testing.assert_close(torch.jit.trace(fresh, x)(x), expected, rtol=1e-6, atol=1e-6)
+    buffer = io.BytesIO()
+    torch.onnx.export(fresh, (x,), buffer, dynamo=False)
+    torch.testing.assert_close(_ort(buffer.getvalue(), x), expected, rtol=1e-5, atol=1e-6)
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    torch.testing.assert_close(_eager(torch.load(buffer, weights_only=False), x), expected, rtol=0, atol=0)
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    converted = copy.deepcopy(net).to(memory_format=fmt)
+    torch.testing.assert_close(_eager(converted, x.contiguous(memory_format=fmt)), expected, rtol=1e-5, atol=1e-6)
+
+
+def _doc_blocks():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_docs_export_examples_run(capsys):
+    """The code blocks of docs/export.md run in order in one namespace (the torch.compile block: slow test below
+    and tests/test_compile.py)."""
+    pytest.importorskip("onnxruntime")
+    blocks = _doc_blocks()
+    assert len(blocks) >= 7
+    namespace: dict = {}
+    for block in blocks:
+        if "torch.compile" not in block:
+            exec(compile(block, "docs/export.md", "exec"), namespace)
+    assert "multiples of 4" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_docs_export_compile_example():
+    namespace: dict = {"torch": torch, "P4UNet": P4UNet}
+    for block in _doc_blocks():
+        if "torch.compile" in block:
+            exec(compile(block, "docs/export.md", "exec"), namespace)
