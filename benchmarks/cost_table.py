@@ -47,6 +47,7 @@ from monai_equivariant.networks.nets import (
     count_parameters,
     matched_channels,
 )
+from monai_equivariant.utils import interleaved_times
 
 
 @dataclass
@@ -194,14 +195,7 @@ def train_step_fn(net: nn.Module, x: torch.Tensor, device: str) -> Callable[[], 
 
 def interleaved_ms(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median ms per call, the calls timed round by round so load on the machine hits all alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
+    samples = interleaved_times(fns, repeats, warmup=1)
     return {name: statistics.median(times) * 1e3 for name, times in samples.items()}
 
 

@@ -33,6 +33,7 @@ import torch.nn as nn
 from monai_equivariant.layers.conv import _GroupConvNd
 from monai_equivariant.networks.nets import GroupCNN, P4UNet
 from monai_equivariant.utils.export import export
+from monai_equivariant.utils.timing import interleaved_times
 
 TARGETS = {"train b4 64²": 1.08, "train b8 128²": 1.03, "eval b4 64²": 1.01}
 
@@ -69,15 +70,7 @@ def eval_forward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median seconds of each candidate and the median per-round ratio of "ours" to "plain"."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
+    samples = interleaved_times(fns, repeats, warmup)
     result = {name: statistics.median(t) for name, t in samples.items()}
     result["ratio"] = statistics.median(o / p for o, p in zip(samples["ours"], samples["plain"]))
     return result
@@ -177,19 +170,13 @@ def breakdown(quick: bool, repeats: int) -> dict[str, float]:
     ours_step = train_step(net, x)
     fns = {"train ours": ours_step, "train ours, banks frozen": frozen_step, "train plain": train_step(plain, x),
            "expansion fwd+bwd alone": expansion_alone}
-    samples: dict[str, list[float]] = {name: [] for name in fns}
     eval_fns = {"eval ours": eval_forward(net, x), "eval plain": eval_forward(plain, x),
                 "cache check alone": cache_check}
+    samples: dict[str, list[float]] = {}
     for group, reference in ((fns, "train plain"), (eval_fns, "eval plain")):
         if group is eval_fns:
             net.eval(), plain.eval()
-        for fn in group.values():
-            fn(), fn()
-        for _ in range(repeats):
-            for name, fn in group.items():
-                start = time.perf_counter()
-                fn()
-                samples.setdefault(name, []).append(time.perf_counter() - start)
+        samples.update(interleaved_times(group, repeats, warmup=2))
         for name in group:
             ratio = statistics.median(a / b for a, b in zip(samples[name], samples[reference]))
             print(f"| {name} | {statistics.median(samples[name]) * 1e3:.1f} | {ratio:.3f} |", flush=True)

@@ -94,3 +94,14 @@ def test_network_overhead_breakdown_quick(capsys):
     assert set(result) == {"train ours", "train ours, banks frozen", "train plain", "expansion fwd+bwd alone",
                            "eval ours", "eval plain", "cache check alone"}
     assert all(ms > 0 for ms in result.values())
+
+
+def test_interleaved_times_runs_every_candidate_once_per_round():
+    from monai_equivariant.utils import interleaved_times
+
+    calls: list[str] = []
+    samples = interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3} and all(t >= 0 for v in samples.values() for t in v)
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        interleaved_times({"a": lambda: None}, repeats=0)
