@@ -55,13 +55,13 @@ def test_compile_train_step_inductor(name):
     _compiled_matches_eager(name, "inductor")
 
 
-@pytest.mark.slow
 def test_compile_p4unet_inductor_first_call_equals_eager():
     """What users run: float32, compiled before any eager call (the tables were built at construction), a
     training step first (this failed with "InductorError: Exponent must be non-negative").
 
-    One inductor compile (forward + backward): eval mode under inductor (a second compile) is checked for every
-    net by ``test_compile_train_step_inductor``, and under ``aot_eager`` by the default run."""
+    In the default run (about 35 s warm, a minute with an empty inductor cache): one inductor compile (forward +
+    backward). Eval mode under inductor (a second compile) is checked for every net by the slow
+    ``test_compile_train_step_inductor``, and under ``aot_eager`` by the default run."""
     torch._dynamo.reset()
     net, x = _build("P4UNet")
     x = torch.cat([x, x.flip(-1)])
