@@ -273,3 +273,12 @@ def test_bundle_config_instantiates_group_cnn():
     net = ConfigParser(config).get_parsed_content("network_def")
     assert isinstance(net, GroupCNN) and net.group.order == 16
     assert net(torch.randn(1, 1, 4, 4, 4)).shape == (1, 2)
+
+
+def test_blocks_that_cannot_stream_fall_back():
+    """Only identity-shortcut blocks with group batch norms in training mode, ReLU and no dropout are streamed."""
+    assert streamable(GroupResidualBlock(3, 3, "O"))
+    assert not streamable(GroupResidualBlock(3, 6, "O"))  # shortcut conv
+    assert not streamable(GroupResidualBlock(3, 3, "O", dropout=0.1))
+    assert not streamable(GroupResidualBlock(3, 3, "O", norm="instance"))
+    assert not streamable(GroupResidualBlock(3, 3, "O").eval())  # running statistics, not batch statistics

@@ -338,32 +338,35 @@ class _StreamedResidualBlock(torch.autograd.Function):
         return grad_x, gw1, gb1, grads_bn[0], grads_beta[0], gw2, gb2, grads_bn[1], grads_beta[1], None, None, None
 
 
+def _same_size_conv_batch_norm(unit: nn.Module) -> bool:
+    """Whether ``unit`` starts ``[same-size conv (stride 1, ``k // 2`` padding), GroupBatchNorm in training mode]``."""
+    conv, norm = unit[0], unit[1]
+    return (
+        isinstance(norm, GroupBatchNorm)
+        and norm.norm.training
+        and getattr(conv, "stride", 1) == 1
+        and conv.padding * 2 + 1 == conv.kernel_size
+    )
+
+
 def streamable(block: nn.Module) -> bool:
     """Whether :func:`streamed_residual_block` computes ``block`` (a ``GroupResidualBlock``): identity shortcut,
     group batch norms in training mode with batch statistics, ReLU after the first unit and after the sum, no
     dropout, stride-1 convs."""
     first, second = block.residual[0], block.residual[1]
-    units = len(first) == 3 and type(first[2]) is nn.ReLU and len(second) == 2
     return (
-        units
+        streamable_unit(first)
+        and len(second) == 2
+        and _same_size_conv_batch_norm(second)
         and isinstance(block.shortcut, nn.Identity)
         and type(block.act) is nn.ReLU
-        and all(isinstance(u[1], GroupBatchNorm) and u[1].norm.training for u in (first, second))
-        and all(getattr(u[0], "stride", 1) == 1 and u[0].padding * 2 + 1 == u[0].kernel_size for u in (first, second))
     )
 
 
 def streamable_unit(unit: nn.Module) -> bool:
     """Whether :func:`streamed_conv_norm_relu` computes ``unit``: a ``GroupConvBlock`` ``[conv, GroupBatchNorm in
     training mode, ReLU]`` with a same-size (stride-1, ``k // 2`` padding) conv, such as the lifting stem."""
-    return (
-        len(unit) == 3
-        and type(unit[2]) is nn.ReLU
-        and isinstance(unit[1], GroupBatchNorm)
-        and unit[1].norm.training
-        and getattr(unit[0], "stride", 1) == 1
-        and unit[0].padding * 2 + 1 == unit[0].kernel_size
-    )
+    return len(unit) == 3 and type(unit[2]) is nn.ReLU and _same_size_conv_batch_norm(unit)
 
 
 def streamed_conv_norm_relu(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
