@@ -204,3 +204,18 @@ def test_build_skips_escnn_he_init_and_initialises_he_variance(monkeypatch):
         bank, _ = conv.expanded()
         fan_in_energy = bank.detach().pow(2).sum() / bank.shape[0]
         assert abs(fan_in_energy.item() - 2.0) < 1e-3  # E[sum over inputs and taps of w²] = 2 per output
+
+
+def test_networks_share_no_basis_with_each_other():
+    """escnn caches one basis module per basis and hands it to every layer: moving one net (``.double()``) must
+    not move another's, and a net built afterwards must still build and run in float32 (failed before: "expected
+    scalar type Float but found Double")."""
+    first = SteerableUNet(2, 1, 1, channels=(2, 4)).double()
+    second = SteerableUNet(2, 1, 1, channels=(2, 4))
+    assert all(b.dtype == torch.float32 for b in second.buffers() if b.is_floating_point())
+    assert all(b.dtype == torch.float64 for b in first.buffers() if b.is_floating_point())
+    first_buffers = {id(b) for b in first.buffers()}
+    assert not any(id(b) in first_buffers for b in second.buffers())
+    x = torch.randn(1, 1, 16, 16)
+    assert second.eval()(x).dtype == torch.float32
+    assert first.eval()(x.double()).dtype == torch.float64

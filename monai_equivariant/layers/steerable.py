@@ -15,6 +15,7 @@ Channel layout: escnn's, which for regular fields is field-major ``c·|G| + g`` 
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -167,14 +168,20 @@ def _drop_structural_tensors(state_dict: dict, prefix: str, *args: Any) -> None:
             del state_dict[key]
 
 
-def _submodules(module: nn.Module) -> list[nn.Module]:
-    """``module`` and its descendants without ``nn.Module.modules()``'s memo set (escnn's basis modules have an
-    expensive ``__hash__``)."""
-    found = [module]
-    for child in module._modules.values():
-        if child is not None:
-            found.extend(_submodules(child))
-    return found
+def _private_copy(module: nn.Module) -> nn.Module:
+    """A copy of an escnn basis module (and its descendants) that shares no buffer or submodule with ``module``; its
+    buffers are non-persistent (they follow from the field types).
+
+    escnn hands one ``SingleBlockBasisExpansion`` to every layer with the same basis (its module-level
+    ``_stored_filters``), so without a copy ``.double()`` / ``.to(device)`` of one network would move the sampled
+    basis of every other network built in the process (seen: "expected scalar type Float but found Double" when
+    building a SteerableUNet after another one was made float64)."""
+    private = copy.copy(module)
+    private._buffers = {name: None if b is None else b.clone() for name, b in module._buffers.items()}
+    private._non_persistent_buffers_set = set(private._buffers)
+    private._parameters = dict(module._parameters)
+    private._modules = {name: None if c is None else _private_copy(c) for name, c in module._modules.items()}
+    return private
 
 
 class SteerableConv(_PicklableByRecipe, enn.R2Conv):
@@ -209,11 +216,14 @@ class SteerableConv(_PicklableByRecipe, enn.R2Conv):
             if name in self._buffers:
                 del self._buffers[name]
         # The sampled basis, index tables and bias expansion follow from the field types: keep them out of the
-        # state dict (escnn's index buffers are also overlapping views that load_state_dict cannot copy into).
-        for module in _submodules(self):
-            for name, buffer in list(module._buffers.items()):
-                if buffer is not None:
-                    module.register_buffer(name, buffer.clone(), persistent=False)
+        # state dict (escnn's index buffers are also overlapping views that load_state_dict cannot copy into), and
+        # give this layer its own copies of escnn's shared basis modules.
+        for name, buffer in list(self._buffers.items()):
+            if buffer is not None:
+                self.register_buffer(name, buffer.clone(), persistent=False)
+        for name, child in list(self._modules.items()):
+            if child is not None:
+                self._modules[name] = _private_copy(child)
         self._cache = FilterCache()
         self._register_load_state_dict_pre_hook(_drop_structural_tensors)
         self.reset_parameters()
