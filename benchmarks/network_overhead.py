@@ -2,10 +2,12 @@
 interleaved run.
 
 Usage: python benchmarks/network_overhead.py [--quick] [--repeats 15] [--threads N] [--no-compile] [--breakdown]
+       [--routes]
 
 Cases (P4UNet with its default fields (8, 16, 32, 64, 128), 3 → 1 channels; GroupCNN(group="O") in 3D):
   - train step (zero_grad, forward, MSE loss, backward) at batch 4, 64² and batch 8, 128²;
-  - eval forward without gradient (our filter banks cached) at batch 4, 64²;
+  - eval forward without gradient (our filter banks cached) at batch 4, 64², as it is (every forward compares
+    the parameters with the cache's snapshot) and inside ``frozen_filters(net)`` (compared once, on exit);
   - torch.compile of both nets (compile time printed, then the compiled train step) at batch 4, 64²;
   - channels-last train step: P4UNet (2D, ``torch.channels_last``) and the 3D O CNN (``channels_last_3d``).
 The "plain" net is ``export(net)`` put back in training mode: the same filter banks as ``nn.ConvNd`` weights,
@@ -18,11 +20,16 @@ train step of ours, of ours with every filter bank frozen (precomputed leaf tens
 norms and pooling of ours without the expansion and its backward), of the plain export, and the expansion alone
 (forward and backward of every layer's bank); in eval, the forward of ours and plain and the cache check alone
 (every layer's cached bank looked up: the parameters compared with their snapshot).
+
+``--routes`` times every group conv of the P4UNet by itself (forward + backward, at the input it gets in the
+network at batch 4, 64² and batch 8, 128²) on both routes, filter expansion and transformed input
+(:mod:`monai_equivariant.layers.input_transform`), and shows which one ``route="auto"`` takes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from typing import Callable
@@ -30,12 +37,13 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from monai_equivariant.layers import frozen_filters
 from monai_equivariant.layers.conv import _GroupConvNd
 from monai_equivariant.networks.nets import GroupCNN, P4UNet
 from monai_equivariant.utils.export import export
 from monai_equivariant.utils.timing import interleaved_times
 
-TARGETS = {"train b4 64²": 1.08, "train b8 128²": 1.03, "eval b4 64²": 1.01}
+TARGETS = {"train b4 64²": 1.08, "train b8 128²": 1.03, "eval b4 64²": 1.01, "eval b4 64², frozen_filters": 1.01}
 
 
 def plain_copy(net: nn.Module) -> nn.Module:
@@ -60,9 +68,9 @@ def train_step(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def eval_forward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def eval_forward(net: nn.Module, x: torch.Tensor, frozen: bool = False) -> Callable[[], None]:
     def run() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), (frozen_filters(net) if frozen else contextlib.nullcontext()):
             net(x)
 
     return run
@@ -98,6 +106,7 @@ def run_cases(quick: bool, repeats: int, compile_: bool) -> list[dict]:
     x = torch.randn(batch, 3, size, size)
     net.eval(), plain.eval()
     add(f"eval b{batch} {size}²", eval_forward(net, x), eval_forward(plain, x))
+    add(f"eval b{batch} {size}², frozen_filters", eval_forward(net, x, frozen=True), eval_forward(plain, x))
     net.train(), plain.train()
 
     cl = torch.channels_last
@@ -141,6 +150,7 @@ def breakdown(quick: bool, repeats: int) -> dict[str, float]:
 
     def set_frozen(on: bool) -> None:
         for m in convs:  # an instance attribute shadows the method that expands (or looks up the cache)
+            m.route = "filter" if on else "auto"  # every layer through its (frozen) bank
             if on:
                 m.expanded = (lambda bank=frozen[id(m)]: bank)
             else:
@@ -184,6 +194,44 @@ def breakdown(quick: bool, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) * 1e3 for name, t in samples.items()}
 
 
+def routes(quick: bool, repeats: int) -> list[dict]:
+    """Each P4UNet group conv alone on both routes at its in-network input (module docstring): rows of layer,
+    input shape, filter-route ms, input-route ms and the route ``"auto"`` takes."""
+    torch.manual_seed(0)
+    net = P4UNet(2, 3, 1, channels=(2, 4, 8) if quick else (8, 16, 32, 64, 128)).train()
+    convs = [m for m in net.modules() if isinstance(m, _GroupConvNd)]
+    rows = []
+    for batch, size in [(2, 16)] if quick else [(4, 64), (8, 128)]:
+        inputs: list[tuple[_GroupConvNd, tuple[int, ...]]] = []
+        hooks = [m.register_forward_pre_hook(lambda m, args: inputs.append((m, tuple(args[0].shape)))) for m in convs]
+        with torch.no_grad():
+            net(torch.randn(batch, 3, size, size))
+        for hook in hooks:
+            hook.remove()
+        for layer, shape in inputs:
+            x = torch.randn(shape, requires_grad=True)
+
+            def step(route: str, layer: _GroupConvNd = layer, x: torch.Tensor = x) -> Callable[[], None]:
+                def run() -> None:
+                    layer.route = route
+                    y = layer(x)
+                    y.backward(torch.ones_like(y))
+
+                return run
+
+            samples = interleaved_times({"filter": step("filter"), "input": step("input")}, repeats, warmup=1)
+            layer.route = "auto"
+            chosen = "input" if layer._transforms_input(x) else "filter"
+            rows.append({"case": f"b{batch} {size}²", "layer": f"{layer.in_channels}→{layer.out_channels}",
+                         "input": shape, "filter_ms": statistics.median(samples["filter"]) * 1e3,
+                         "input_ms": statistics.median(samples["input"]) * 1e3, "auto": chosen})
+            r = rows[-1]
+            faster = "filter" if r["filter_ms"] <= r["input_ms"] else "input"
+            print(f"| {r['case']} | {r['layer']} | {tuple(shape)} | {r['filter_ms']:.2f} | {r['input_ms']:.2f} | "
+                  f"{chosen}{'' if chosen == faster else ' (slower)'} |", flush=True)
+    return rows
+
+
 def _row(r: dict) -> str:
     target = TARGETS.get(r["case"])
     extra = f" (target ≤ {target:.2f})" if target else ""
@@ -199,11 +247,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile case")
     parser.add_argument("--breakdown", action="store_true", help="where the P4UNet overhead goes (b4 64²) instead")
+    parser.add_argument("--routes", action="store_true", help="each P4UNet group conv on both routes instead")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 15)
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} repeats={repeats} quick={args.quick}\n")
+    if args.routes:
+        print("| case | layer (fields) | input | filter route ms | input route ms | auto takes |")
+        print("|---|---|---|---|---|---|")
+        return routes(args.quick, repeats)
     if args.breakdown:
         print("| candidate | ms | / plain step |")
         print("|---|---|---|")

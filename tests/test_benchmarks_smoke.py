@@ -79,10 +79,19 @@ def test_network_overhead_quick(capsys):
     out = capsys.readouterr().out
     assert "| train b2 16² |" in out and "| channels_last_3d train b2 8³ |" in out
     assert [r["case"] for r in rows] == [
-        "train b2 16²", "train b2 32²", "eval b2 16²", "channels_last train b2 16²",
+        "train b2 16²", "train b2 32²", "eval b2 16²", "eval b2 16², frozen_filters", "channels_last train b2 16²",
         "3D O CNN train b2 8³", "channels_last_3d train b2 8³",
     ]
     assert all(r["ours_ms"] > 0 and r["plain_ms"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_network_overhead_routes_quick(capsys):
+    """--routes --quick: every group conv of the (small) P4UNet is timed on both routes, with auto's choice."""
+    rows = load("network_overhead").main(["--routes", "--quick", "--threads", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| case | layer (fields) | input | filter route ms | input route ms | auto takes |" in out
+    assert len(rows) == 10 and {r["auto"] for r in rows} <= {"filter", "input"}  # the 10 convs of 3 levels
+    assert all(r["filter_ms"] > 0 and r["input_ms"] > 0 for r in rows)
 
 
 def test_network_overhead_breakdown_quick(capsys):
@@ -96,12 +105,12 @@ def test_network_overhead_breakdown_quick(capsys):
     assert all(ms > 0 for ms in result.values())
 
 
-def test_interleaved_times_runs_every_candidate_once_per_round():
+def test_interleaved_times_runs_every_candidate_once_per_round_in_alternating_order():
     from monai_equivariant.utils import interleaved_times
 
     calls: list[str] = []
     samples = interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=2)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert calls == ["a", "a", "b", "b"] + ["a", "b", "b", "a", "a", "b"]
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3} and all(t >= 0 for v in samples.values() for t in v)
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         interleaved_times({"a": lambda: None}, repeats=0)

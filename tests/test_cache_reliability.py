@@ -137,3 +137,48 @@ def test_lifting_conv_cache_tracks_data_edits():
     conv.weight.data.copy_(torch.randn_like(conv.weight))
     with torch.no_grad():
         torch.testing.assert_close(conv(x), _fresh(conv, x), rtol=0, atol=0)
+
+
+def test_frozen_filters_skip_the_check_inside_and_catch_edits_on_exit(monkeypatch):
+    from monai_equivariant.layers import filter_cache, frozen_filters
+
+    torch.manual_seed(0)
+    net = P4UNet(2, 1, 1, channels=(2, 4), strides=(2,)).eval()
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():
+        expected = net(x)
+    compared = []
+    original = filter_cache._same
+    monkeypatch.setattr(filter_cache, "_same", lambda a, b: compared.append(1) or original(a, b))
+    with torch.no_grad(), frozen_filters(net):
+        for _ in range(3):
+            assert torch.equal(net(x), expected)
+        assert compared == []  # no parameter read per forward inside the block
+    assert compared  # compared once on leaving
+
+    conv = next(m for m in net.modules() if isinstance(m, GroupConv))
+    with pytest.raises(RuntimeError, match="changed inside frozen_filters"):
+        with torch.no_grad(), frozen_filters(net):
+            net(x)
+            conv.weight.data.mul_(2.0)  # an edit no version counter sees
+            net(x)  # stale inside the block: reported on exit
+    with torch.no_grad():
+        fresh = net(x)
+    assert not torch.equal(fresh, expected)  # the stale banks were dropped
+    with torch.no_grad():
+        conv.weight.data.mul_(0.5)
+        assert torch.equal(net(x), expected)
+
+    with pytest.raises(ZeroDivisionError):  # an error inside the block is not masked
+        with torch.no_grad(), frozen_filters(net):
+            net(x)
+            conv.weight.data.mul_(2.0)
+            1 / 0
+    conv.weight.data.mul_(0.5)
+    with frozen_filters(net), frozen_filters(net), torch.no_grad():  # nested blocks
+        assert torch.equal(net(x), expected)
+    net.train()
+    with frozen_filters(net):  # training inside a block: banks are built per step, nothing is stale
+        net(x).sum().backward()
+        conv.weight.data.add_(1.0)
+        net(x)

@@ -1,6 +1,7 @@
 """Generic equivariant layers: one implementation for every group and for 2D/3D."""
 
 from monai_equivariant.layers.conv import GroupConv, LiftingConv, expand_filter
+from monai_equivariant.layers.filter_cache import frozen_filters
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm, get_group_norm
 from monai_equivariant.layers.pool import GroupPool
 
@@ -11,5 +12,6 @@ __all__ = [
     "GroupPool",
     "LiftingConv",
     "expand_filter",
+    "frozen_filters",
     "get_group_norm",
 ]

@@ -12,7 +12,12 @@ import torch.nn.functional as F
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers.expansion import expand_filter, expand_with_tables, expansion_tables
-from monai_equivariant.layers.filter_cache import FilterCache
+from monai_equivariant.layers.filter_cache import FilterCache, plain_tensor
+from monai_equivariant.layers.input_transform import (
+    conv_by_input_transform,
+    input_transform_pays,
+    input_transform_tables,
+)
 
 __all__ = ["GroupConv", "LiftingConv", "expand_filter"]
 
@@ -28,6 +33,8 @@ class _GroupConvNd(nn.Module):
     """
 
     regular_input: bool = True
+    __jit_unused_properties__ = ["route"]
+    _ROUTES = ("auto", "filter", "input")
 
     def __init__(
         self,
@@ -60,6 +67,8 @@ class _GroupConvNd(nn.Module):
         self.register_buffer("reduce_index", tables["inverse"], persistent=False)
         self.register_buffer("tap_matrix", tables["matrix"], persistent=False)
         self.interpolated = bool(tables["matrix"].numel() > 0)
+        self.grid_action = bool(self.group.is_grid and not self.interpolated)
+        self._route = "auto"
         self._cache = FilterCache()
         self.reset_parameters()
 
@@ -101,6 +110,57 @@ class _GroupConvNd(nn.Module):
         """The planar filter bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,); cached in eval/no-grad."""
         return self._cache.get(self, [self.weight, self.bias], self._expand)
 
+    @property
+    def route(self) -> str:
+        """How the convolution is computed outside TorchScript, tracing and compilers: ``"filter"`` expands the
+        filter bank and runs one plain conv; ``"input"`` convolves the |G| transformed copies of the input with
+        the unexpanded filter (:mod:`~monai_equivariant.layers.input_transform`; grid groups only); ``"auto"``
+        (default) takes the cached bank when there is one and otherwise whichever moves fewer entries. The
+        outputs agree to float round-off and are exactly equivariant either way."""
+        return self._route
+
+    @route.setter
+    def route(self, value: str) -> None:
+        if value not in self._ROUTES:
+            raise ValueError(f"route must be one of {self._ROUTES}, got {value!r}")
+        if value == "input" and not self.grid_action:
+            raise ValueError(
+                f"route='input' needs a group acting on the pixel grid by flips and axis permutations; "
+                f"{self.group_name} interpolates its kernels"
+            )
+        self._route = value
+
+    @torch.jit.unused
+    def _transforms_input(self, x: torch.Tensor) -> bool:
+        """True when this forward should take the input route (see :attr:`route`)."""
+        if self._route == "filter" or not self.grid_action:
+            return False
+        if self._route == "auto" and not (self.training or torch.is_grad_enabled()):
+            return False  # inference: the cached bank (see expanded()) costs nothing to build
+        if torch.compiler.is_compiling():
+            return False
+        spatial = x.shape[2:]
+        size_out = int(spatial[0]) + 2 * self.padding - self.kernel_size + 1
+        if any(s != spatial[0] for s in spatial) or size_out < 1:  # the tables act on cubic grids
+            if self._route == "input":
+                raise ValueError(f"route='input' needs equal spatial sizes, got {tuple(spatial)}")
+            return False
+        if self._route == "input":
+            return True
+        if not x.is_contiguous():  # keep channels-last layouts: the filter route
+            return False
+        if not (plain_tensor(x) and plain_tensor(self.weight)):  # functorch transforms: the filter route
+            return False
+        out_numel = x.shape[0] * self.out_channels * self.group_order * size_out**self.spatial_dims
+        return input_transform_pays(self.weight.numel(), x.numel(), out_numel, self.group_order)
+
+    @torch.jit.unused
+    def _forward_by_input_transform(self, x: torch.Tensor) -> torch.Tensor:
+        size_in = int(x.shape[2])
+        size_out = size_in + 2 * self.padding - self.kernel_size + 1
+        tables = input_transform_tables(self.group, self.regular_input, size_in, size_out, x.device)
+        return conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
+
     def train(self, mode: bool = True) -> "_GroupConvNd":
         self._cache.clear()  # frees memory only: the cache checks the parameters' values itself
         return super().train(mode)
@@ -116,6 +176,8 @@ class _GroupConvNd(nn.Module):
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             bank, bias = self._expand()
         else:
+            if self._transforms_input(x):
+                return self._forward_by_input_transform(x)
             bank, bias = self.expanded()
         if self.spatial_dims == 2:
             return F.conv2d(x, bank, bias, padding=self.padding)

@@ -1,0 +1,175 @@
+"""The other way to run a group convolution: transform the input, not the filter.
+
+For a grid group (every element a signed permutation of the axes: p4, p4m, D4, D4h, O, Oh, se2_{1,2,4}) and an
+odd kernel with symmetric padding, ``conv(x, T_g w) = T_g conv(T_g^-1 x, w)`` holds exactly (``T_g`` flips and
+permutes the spatial axes about the centre, for the kernel and the image alike). So the expanded bank
+``bank[o·|G|+g, i·|G_in|+h] = T_g w[o, i, g^-1 h]`` never needs to exist:
+
+    y[b, o·|G|+g] = T_g conv(X_g, w)[b, o]   with   X_g[b, i·|G_in|+h] = T_g^-1 x[b, i·|G_in|+g·h],
+
+one ``conv`` of the |G| transformed copies of the input (stacked on the batch axis) with the group weight viewed
+as a plain ``(C_out, C_in·|G_in|, *k)`` filter, then one gather that transforms each copy back into its place in
+the output. Both gathers are permutations per element, done by index tables built once per (group, size).
+
+Which way is cheaper depends on sizes: expanding the filter touches ``|G|·|w|`` entries (forward and backward),
+transforming the input ``|G|·|x| + |y|``. Deep levels of a U-Net (many fields, few pixels) have filters far
+bigger than their activations; :func:`input_transform_pays` picks the input route there. The results are equal
+up to float round-off (the same products, summed in another order) and exactly equivariant either way.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from monai_equivariant.groups.group import Group
+
+__all__ = ["conv_by_input_transform", "input_transform_pays", "input_transform_tables", "spatial_permutations"]
+
+
+def input_transform_pays(weight_numel: int, input_numel: int, output_numel: int, group_order: int) -> bool:
+    """True when transforming the input is cheaper than expanding the filter: ``|w| > |x| + |y|/|G|``, i.e.
+    ``|G|·|w| > |G|·|x| + |y|`` entries moved per step (measured per layer on 1 CPU thread in
+    ``benchmarks/network_overhead.py --routes``: the cheaper route wins on both sides of this line)."""
+    return group_order > 1 and weight_numel > input_numel + output_numel // group_order
+
+
+_TABLES: dict[tuple, tuple[torch.Tensor, ...]] = {}
+"""Index tables keyed on what defines them: the group's matrices, the input kind, the sizes and the device."""
+_MAX_TABLES = 512
+
+
+def _cached(key: tuple, build: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    if key not in _TABLES:
+        if len(_TABLES) >= _MAX_TABLES:
+            _TABLES.clear()  # many sizes seen: start again rather than grow without bound
+        _TABLES[key] = build()
+    return _TABLES[key]
+
+
+def spatial_permutations(group: Group, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The action of every element on a cubic ``size^d`` grid as index tables (CPU).
+
+    Returns:
+        ``perm`` (|G|, size^d) long with ``(T_g z).flatten()[y] = z.flatten()[perm[g, y]]`` (``T_g`` as in
+        :meth:`Group.spatial_transform`), and ``inverse`` (|G|, size^d) with ``perm[g, inverse[g]] = arange``.
+    """
+    if not group.is_grid:
+        raise ValueError(f"{group.name} interpolates: it has no exact action on a pixel grid")
+    size = int(size)
+
+    def build() -> tuple[torch.Tensor, torch.Tensor]:
+        points = size**group.spatial_dims
+        grid = torch.arange(points).view(1, 1, *([size] * group.spatial_dims))
+        perm = torch.stack([group.spatial_transform(grid, g).reshape(points) for g in range(group.order)])
+        return perm, torch.argsort(perm, dim=1)
+
+    return _cached((group.matrices.tobytes(), group.matrices.shape, "grid", size), build)  # type: ignore[return-value]
+
+
+def input_transform_tables(
+    group: Group, regular_input: bool, size_in: int, size_out: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Index tables of :func:`conv_by_input_transform` for a cubic input of side ``size_in`` and output of side
+    ``size_out``, on ``device`` (built once per key and kept).
+
+    Returns a dict of long tensors:
+        ``gather_in`` (|G|, |G_in|·S_in): ``X_g[b, i].flatten()[j] = x[b, i].flatten()[gather_in[g, j]]`` for each
+        input field i (its |G_in| channels flattened with the pixels); ``scatter_in`` its inverse per row;
+        ``gather_out`` (|G|, S_out): ``perm`` of :func:`spatial_permutations`; ``scatter_out`` its inverse.
+    """
+    device = torch.device(device)
+
+    def build() -> tuple[torch.Tensor, ...]:
+        perm_in, _ = spatial_permutations(group, size_in)
+        perm_out, inverse_out = spatial_permutations(group, size_out)
+        n, points = group.order, perm_in.shape[1]
+        spatial = perm_in[torch.as_tensor(group.inverse, dtype=torch.long)]  # (|G|, S_in): T_g^-1
+        if regular_input:
+            product = torch.as_tensor(group.cayley, dtype=torch.long)  # product[g, h] = g·h
+            gather_in = (product[:, :, None] * points + spatial[:, None, :]).reshape(n, n * points)
+        else:
+            gather_in = spatial
+        tables = (gather_in, torch.argsort(gather_in, dim=1), perm_out, inverse_out)
+        return tuple(t.to(device) for t in tables)
+
+    key = (group.matrices.tobytes(), group.matrices.shape, bool(regular_input), int(size_in), int(size_out), str(device))
+    names = ("gather_in", "scatter_in", "gather_out", "scatter_out")
+    return dict(zip(names, _cached(key, build)))
+
+
+class _SpreadCopies(torch.autograd.Function):
+    """``x`` (B, C, L) -> (|G|, B, C, L) with ``out[g, b, c, l] = x[b, c, index[g, l]]`` (each row of ``index`` a
+    permutation of 0..L-1). Backward: a gather by ``inverse`` and a sum over the |G| copies (written with
+    differentiable ops, so double backward works)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(inverse)
+        n, length = index.shape
+        b, c = x.shape[0], x.shape[1]
+        source = x.unsqueeze(0).expand(n, b, c, length)
+        return torch.gather(source, 3, index.view(n, 1, 1, length).expand(n, b, c, length))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        n, b, c, length = grad.shape
+        back = torch.gather(grad, 3, inverse.view(n, 1, 1, length).expand(n, b, c, length))
+        return back.sum(0), None, None
+
+
+class _CollectCopies(torch.autograd.Function):
+    """``y`` (|G|, B, C, S) -> (B, C, |G|, S) with ``out[b, c, g, s] = y[g, b, c, index[g, s]]`` (each row of
+    ``index`` a permutation). Backward: the gather by ``inverse`` back into the (|G|, B, C, S) layout."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(inverse)
+        n, b, c, points = y.shape
+        return torch.gather(y.permute(1, 2, 0, 3), 3, index.view(1, 1, n, points).expand(b, c, n, points))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        b, c, n, points = grad.shape
+        source = grad.permute(2, 0, 1, 3)
+        return torch.gather(source, 3, inverse.view(n, 1, 1, points).expand(n, b, c, points)), None, None
+
+
+def conv_by_input_transform(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    tables: dict[str, torch.Tensor],
+    padding: int,
+) -> torch.Tensor:
+    """A lifting or group convolution computed on transformed inputs (module docstring).
+
+    Args:
+        x: (B, C_in·|G_in|, *spatial), all spatial sizes equal.
+        weight: (C_out, C_in, |G_in|, *k), the group filter (not expanded).
+        bias: (C_out,) or None, one per output field.
+        tables: :func:`input_transform_tables` for this group, input kind and the input/output sizes.
+        padding: symmetric zero padding of the convolution.
+
+    Returns:
+        (B, C_out·|G|, *spatial'): equal to ``conv(x, expand_filter(weight, ...))`` up to float round-off.
+    """
+    n = tables["gather_in"].shape[0]
+    batch, channels = x.shape[0], x.shape[1]
+    c_out, c_in = weight.shape[0], weight.shape[1]
+    spatial_dims = x.dim() - 2
+    copies = _SpreadCopies.apply(x.reshape(batch, c_in, -1), tables["gather_in"], tables["scatter_in"])
+    plain_weight = weight.reshape([c_out, channels] + list(weight.shape[3:]))
+    stacked = copies.view([n * batch, channels] + list(x.shape[2:]))
+    if spatial_dims == 2:
+        y = F.conv2d(stacked, plain_weight, bias, padding=padding)
+    elif spatial_dims == 3:
+        y = F.conv3d(stacked, plain_weight, bias, padding=padding)
+    else:
+        y = F.conv1d(stacked, plain_weight, bias, padding=padding)
+    out = _CollectCopies.apply(y.reshape(n, batch, c_out, -1), tables["gather_out"], tables["scatter_out"])
+    return out.reshape([batch, c_out * n] + list(y.shape[2:]))
