@@ -3,7 +3,7 @@
 For a grid group (every element a signed permutation of the axes: p4, p4m, D4, D4h, O, Oh, se2_{1,2,4}) and an
 odd kernel with symmetric padding, ``conv(x, T_g w) = T_g conv(T_g^-1 x, w)`` holds exactly (``T_g`` flips and
 permutes the spatial axes about the centre, for the kernel and the image alike). So the expanded bank
-``bank[o·|G|+g, i·|G_in|+h] = T_g w[o, i, g^-1 h]`` never needs to exist:
+``bank[o·|G|+g, i·|G_in|+h] = T_g w[o, i, g^-1 h]`` never needs to exist::
 
     y[b, o·|G|+g] = T_g conv(X_g, w)[b, o]   with   X_g[b, i·|G_in|+h] = T_g^-1 x[b, i·|G_in|+g·h],
 
