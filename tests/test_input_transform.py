@@ -144,3 +144,13 @@ def test_network_training_step_is_the_same_on_either_route():
     torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-12)
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_layers_pickled_before_the_input_route_load_and_take_it():
+    layer = GroupConv(32, 32, "p4")
+    del layer.__dict__["grid_action"], layer.__dict__["_route"]  # what a layer pickled by the older code holds
+    restored = pickle.loads(pickle.dumps(layer))
+    assert restored.route == "auto" and restored.grid_action
+    x = torch.randn(2, 128, 4, 4)
+    torch.testing.assert_close(restored(x), GroupConv.forward(restored, x))
+    assert restored._transforms_input(x)

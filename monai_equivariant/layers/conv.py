@@ -161,6 +161,13 @@ class _GroupConvNd(nn.Module):
         tables = input_transform_tables(self.group, self.regular_input, size_in, size_out, x.device)
         return conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        # layers pickled before the input route existed: give them its attributes
+        if "grid_action" not in self.__dict__:
+            self.grid_action = bool(self.group.is_grid and not self.interpolated)
+        self.__dict__.setdefault("_route", "auto")
+
     def train(self, mode: bool = True) -> "_GroupConvNd":
         self._cache.clear()  # frees memory only: the cache checks the parameters' values itself
         return super().train(mode)
