@@ -154,3 +154,17 @@ def test_layers_pickled_before_the_input_route_load_and_take_it():
     x = torch.randn(2, 128, 4, 4)
     torch.testing.assert_close(restored(x), GroupConv.forward(restored, x))
     assert restored._transforms_input(x)
+
+
+def test_torch_export_keeps_the_filter_route(monkeypatch):
+    calls = []
+    original = GroupConv._forward_by_input_transform
+    monkeypatch.setattr(GroupConv, "_forward_by_input_transform",
+                        lambda self, x: calls.append(1) or original(self, x))
+    net = P4UNet(2, 1, 1, channels=(2, 32), strides=(2,)).train()
+    x = torch.randn(2, 1, 8, 8)
+    net(x)
+    assert calls  # eager training takes the input route at the 32-field level
+    calls.clear()
+    torch.export.export(net, (x,))
+    assert not calls  # an exported graph holds plain banks

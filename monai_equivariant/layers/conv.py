@@ -22,6 +22,10 @@ from monai_equivariant.layers.input_transform import (
 __all__ = ["GroupConv", "LiftingConv", "expand_filter"]
 
 
+_constant_tables = torch.compiler.assume_constant_result(input_transform_tables)
+"""The tables of the input route; ``torch.compile`` bakes them into the graph as constants (built once per size)."""
+
+
 class _GroupConvNd(nn.Module):
     """Shared implementation of lifting and group convolution (see :func:`expand_filter`).
 
@@ -112,7 +116,8 @@ class _GroupConvNd(nn.Module):
 
     @property
     def route(self) -> str:
-        """How the convolution is computed outside TorchScript, tracing and compilers: ``"filter"`` expands the
+        """How the convolution is computed in eager code and under ``torch.compile`` (TorchScript, tracing,
+        ``torch.export``/ONNX and ``export(net)`` always expand the filter): ``"filter"`` expands the
         filter bank and runs one plain conv; ``"input"`` convolves the |G| transformed copies of the input with
         the unexpanded filter (:mod:`~monai_equivariant.layers.input_transform`; grid groups only); ``"auto"``
         (default) takes the cached bank when there is one and otherwise whichever moves fewer entries. The
@@ -137,8 +142,9 @@ class _GroupConvNd(nn.Module):
             return False
         if self._route == "auto" and not (self.training or torch.is_grad_enabled()):
             return False  # inference: the cached bank (see expanded()) costs nothing to build
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_exporting():  # a deployed graph holds plain banks
             return False
+        compiling = torch.compiler.is_compiling()
         spatial = x.shape[2:]
         size_out = int(spatial[0]) + 2 * self.padding - self.kernel_size + 1
         if any(s != spatial[0] for s in spatial) or size_out < 1:  # the tables act on cubic grids
@@ -149,7 +155,7 @@ class _GroupConvNd(nn.Module):
             return True
         if not x.is_contiguous():  # keep channels-last layouts: the filter route
             return False
-        if not (plain_tensor(x) and plain_tensor(self.weight)):  # functorch transforms: the filter route
+        if not compiling and not (plain_tensor(x) and plain_tensor(self.weight)):  # functorch transforms
             return False
         out_numel = x.shape[0] * self.out_channels * self.group_order * size_out**self.spatial_dims
         return input_transform_pays(self.weight.numel(), x.numel(), out_numel, self.group_order)
@@ -158,7 +164,7 @@ class _GroupConvNd(nn.Module):
     def _forward_by_input_transform(self, x: torch.Tensor) -> torch.Tensor:
         size_in = int(x.shape[2])
         size_out = size_in + 2 * self.padding - self.kernel_size + 1
-        tables = input_transform_tables(self.group, self.regular_input, size_in, size_out, x.device)
+        tables = _constant_tables(self.group, self.regular_input, size_in, size_out, x.device)
         return conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
 
     def __setstate__(self, state: dict) -> None:
