@@ -153,8 +153,8 @@ class _GroupConvNd(nn.Module):
             return False
         if self._route == "input":
             return True
-        if not x.is_contiguous():  # keep channels-last layouts: the filter route
-            return False
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=_channels_last(self.spatial_dims))):
+            return False  # an unusual layout: the filter route, which keeps it
         if not compiling and not (plain_tensor(x) and plain_tensor(self.weight)):  # functorch transforms
             return False
         out_numel = x.shape[0] * self.out_channels * self.group_order * size_out**self.spatial_dims
@@ -165,7 +165,11 @@ class _GroupConvNd(nn.Module):
         size_in = int(x.shape[2])
         size_out = size_in + 2 * self.padding - self.kernel_size + 1
         tables = _constant_tables(self.group, self.regular_input, size_in, size_out, x.device)
-        return conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
+        out = conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
+        channels_last = _channels_last(self.spatial_dims)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=channels_last):
+            out = out.contiguous(memory_format=channels_last)  # keep the layout the input came in
+        return out
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -248,6 +252,10 @@ class GroupConv(_GroupConvNd):
     """
 
     regular_input = True
+
+
+def _channels_last(spatial_dims: int) -> torch.memory_format:
+    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
 def _fold_group_axis(fn: Callable[[torch.Tensor], torch.Tensor], spatial_dims: int) -> Callable:
