@@ -7,7 +7,8 @@ Usage: python benchmarks/network_overhead.py [--quick] [--repeats 15] [--threads
 Cases (P4UNet with its default fields (8, 16, 32, 64, 128), 3 → 1 channels; GroupCNN(group="O") in 3D):
   - train step (zero_grad, forward, MSE loss, backward) at batch 4, 64² and batch 8, 128²;
   - eval forward without gradient (our filter banks cached) at batch 4, 64², as it is (every forward compares
-    the parameters with the cache's snapshot) and inside ``frozen_filters(net)`` (compared once, on exit);
+    the parameters with the cache's snapshot) and inside one ``frozen_filters(net)`` block around all its rounds
+    (compared once, on leaving it);
   - torch.compile of both nets (compile time printed, then the compiled train step) at batch 4, 64²;
   - channels-last train step: P4UNet (2D, ``torch.channels_last``) and the 3D O CNN (``channels_last_3d``).
 The "plain" net is ``export(net)`` put back in training mode: the same filter banks as ``nn.ConvNd`` weights,
@@ -29,7 +30,6 @@ network at batch 4, 64² and batch 8, 128²) on both routes, filter expansion an
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 from typing import Callable
@@ -68,9 +68,9 @@ def train_step(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def eval_forward(net: nn.Module, x: torch.Tensor, frozen: bool = False) -> Callable[[], None]:
+def eval_forward(net: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
-        with torch.no_grad(), (frozen_filters(net) if frozen else contextlib.nullcontext()):
+        with torch.no_grad():
             net(x)
 
     return run
@@ -106,7 +106,8 @@ def run_cases(quick: bool, repeats: int, compile_: bool) -> list[dict]:
     x = torch.randn(batch, 3, size, size)
     net.eval(), plain.eval()
     add(f"eval b{batch} {size}²", eval_forward(net, x), eval_forward(plain, x))
-    add(f"eval b{batch} {size}², frozen_filters", eval_forward(net, x, frozen=True), eval_forward(plain, x))
+    with frozen_filters(net):  # one block around all the rounds, as for a loop of inference forwards
+        add(f"eval b{batch} {size}², frozen_filters", eval_forward(net, x), eval_forward(plain, x))
     net.train(), plain.train()
 
     cl = torch.channels_last
