@@ -95,7 +95,8 @@ def input_transform_tables(
         tables = (gather_in, torch.argsort(gather_in, dim=1), perm_out, inverse_out)
         return tuple(t.to(device) for t in tables)
 
-    key = (group.matrices.tobytes(), group.matrices.shape, bool(regular_input), int(size_in), int(size_out), str(device))
+    key = (group.matrices.tobytes(), group.matrices.shape, bool(regular_input), int(size_in), int(size_out),
+           str(device))
     names = ("gather_in", "scatter_in", "gather_out", "scatter_out")
     return dict(zip(names, _cached(key, build)))
 
