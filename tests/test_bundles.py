@@ -293,7 +293,7 @@ def test_polyp_killed_training_resumes_from_last_checkpoint(tmp_path):
     process = subprocess.Popen(base + _cli_overrides(long_run), cwd=root, env=_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a fresh machine compiles every module on first import
         while time.time() < deadline and not list((root / "models").glob("checkpoint_epoch=*.pt")):
             time.sleep(0.05)
         time.sleep(0.3)
@@ -356,6 +356,37 @@ def test_atomic_checkpoint_saver_keeps_old_file_when_a_save_fails(tmp_path, monk
         engine2.run([0], max_epochs=1)  # fails on completion, and again in MONAI's on-exception save
     assert (tmp_path / "model.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_epoch_checkpoints_never_leave_a_moment_without_one(tmp_path, monkeypatch):
+    """ignite's Checkpoint (n_saved=1) removes checkpoint_epoch=N.pt before it writes N+1: a run killed in between
+    had no checkpoint left (the killed-training test failed that way). The removal now waits for the new file."""
+    from ignite.engine import Engine
+
+    net = torch.nn.Linear(2, 1)
+    engine = Engine(lambda e, b: None)
+    save_dict = {"model": net, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1)}  # several: "checkpoint_"
+    AtomicCheckpointSaver(str(tmp_path), save_dict, file_prefix="", save_interval=1, n_saved=1,
+                          epoch_level=True).attach(engine)  # as the bundles configure it
+    seen_before_each_write = []
+    original = torch.save
+
+    def watching_save(obj, f, **kwargs):
+        seen_before_each_write.append(sorted(p.name for p in tmp_path.glob("checkpoint_epoch=*.pt")))
+        return original(obj, f, **kwargs)
+
+    monkeypatch.setattr(torch, "save", watching_save)
+    engine.run([0], max_epochs=3)
+    assert seen_before_each_write == [[], ["checkpoint_epoch=1.pt"], ["checkpoint_epoch=2.pt"]]
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["checkpoint_epoch=3.pt"]  # n_saved=1 still holds
+
+    def broken_save(obj, f, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        engine.run([0], max_epochs=4)  # epoch 4's save fails: epoch 3's file stays
+    assert (tmp_path / "checkpoint_epoch=3.pt").exists()
 
 
 # ---------------------------------------------------------------- polyp data: real layouts and bad input

@@ -24,6 +24,7 @@ class AtomicDiskSaver(DiskSaver):
     def __init__(self, dirname: str, filename: str | None = None) -> None:
         super().__init__(dirname=dirname, atomic=True, require_empty=False)
         self.filename = filename
+        self._pending_removals: list[str] = []
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         filename = self.filename or filename
@@ -33,12 +34,17 @@ class AtomicDiskSaver(DiskSaver):
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(path, 0o666 & ~umask)
+        pending, self._pending_removals = self._pending_removals, []
+        for old in pending:  # the new file is complete on disk: now the old one may go
+            if old != filename and (self.dirname / old).exists():
+                super().remove(old)
 
     def remove(self, filename: str) -> None:
-        # ignite removes the previous file before writing the next one; with a fixed name the next write
-        # replaces it atomically, so removing it first would only open a window with no file at all
+        # ignite's Checkpoint removes the previous file *before* it writes the next one (n_saved reached): a run
+        # killed in between left no checkpoint at all. The removal is deferred until the next file is written
+        # (a failed write keeps the old file); with a fixed name the next write replaces the file atomically.
         if self.filename is None:
-            super().remove(filename)
+            self._pending_removals.append(filename)
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
