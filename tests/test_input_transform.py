@@ -151,7 +151,7 @@ def test_network_training_step_is_the_same_on_either_route():
 
 def test_layers_pickled_before_the_input_route_load_and_take_it():
     layer = GroupConv(32, 32, "p4")
-    del layer.__dict__["grid_action"], layer.__dict__["_route"]  # what a layer pickled by the older code holds
+    layer.__dict__.pop("grid_action", None), layer.__dict__.pop("_route", None)  # as pickled by the older code
     restored = pickle.loads(pickle.dumps(layer))
     assert restored.route == "auto" and restored.grid_action
     x = torch.randn(2, 128, 4, 4)

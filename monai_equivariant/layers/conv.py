@@ -37,8 +37,9 @@ class _GroupConvNd(nn.Module):
     """
 
     regular_input: bool = True
-    __jit_unused_properties__ = ["route"]
+    __jit_unused_properties__ = ["route", "grid_action"]
     _ROUTES = ("auto", "filter", "input")
+    _route = "auto"  # the class default: also what a layer pickled before routes existed reads
 
     def __init__(
         self,
@@ -71,8 +72,6 @@ class _GroupConvNd(nn.Module):
         self.register_buffer("reduce_index", tables["inverse"], persistent=False)
         self.register_buffer("tap_matrix", tables["matrix"], persistent=False)
         self.interpolated = bool(tables["matrix"].numel() > 0)
-        self.grid_action = bool(self.group.is_grid and not self.interpolated)
-        self._route = "auto"
         self._cache = FilterCache()
         self.reset_parameters()
 
@@ -115,6 +114,11 @@ class _GroupConvNd(nn.Module):
         return self._cache.get(self, [self.weight, self.bias], self._expand)
 
     @property
+    def grid_action(self) -> bool:
+        """True when the group acts on the pixel grid by flips and axis permutations (the input route exists)."""
+        return bool(self.group.is_grid and not self.interpolated)
+
+    @property
     def route(self) -> str:
         """How the convolution is computed in eager code and under ``torch.compile`` (TorchScript, tracing,
         ``torch.export``/ONNX and ``export(net)`` always expand the filter): ``"filter"`` expands the
@@ -146,7 +150,7 @@ class _GroupConvNd(nn.Module):
             return False
         compiling = torch.compiler.is_compiling()
         spatial = x.shape[2:]
-        size_out = int(spatial[0]) + 2 * self.padding - self.kernel_size + 1
+        size_out = self._output_side(int(spatial[0]))
         if any(s != spatial[0] for s in spatial) or size_out < 1:  # the tables act on cubic grids
             if self._route == "input":
                 raise ValueError(f"route='input' needs equal spatial sizes, got {tuple(spatial)}")
@@ -163,20 +167,16 @@ class _GroupConvNd(nn.Module):
     @torch.jit.unused
     def _forward_by_input_transform(self, x: torch.Tensor) -> torch.Tensor:
         size_in = int(x.shape[2])
-        size_out = size_in + 2 * self.padding - self.kernel_size + 1
-        tables = _constant_tables(self.group, self.regular_input, size_in, size_out, x.device)
+        tables = _constant_tables(self.group, self.regular_input, size_in, self._output_side(size_in), x.device)
         out = conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
         channels_last = _channels_last(self.spatial_dims)
         if not x.is_contiguous() and x.is_contiguous(memory_format=channels_last):
             out = out.contiguous(memory_format=channels_last)  # keep the layout the input came in
         return out
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        # layers pickled before the input route existed: give them its attributes
-        if "grid_action" not in self.__dict__:
-            self.grid_action = bool(self.group.is_grid and not self.interpolated)
-        self.__dict__.setdefault("_route", "auto")
+    def _output_side(self, side: int) -> int:
+        """Spatial side of the output for an input side (stride 1, symmetric padding)."""
+        return side + 2 * self.padding - self.kernel_size + 1
 
     def train(self, mode: bool = True) -> "_GroupConvNd":
         self._cache.clear()  # frees memory only: the cache checks the parameters' values itself
