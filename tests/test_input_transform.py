@@ -46,9 +46,10 @@ def test_input_route_equals_filter_route(name, cls, padding):
 
 
 @pytest.mark.parametrize("name", ["p4", "p4m", "O"])
-def test_input_route_is_exactly_equivariant(name):
+@pytest.mark.parametrize("even", [True, False])
+def test_input_route_is_exactly_equivariant(name, even):
     group = get_group(name)
-    size = 8 if group.spatial_dims == 2 else 4
+    size = (8 if group.spatial_dims == 2 else 4) + (0 if even else 1)  # even and odd grids
     lift, conv = LiftingConv(2, 3, group), GroupConv(3, 2, group)
     lift.route = conv.route = "input"
     x = torch.randn((2, 2) + (size,) * group.spatial_dims)
