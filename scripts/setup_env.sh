@@ -1,47 +1,26 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project virtualenv in $VENV (default .venv) on a fresh machine.
-# Idempotent: reinstalls only when setup.cfg changed. Safe to run on every command.
+# Create (or refresh) the project virtualenv in $VENV (default .venv) on a fresh machine: the package (editable)
+# with its test extra and the steerable extra's no-compiler path (escnn without py3nj), as docs/installation.md
+# describes. Needs no compiler. Idempotent: reinstalls only when setup.cfg, setup.py or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
-# escnn needs py3nj, which compiles Fortran: get gfortran where we can (root + apt), else fall back below.
-if ! command -v gfortran >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gfortran >/dev/null) \
-    || echo "setup_env: could not install gfortran; escnn will run without py3nj" >&2
-fi
-
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 stamp="$VENV/.monai_equivariant-installed"
-want=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat setup.cfg setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
-# Take the local CPU wheel of torch when the machine has one (a bare 'torch' would pull the CUDA build).
+# torch: pip's own configuration decides where it comes from. A wheel that the configuration keeps locally
+# (find-links: e.g. a CPU build) is taken first; otherwise the index's (on Linux a CUDA build of several GB).
+# Install the torch you want into $VENV before running this to choose another build.
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-  if ls /opt/wheels/torch-2.13.0* >/dev/null 2>&1; then pip install "torch==2.13.0"; else pip install torch; fi
+  pip install --no-index --no-deps torch 2>/dev/null || echo "setup_env: no local torch wheel; torch from the index" >&2
 fi
-if [ -n "${MONAI_EQ_NO_FORTRAN:-}" ] || ! command -v gfortran >/dev/null 2>&1; then
-  # No Fortran compiler: escnn without py3nj (escnn only warns; py3nj serves SO(3) irreps). pip would try to
-  # build py3nj for escnn's requirements, so install our requirements ourselves and the package without deps.
-  reqs=$("$VENV/bin/python" - <<'PY'
-import configparser
-cfg = configparser.ConfigParser()
-cfg.read("setup.cfg")
-lines = cfg["options"]["install_requires"].splitlines() + cfg["options.extras_require"]["test"].splitlines()
-print(" ".join(r.strip() for r in lines if r.strip() and not r.strip().startswith(("#", "escnn"))))
-PY
-)
-  pip install --no-deps escnn
-  escnn_reqs=$("$VENV/bin/python" -c "import importlib.metadata as m, re
-print(' '.join(re.sub(r'[() ]', '', r.split(';')[0]) for r in m.requires('escnn') if not r.startswith('py3nj')))")
-  # shellcheck disable=SC2086
-  pip install $reqs $escnn_reqs
-  pip install --no-deps -e .
-else
-  pip install -e ".[test]"
-fi
-"$VENV/bin/python" -c "import monai_equivariant, escnn, monai, ignite" \
+pip install -e ".[test,steerable]"
+"$VENV/bin/python" -m monai_equivariant.steerable_install >/dev/null  # escnn itself, without py3nj (no Fortran)
+"$VENV/bin/python" -c "import monai_equivariant, escnn, monai, ignite, fire" \
   || { echo "setup_env: install failed" >&2; exit 1; }
 echo "$want" > "$stamp"

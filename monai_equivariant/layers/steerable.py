@@ -22,11 +22,22 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from escnn import gspaces
-from escnn import nn as enn
-from escnn.nn import FieldType, GeometricTensor
 
 from monai_equivariant.layers.filter_cache import FilterCache
+
+ESCNN_MISSING = (
+    "the steerable networks (SteerableUNet, monai_equivariant.layers.steerable) need escnn, which the 'steerable' "
+    "extra provides: run `python -m monai_equivariant.steerable_install` (no compiler needed: pip install "
+    "'monai_equivariant[steerable]' from a checkout or wheel, then pip install --no-deps escnn; escnn needs numpy<2). "
+    "See docs/installation.md"
+)
+
+try:
+    from escnn import gspaces
+    from escnn import nn as enn
+    from escnn.nn import FieldType, GeometricTensor
+except ImportError as error:  # escnn absent, or present but broken (e.g. its lie_learn under numpy 2)
+    raise ImportError(f"{ESCNN_MISSING}. ({type(error).__name__}: {error})") from error
 
 
 def _use_exact_svd_in_escnn() -> None:

@@ -1,6 +1,7 @@
 """SteerableUNet: a U-Net of steerable SE(2) convolutions (escnn), plain tensors in and out.
 
-escnn is imported when a SteerableUNet is built, not when this module is imported.
+escnn is imported when a SteerableUNet is built, not when this module is imported (escnn comes with the
+``steerable`` extra: ``python -m monai_equivariant.steerable_install``; without it building raises ImportError).
 """
 
 from __future__ import annotations
