@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +28,14 @@ __all__ = [
     "KVASIR_SEG_BYTES",
     "KVASIR_SEG_PAIRS",
     "KVASIR_SEG_URL",
+    "DOWNLOAD_TIMEOUT_S",
     "download_kvasir_seg",
     "download_nodule_mnist3d",
+    "fetch_url",
 ]
+
+DOWNLOAD_TIMEOUT_S = 60.0
+"""Seconds a download may wait for the server at any one step (connect, each read) before it is retried."""
 
 KVASIR_SEG_URL = "https://datasets.simula.no/downloads/kvasir-seg.zip"
 """The archive linked from the dataset's home page (https://datasets.simula.no/kvasir-seg/)."""
@@ -36,6 +45,53 @@ KVASIR_SEG_PAIRS = 1000
 """Image/mask pairs in Kvasir-SEG v2."""
 KVASIR_SEG_FOLDER = "Kvasir-SEG"
 """The archive's top folder, holding ``images/`` and ``masks/``."""
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Every new socket waits at most ``seconds`` per operation (MONAI's ``download_url`` sets no timeout)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def fetch_url(
+    url: str,
+    filepath: str | os.PathLike,
+    hash_val: str | None = None,
+    hash_type: str = "md5",
+    progress: bool = True,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+    retries: int = 3,
+) -> None:
+    """``monai.apps.download_url`` with a timeout and retries: a server that accepts and never answers (or a
+    network that drops) costs at most ``retries`` waits of ``timeout`` seconds per step, then a ``ConnectionError``
+    naming the URL and what to do offline. A hash mismatch (``HashCheckError``) is not retried.
+    """
+    from monai.apps.utils import HashCheckError, download_url
+
+    if timeout <= 0 or retries < 1:
+        raise ValueError(f"timeout must be > 0 s and retries >= 1, got timeout={timeout}, retries={retries}")
+    error: Exception | None = None
+    for attempt in range(retries):
+        if attempt:
+            time.sleep(min(2.0**attempt, 10.0))
+        try:
+            with _socket_timeout(timeout):
+                download_url(url, filepath=filepath, hash_val=hash_val, hash_type=hash_type, progress=progress)
+            return
+        except HashCheckError:
+            raise
+        except (OSError, RuntimeError) as caught:  # URLError, socket.timeout, ConnectionError are OSErrors
+            error = caught
+    raise ConnectionError(
+        f"could not download {url} ({retries} attempts, {timeout:g} s timeout each): {error}. Offline or behind a "
+        f"proxy? Download it by hand on a machine with access and put it at {Path(filepath)} (data on disk is "
+        "used without any network)"
+    ) from error
 
 
 def _has_pairs(folder: Path, image_dir: str, mask_dir: str) -> bool:
@@ -52,6 +108,7 @@ def download_kvasir_seg(
     hash_val: str | None = None,
     hash_type: str = "md5",
     progress: bool = True,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """Fetch and extract Kvasir-SEG into ``root_dir/Kvasir-SEG`` (``images/``, ``masks/``) unless it is there.
 
@@ -64,11 +121,12 @@ def download_kvasir_seg(
         expected_pairs: image/mask pairs the extracted folder must hold (None: any number ≥ 1).
         hash_val, hash_type: a hash to check instead of / besides the size (none is published).
         progress: show a progress bar while downloading.
+        timeout: seconds to wait for the server at each step before retrying (:func:`fetch_url`).
 
     Returns:
         The folder holding ``images/`` and ``masks/``.
     """
-    from monai.apps.utils import download_url, extractall
+    from monai.apps.utils import extractall
 
     root = Path(root_dir)
     folder = root / KVASIR_SEG_FOLDER
@@ -79,7 +137,7 @@ def download_kvasir_seg(
     root.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # MONAI warns that no hash is checked: the size is, below
         warnings.filterwarnings("ignore", message="No hash value provided")
-        download_url(url, filepath=archive, hash_val=hash_val, hash_type=hash_type, progress=progress)
+        fetch_url(url, archive, hash_val=hash_val, hash_type=hash_type, progress=progress, timeout=timeout)
     size = archive.stat().st_size
     if expected_bytes is not None and abs(size - expected_bytes) > size_tolerance * expected_bytes:
         archive.unlink()
@@ -107,17 +165,18 @@ def download_nodule_mnist3d(
     url: str | None = None,
     md5: str | None = None,
     progress: bool = True,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """Fetch NoduleMNIST3D's ``.npz`` of ``size`` (28 or 64) from zenodo into ``root_dir`` unless it is there.
 
     The published MD5 (MedMNIST's ``info.py``) is checked; ``url``/``md5`` override the published ones (tests,
-    mirrors). The file must hold the keys ``{train,val,test}_{images,labels}`` that
+    mirrors); ``timeout`` as in :func:`fetch_url`. The file must hold the keys ``{train,val,test}_{images,labels}`` that
     :func:`monai_equivariant.data.nodule_mnist3d` reads.
 
     Returns:
         The path of the ``.npz``.
     """
-    from monai.apps.utils import HashCheckError, download_url
+    from monai.apps.utils import HashCheckError
 
     if size not in NODULE_MNIST3D_FILES:
         raise ValueError(f"NoduleMNIST3D comes in sizes {sorted(NODULE_MNIST3D_FILES)}, got {size}")
@@ -128,7 +187,7 @@ def download_nodule_mnist3d(
     url, md5 = url or published_url, md5 or published_md5
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        download_url(url, filepath=path, hash_val=md5, hash_type="md5", progress=progress)
+        fetch_url(url, path, hash_val=md5, hash_type="md5", progress=progress, timeout=timeout)
     except HashCheckError as error:
         raise ValueError(f"the download of {url} does not have the MD5 {md5}; nothing was saved to {path}") from error
     with np.load(path) as archive:

@@ -8,11 +8,13 @@ p4, p4m, the cube groups and the sampled rotation groups SE(2,N) share one imple
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 __all__ = ["Group", "KernelAction"]
 
@@ -57,8 +59,7 @@ class Group:
         matrices = np.array(matrices, dtype=np.float64)  # a copy: the caller's array stays writeable
         if matrices.ndim != 3 or matrices.shape[1] != matrices.shape[2]:
             raise ValueError(f"group matrices must have shape (|G|, d, d), got {matrices.shape}")
-        if not np.allclose(matrices[0], np.eye(matrices.shape[1])):
-            raise ValueError("element 0 of a group must be the identity")
+        _check_matrices(name, matrices)
         from monai_equivariant.groups.catalogue import builtin_matrices  # the catalogue imports this module
 
         builtin = builtin_matrices(name, matrices.shape[1])
@@ -70,6 +71,7 @@ class Group:
         self.name = name
         self.matrices = matrices
         self.matrices.flags.writeable = False  # the kernel-action cache is keyed on these values
+        self.cayley  # noqa: B018  (closure is checked when the group is made, not at its first use in a layer)
 
     def __repr__(self) -> str:
         return f"Group({self.name!r}, order={self.order}, spatial_dims={self.spatial_dims})"
@@ -97,13 +99,25 @@ class Group:
 
     @cached_property
     def cayley(self) -> np.ndarray:
-        """(|G|, |G|) int table: ``cayley[a, b]`` is the index of the composition a∘b."""
-        products = np.einsum("aij,bjk->abik", self.matrices, self.matrices)
-        diff = np.abs(products[:, :, None] - self.matrices[None, None]).max(axis=(-1, -2))  # (|G|, |G|, |G|)
-        hits = diff < 1e-6
-        if not (hits.sum(axis=2) == 1).all():
-            raise ValueError(f"{self.name}: the matrices are not closed under composition (not a group)")
-        return hits.argmax(axis=2)
+        """(|G|, |G|) int table: ``cayley[a, b]`` is the index of the composition a∘b.
+
+        Raises:
+            ValueError naming the first pair whose product is not an element (the matrices are not closed).
+        """
+        n, d = self.order, self.spatial_dims
+        products = np.einsum("aij,bjk->abik", self.matrices, self.matrices).reshape(n * n, d * d)
+        # nearest element of each product (Chebyshev distance); a product farther than _ATOL from every element
+        # comes back with index n
+        _, nearest = cKDTree(self.matrices.reshape(n, d * d)).query(products, p=np.inf, distance_upper_bound=_ATOL)
+        missing = np.flatnonzero(nearest == n)
+        if missing.size:
+            a, b = divmod(int(missing[0]), n)
+            raise ValueError(
+                f"group {self.name!r} is not closed under composition: element {a} ∘ element {b} = "
+                f"{np.round(products[missing[0]].reshape(d, d), 6).tolist()} is not one of its {n} matrices; "
+                "list every product of your generators (or use a built-in group)"
+            )
+        return nearest.reshape(n, n).astype(np.int64)
 
     @cached_property
     def inverse(self) -> np.ndarray:
@@ -146,6 +160,7 @@ class Group:
 
     def spatial_transform(self, x: torch.Tensor, g: int) -> torch.Tensor:
         """Transform only the spatial axes of (B, C, *spatial): ``out(y) = x(g^-1 y)``."""
+        self._check_element(g)
         if self.is_grid:
             return _grid_transform(x, np.round(self.matrices[g]).astype(np.int64))
         from monai_equivariant.groups.rotate import resample  # interpolating groups only
@@ -153,8 +168,39 @@ class Group:
         return resample(x, self.matrices[g])
 
     def _check_element(self, g: int) -> None:
-        if not 0 <= int(g) < self.order:
+        """Refuse anything but an integer index 0..|G|-1 (a float like 1.5 or a bool is not an element)."""
+        try:
+            index = operator.index(g)  # int, numpy integer, integer 0-d tensor; not 1.5, not "1"
+        except TypeError:
+            index = None
+        if index is None or isinstance(g, (bool, np.bool_)):
+            raise TypeError(f"a {self.name} element is an integer index 0..{self.order - 1}, got {g!r}")
+        if not 0 <= index < self.order:
             raise IndexError(f"{self.name} has elements 0..{self.order - 1}, got {g}")
+
+
+def _check_matrices(name: str, matrices: np.ndarray) -> None:
+    """Refuse what is not a finite group of orthogonal grid transformations, naming the first bad element.
+
+    Orthogonality is what every action here assumes (``M^T`` is used as ``M^-1``; a grid group is one of
+    signed permutation matrices): a scale, a shear or an integer non-orthogonal matrix would be applied as a
+    different transformation without any error.
+    """
+    dims = matrices.shape[1]
+    for index, matrix in enumerate(matrices):
+        if not np.isfinite(matrix).all():
+            raise ValueError(f"group {name!r}: element {index} has non-finite entries {matrix.tolist()}")
+        if not np.allclose(matrix.T @ matrix, np.eye(dims), atol=_ATOL):
+            raise ValueError(
+                f"group {name!r}: element {index} = {matrix.tolist()} is not orthogonal (M^T M != I); a group "
+                "here acts by rotations and reflections of the grid, so scales, shears and other matrices "
+                "are refused"
+            )
+    if not np.allclose(matrices[0], np.eye(dims), atol=_ATOL):
+        raise ValueError(f"group {name!r}: element 0 must be the identity, got {matrices[0].tolist()}")
+    same = sorted(cKDTree(matrices.reshape(len(matrices), -1)).query_pairs(_ATOL, p=np.inf))
+    if same:
+        raise ValueError(f"group {name!r}: elements {same[0][0]} and {same[0][1]} are the same matrix")
 
 
 def _grid_transform(x: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:

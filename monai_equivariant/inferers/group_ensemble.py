@@ -73,6 +73,11 @@ class GroupEnsembleInferer(Inferer):
                         f"shape {tuple(output.shape)}; use mode='classification' for (B, C) logits"
                     )
                 output = self.group.spatial_transform(output, int(self.group.inverse[element]))
+            elif output.dim() != 2:
+                raise ValueError(
+                    f"mode='classification' averages (B, C) logits, got shape {tuple(output.shape)}: spatial maps "
+                    "would be averaged without being mapped back; use mode='segmentation' for (B, C, *spatial)"
+                )
             total = output if total is None else total + output
         mean = total / self.group.order
         if isinstance(inputs, MetaTensor) and self.mode == "segmentation":

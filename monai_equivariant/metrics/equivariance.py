@@ -8,6 +8,8 @@ is the MONAI ``CumulativeIterationMetric`` over it: call it on batches, then ``a
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,7 +149,7 @@ def equivariance_transformations(
 
 
 def _check_options(
-    task: str, activation: str | None, valid_region: str, mode: str, input_padding: str, margin: int
+    task: str, activation: str | None, valid_region: str, mode: str, input_padding: str, margin: int, threshold: float
 ) -> None:
     if task not in _TASKS:
         raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
@@ -161,6 +163,10 @@ def _check_options(
         raise ValueError(f"input_padding must be one of {_PADDINGS}, got {input_padding!r}")
     if margin < 0:
         raise ValueError(f"margin must be >= 0 pixels, got {margin}")
+    if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    if activation == "sigmoid" and not 0 < threshold < 1:
+        raise ValueError(f"threshold must lie in (0, 1) for sigmoid probabilities, got {threshold!r}")
 
 
 def _resolve_task(task: str, x: torch.Tensor, out: torch.Tensor) -> str:
@@ -312,7 +318,7 @@ def compute_equivariance(
         NaN where an output is non-finite (with a warning), and Dice/IoU NaN where both masks are empty and
         ``ignore_empty`` (MONAI's ``DiceMetric`` rule; with ``ignore_empty=False`` they count as 1).
     """
-    _check_options(task, activation, valid_region, mode, input_padding, margin)
+    _check_options(task, activation, valid_region, mode, input_padding, margin, threshold)
     x = convert_to_tensor(images, track_meta=False)
     if not isinstance(x, torch.Tensor) or x.dim() < 3:
         raise ValueError(f"images must be a (B, C, *spatial) tensor, got {getattr(x, 'shape', type(x))}")
@@ -414,7 +420,7 @@ class EquivarianceMetric(CumulativeIterationMetric):
         super().__init__()
         if angles is not None and group is not None:
             raise ValueError("give either angles (2D rotations in degrees) or group (its elements), not both")
-        _check_options(task, activation, valid_region, mode, input_padding, margin)
+        _check_options(task, activation, valid_region, mode, input_padding, margin, threshold)
         self.network = network
         self.inferer = inferer
         self.angles_arg = None if angles is None else tuple(float(a) for a in angles)

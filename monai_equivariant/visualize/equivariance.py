@@ -72,6 +72,23 @@ def _tile(angles: np.ndarray, values: np.ndarray, period: float, end: float) -> 
     return tiled_a, tiled_v
 
 
+PERIOD_MATCH_TOLERANCE = 1e-3
+"""A curve is repeated past its measured period only when its value at the period equals its value at 0° to
+within this fraction of max(1, |value at 0°|): the net was measured exact there (a Dice of 1 or an error at
+round-off), so its curve has that period. A net that is not exact at the period is drawn only where measured."""
+
+
+def _periodic_at(angles: np.ndarray, values: np.ndarray, period: float) -> bool:
+    """True when ``values`` were measured at 0 and at ``period`` and agree there (the net is exact at the period)."""
+    at_zero, at_period = np.isclose(angles, 0.0), np.isclose(angles, period)
+    if not (at_zero.any() and at_period.any()):
+        return False
+    start, end = float(values[at_zero][0]), float(values[at_period][0])
+    if not (np.isfinite(start) and np.isfinite(end)):
+        return False
+    return abs(end - start) <= PERIOD_MATCH_TOLERANCE * max(1.0, abs(start))
+
+
 def plot_equivariance_curves(
     angles: Sequence[float],
     curves: Mapping[str, Sequence[float]],
@@ -92,7 +109,9 @@ def plot_equivariance_curves(
             (nothing to compare there) are left as gaps.
         measure: key into :data:`MEASURE_LABELS` for the y label (any string is accepted).
         period: (angles) draw a vertical line at every multiple (the 90° period of grid symmetries); None for none.
-        full_turn: (angles) show 0°–360°; a curve measured only on [0, period] is repeated (dotted) with the period.
+        full_turn: (angles) show 0°–360°; a curve measured only on [0, period] is repeated (dotted) with the period
+            only when its measured value at the period equals its value at 0° (the net is exact there, see
+            :data:`PERIOD_MATCH_TOLERANCE`); any other curve is drawn only where it was measured.
         xlabel, title: axis label (default from ``axis``) and title.
         path: when given, also save the PNG there.
         axis: ``"angle"`` or ``"element"`` (``EquivarianceMetric.axis``): elements are labelled g0, g1, …,
@@ -113,7 +132,8 @@ def plot_equivariance_curves(
         if values_np.shape != angles_np.shape:
             raise ValueError(f"curve {name!r} has shape {values_np.shape}, angles have {angles_np.shape}")
         ax.plot(angles_np, values_np, "-o", color=colour, markersize=3, label=name)
-        if full_turn and period and angles_np.max() <= period + 1e-9 and end > period:
+        repeat = full_turn and period and angles_np.max() <= period + 1e-9 and end > period
+        if repeat and _periodic_at(angles_np, values_np, period):
             tiled_a, tiled_v = _tile(angles_np, values_np, period, end)
             later = tiled_a >= angles_np.max() - 1e-9
             ax.plot(tiled_a[later], tiled_v[later], ":", color=colour)
