@@ -20,7 +20,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   pip install --no-index --no-deps torch 2>/dev/null || echo "setup_env: no local torch wheel; torch from the index" >&2
 fi
 pip install -e ".[test,steerable]"
-"$VENV/bin/python" -m monai_equivariant.steerable_install >/dev/null  # escnn itself, without py3nj (no Fortran)
-"$VENV/bin/python" -c "import monai_equivariant, escnn, monai, ignite, fire" \
+"$VENV/bin/python" -m monai_equivariant.steerable_install > /dev/null 2> >(grep -v "^WARNING: Location" >&2)  # escnn itself, without py3nj (no Fortran)
+"$VENV/bin/python" -W ignore -c "import monai_equivariant, escnn, monai, ignite, fire" \
   || { echo "setup_env: install failed" >&2; exit 1; }
 echo "$want" > "$stamp"
