@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_equivariant.groups import GROUP_NAMES, get_group
+from monai_equivariant.groups import GROUP_NAMES, Group, get_group
 
 ORDERS = {"p4": 4, "p4m": 8, "D4": 8, "D4h": 16, "O": 24, "Oh": 48, "se2_12": 12, "se2_5": 5}
 NAMES = list(ORDERS)
@@ -143,3 +143,40 @@ def test_kernel_action_cache_is_keyed_on_the_matrices():
     x = torch.randn(1, 8, 7, 7)
     assert_equivariant(conv, second, x, "regular", "regular")
     assert_equivariant(GroupConv(1, 1, "p4m"), p4m, x, "regular", "regular")
+
+
+def test_groups_modules_import_without_cycles():
+    """groups/ is layered: matrices and rotate (NumPy/torch only) <- group <- catalogue; no module imports one
+    that imports it back, lazily inside a function or at the top."""
+    import ast
+    from pathlib import Path
+
+    import monai_equivariant.groups as groups
+
+    folder = Path(groups.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("monai_equivariant.groups."):
+                found.add(node.module.rsplit(".", 1)[1])
+        imports[path.stem] = found
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for module in imports.get(start, ()):
+            if module == target or (module not in seen and reaches(module, target, seen | {module})):
+                return True
+        return False
+
+    assert {"matrices", "rotate", "group", "catalogue"} <= set(imports)
+    assert [m for m in imports if reaches(m, m, {m})] == []
+
+
+def test_group_keeps_its_kernel_actions():
+    group = get_group("p4")
+    assert group.kernel_action(3) is group.kernel_action(3)
+    mine = Group("mine", group.matrices)
+    assert mine.kernel_action(3) is not group.kernel_action(3)
+    assert torch.equal(mine.kernel_action(3).index, group.kernel_action(3).index)

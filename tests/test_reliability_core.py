@@ -176,7 +176,8 @@ def silent_server():
 def test_download_from_a_silent_server_times_out_and_names_the_url(silent_server, tmp_path, monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda seconds: None)  # no back-off waits in the test
     start = time.perf_counter()
-    with pytest.raises(ConnectionError, match=r"could not download http://127\.0\.0\.1:\d+/file\.npz \(2 attempts") as info:
+    expected = r"could not download http://127\.0\.0\.1:\d+/file\.npz \(2 attempts"
+    with pytest.raises(ConnectionError, match=expected) as info:
         fetch_url(silent_server, tmp_path / "file.npz", progress=False, timeout=0.5, retries=2)
     assert "put it at" in str(info.value) and str(tmp_path / "file.npz") in str(info.value)
     assert time.perf_counter() - start < 20  # two 0.5 s waits, not forever

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from monai_equivariant.groups.matrices import builtin_matrices
+from monai_equivariant.groups.rotate import grid_transform, resample
+
 __all__ = ["Group", "KernelAction"]
 
 _ATOL = 1e-6
@@ -60,8 +63,6 @@ class Group:
         if matrices.ndim != 3 or matrices.shape[1] != matrices.shape[2]:
             raise ValueError(f"group matrices must have shape (|G|, d, d), got {matrices.shape}")
         _check_matrices(name, matrices)
-        from monai_equivariant.groups.catalogue import builtin_matrices  # the catalogue imports this module
-
         builtin = builtin_matrices(name, matrices.shape[1])
         if builtin is not None and not (builtin.shape == matrices.shape and np.allclose(builtin, matrices, atol=_ATOL)):
             raise ValueError(
@@ -87,10 +88,6 @@ class Group:
     @property
     def spatial_dims(self) -> int:
         return int(self.matrices.shape[1])
-
-    @property
-    def is_trivial(self) -> bool:
-        return self.order == 1
 
     @cached_property
     def is_grid(self) -> bool:
@@ -125,8 +122,13 @@ class Group:
         return np.argmax(self.cayley == 0, axis=1)
 
     def kernel_action(self, kernel_size: int) -> KernelAction:
-        """The action ``kernel_g(y) = kernel(g^-1 y)`` on an odd k^d grid (multilinear in between points)."""
-        return _kernel_action(self, int(kernel_size))
+        """The action ``kernel_g(y) = kernel(g^-1 y)`` on an odd k^d grid (multilinear in between points),
+        built once per kernel size and kept by the group (its matrices are read-only)."""
+        cache = self.__dict__.setdefault("_kernel_actions", {})  # setdefault: groups pickled before it existed
+        kernel_size = int(kernel_size)
+        if kernel_size not in cache:
+            cache[kernel_size] = _kernel_action(self, kernel_size)
+        return cache[kernel_size]
 
     @cached_property
     def regular_index(self) -> torch.Tensor:
@@ -162,9 +164,7 @@ class Group:
         """Transform only the spatial axes of (B, C, *spatial): ``out(y) = x(g^-1 y)``."""
         self._check_element(g)
         if self.is_grid:
-            return _grid_transform(x, np.round(self.matrices[g]).astype(np.int64))
-        from monai_equivariant.groups.rotate import resample  # interpolating groups only
-
+            return grid_transform(x, np.round(self.matrices[g]).astype(np.int64))
         return resample(x, self.matrices[g])
 
     def _check_element(self, g: int) -> None:
@@ -203,21 +203,6 @@ def _check_matrices(name: str, matrices: np.ndarray) -> None:
         raise ValueError(f"group {name!r}: elements {same[0][0]} and {same[0][1]} are the same matrix")
 
 
-def _grid_transform(x: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:
-    """``out[y] = x[M^-1 y]`` for a signed permutation matrix M, via axis permutation and flips."""
-    d = matrix.shape[0]
-    # out[y] = x[z] with z = M^T y, i.e. z_j = sign_j * y_{p(j)} where M[p(j), j] = sign_j.
-    source_axis = np.argmax(np.abs(matrix), axis=0)  # p(j): output axis feeding input axis j
-    sign = matrix[source_axis, np.arange(d)]
-    flips = [2 + j for j in range(d) if sign[j] < 0]
-    if flips:
-        x = torch.flip(x, flips)
-    # now out[y] = x'[z] with z_j = y_{p(j)}; torch.permute needs, for each output axis i, the input axis j
-    # with p(j) = i.
-    order = np.argsort(source_axis)
-    return x.permute(0, 1, *[2 + int(j) for j in order])
-
-
 @lru_cache(maxsize=None)
 def _grid_points(kernel_size: int, dims: int) -> np.ndarray:
     """(k^d, d) centred integer coordinates of a k^d kernel in row-major (tensor) order."""
@@ -233,18 +218,11 @@ def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
     return (np.sum(points**2, axis=1) <= radius**2 + _ATOL).astype(np.float64)
 
 
-_ACTION_CACHE: dict[tuple[bytes, tuple[int, ...], int], KernelAction] = {}
-"""Kernel actions keyed on what defines them: the group's matrices (values and order) and the kernel size."""
-
-
 def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(
             f"equivariant kernels must have an odd size (a centre pixel), got kernel_size={kernel_size}"
         )
-    key = (group.matrices.tobytes(), group.matrices.shape, kernel_size)
-    if key in _ACTION_CACHE:
-        return _ACTION_CACHE[key]
     d, k = group.spatial_dims, kernel_size
     points = _grid_points(k, d)  # (K, d)
     r = k // 2
@@ -268,6 +246,4 @@ def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
     is_perm = np.all(np.isclose(matrix, np.round(matrix))) and np.all(matrix.sum(axis=2) == 1)
     index = torch.from_numpy(matrix.argmax(axis=2)) if is_perm else None
     mask = None if is_perm else torch.from_numpy(_disk_mask(points, k).astype(np.float32))
-    action = KernelAction(matrix=torch.from_numpy(matrix.astype(np.float32)), index=index, mask=mask)
-    _ACTION_CACHE[key] = action
-    return action
+    return KernelAction(matrix=torch.from_numpy(matrix.astype(np.float32)), index=index, mask=mask)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resample", "rotate", "rotation_matrix_2d"]
+__all__ = ["grid_transform", "resample", "rotate", "rotation_matrix_2d"]
 
 
 def rotation_matrix_2d(angle_degrees: float) -> np.ndarray:
@@ -26,6 +26,21 @@ def rotation_matrix_2d(angle_degrees: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]], dtype=np.float64)
 
 
+def grid_transform(x: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:
+    """``out[y] = x[M^-1 y]`` for a signed permutation matrix M, via axis permutation and flips."""
+    d = matrix.shape[0]
+    # out[y] = x[z] with z = M^T y, i.e. z_j = sign_j * y_{p(j)} where M[p(j), j] = sign_j.
+    source_axis = np.argmax(np.abs(matrix), axis=0)  # p(j): output axis feeding input axis j
+    sign = matrix[source_axis, np.arange(d)]
+    flips = [2 + j for j in range(d) if sign[j] < 0]
+    if flips:
+        x = torch.flip(x, flips)
+    # now out[y] = x'[z] with z_j = y_{p(j)}; torch.permute needs, for each output axis i, the input axis j
+    # with p(j) = i.
+    order = np.argsort(source_axis)
+    return x.permute(0, 1, *[2 + int(j) for j in order])
+
+
 def resample(
     x: torch.Tensor, matrix: np.ndarray, mode: str = "bilinear", padding_mode: str = "zeros"
 ) -> torch.Tensor:
@@ -35,15 +50,13 @@ def resample(
     other matrices need equal spatial sizes and interpolate; outside the input ``padding_mode`` applies
     (``"zeros"``, ``"border"`` or ``"reflection"``, as ``torch.nn.functional.grid_sample``).
     """
-    from monai_equivariant.groups.group import _grid_transform
-
     matrix = np.asarray(matrix, dtype=np.float64)
     d = matrix.shape[0]
     if x.dim() != d + 2:
         raise ValueError(f"expected a (B, C, *spatial) tensor with {d} spatial dims, got {tuple(x.shape)}")
     rounded = np.round(matrix)
     if np.allclose(matrix, rounded, atol=1e-9):
-        return _grid_transform(x, rounded.astype(np.int64))
+        return grid_transform(x, rounded.astype(np.int64))
     sizes = x.shape[2:]
     if len(set(sizes)) != 1:
         raise ValueError(f"rotations other than grid symmetries need equal spatial sizes, got {tuple(sizes)}")
