@@ -40,16 +40,30 @@ def attach_handlers(handlers: Iterable[Any], engine: Any) -> None:
 
 def resume_checkpoint(ckpt_dir: str | os.PathLike, resume: Any) -> str | None:
     """The checkpoint to resume from: the newest ``checkpoint_epoch=N.pt`` in ``ckpt_dir`` when ``resume`` is
-    true (see :func:`as_bool`), else None (the loader is disabled then)."""
+    true (see :func:`as_bool`), else None (the loader is disabled then).
+
+    The file is read by the configs' :class:`~monai_equivariant.handlers.CheckedCheckpointLoader`: if it is
+    truncated or corrupt, the run is refused naming it (and the previous checkpoint that loads, if any), rather than
+    continued silently from an older file.
+
+    Raises:
+        ValueError naming ``ckpt_dir`` when it holds no epoch checkpoint or is a file.
+    """
     return latest_checkpoint(ckpt_dir) if as_bool(resume) else None
 
 
 def trained_model(ckpt_dir: str | os.PathLike, filename: str = "model.pt") -> str:
     """Path of the trained model ``ckpt_dir/filename``, for evaluation and inference.
 
+    The file is read by the configs' :class:`~monai_equivariant.handlers.CheckedCheckpointLoader`, which names it
+    and says what to do when it is truncated or corrupt.
+
     Raises:
         FileNotFoundError: ``no trained model at …: run train.json first`` when there is none.
+        ValueError: ``ckpt_dir`` is a file.
     """
+    if Path(ckpt_dir).exists() and not Path(ckpt_dir).is_dir():
+        raise ValueError(f"ckpt_dir {str(ckpt_dir)!r} is a file, not a folder: set --ckpt_dir to the folder holding {filename}")
     path = Path(ckpt_dir) / filename
     if not path.is_file():
         raise FileNotFoundError(
@@ -77,16 +91,20 @@ def checked_group(network_name: str, spatial_dims: int = 2) -> str:
     return table[str(network_name)]
 
 
-def first_samples(items: Sequence[T], count: int | None, what: str = "training samples") -> list[T]:
+def first_samples(
+    items: Sequence[T], count: Any, what: str = "training samples", option: str = "train_samples"
+) -> list[T]:
     """The first ``count`` items (all when ``count`` is None or 0): the bundles' ``--train_samples`` limit, taken
     from a split that is already shuffled with the seed, so a smaller set is a subset of a larger one.
 
+    ``count`` is parsed by :func:`monai_equivariant.bundle.overrides.sample_count` (the one parser of every
+    bundle): booleans, non-integral numbers and other strings are refused.
+
     Raises:
-        ValueError when ``count`` is negative or larger than the number of items.
+        ValueError naming ``--option`` when ``count`` is not a count, negative, or larger than the number of items.
     """
+    from monai_equivariant.bundle.overrides import sample_count
+
     items = list(items)
-    if count is None or int(count) == 0:
-        return items
-    if int(count) < 0 or int(count) > len(items):
-        raise ValueError(f"asked for {count} {what}, but there are {len(items)}: use a number from 1 to {len(items)}")
-    return items[: int(count)]
+    count = sample_count(count, option, len(items), what)
+    return items if count is None else items[:count]
