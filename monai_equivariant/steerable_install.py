@@ -14,11 +14,14 @@ so the steerable extra keeps numpy below 2. ``--dry-run`` prints the commands wi
 from __future__ import annotations
 
 import argparse
+import configparser
 import importlib.metadata
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["ESCNN", "EXTRA", "install_commands", "main", "steerable_requirements"]
 
@@ -30,9 +33,19 @@ LAST_PYTHON = (3, 12)
 """The newest Python with lie_learn wheels (and numpy 1.x wheels); newer ones would compile both."""
 
 
-def steerable_requirements() -> list[str]:
-    """The requirements of the installed package's ``[steerable]`` extra (from its metadata: one source, setup.cfg),
-    without their environment markers, e.g. ``["numpy<2", "lie_learn", ...]``."""
+def _checkout_requirements() -> list[str] | None:
+    """The [steerable] extra from the setup.cfg of the checkout this package is imported from (None when it is
+    not imported from a checkout: a wheel install has no setup.cfg next to the package)."""
+    path = Path(__file__).resolve().parents[1] / "setup.cfg"
+    cfg = configparser.ConfigParser(interpolation=None)
+    if not path.is_file() or not cfg.read(path) or cfg.get("metadata", "name", fallback="") != DISTRIBUTION:
+        return None
+    lines = cfg.get("options.extras_require", EXTRA, fallback="").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def _installed_requirements() -> list[str]:
+    """The [steerable] extra from the installed package's metadata (markers dropped)."""
     try:
         requires = importlib.metadata.requires(DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError as error:
@@ -41,6 +54,21 @@ def steerable_requirements() -> list[str]:
         ) from error
     marker = re.compile(r"""extra\s*==\s*["']""" + EXTRA + r"""["']""")
     return [req.split(";")[0].strip() for req in requires if ";" in req and marker.search(req.split(";", 1)[1])]
+
+
+def steerable_requirements() -> list[str]:
+    """The requirements of this package's ``[steerable]`` extra, e.g. ``["numpy<2", "lie_learn", ...]``: from the
+    checkout's setup.cfg when the package is imported from a checkout, else from the installed metadata (both
+    come from setup.cfg). Raises RuntimeError when neither declares the extra (a stale install)."""
+    requirements = _checkout_requirements()
+    if requirements is None:
+        requirements = _installed_requirements()
+    if not requirements:
+        raise RuntimeError(
+            f"the {DISTRIBUTION} found here declares no [{EXTRA}] extra (an install older than the extra?): "
+            "reinstall the package (pip install <checkout or wheel>), then run this again"
+        )
+    return requirements
 
 
 def install_commands(python: str = sys.executable) -> list[list[str]]:
@@ -62,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     for command in install_commands():
-        print("+", " ".join(command), flush=True)
+        print("+", shlex.join(command), flush=True)  # quoted: copy-paste safe ("numpy<2")
         if not args.dry_run:
             status = subprocess.call(command)
             if status:

@@ -199,6 +199,17 @@ def test_steerable_install_runs_the_extra_then_escnn_without_dependencies():
     assert second == ["python", "-m", "pip", "install", "--no-deps", steerable_install.ESCNN]
 
 
+def test_steerable_install_refuses_an_install_without_the_extra(monkeypatch):
+    """Imported from a wheel install whose metadata predates the extra (or a stale egg-info shadowing it), the
+    helper says to reinstall instead of running ``pip install`` with nothing to install."""
+    from monai_equivariant import steerable_install
+
+    monkeypatch.setattr(steerable_install, "_checkout_requirements", lambda: None)
+    monkeypatch.setattr(importlib.metadata, "requires", lambda name: ["torch>=2.1", "onnx; extra == 'onnx'"])
+    with pytest.raises(RuntimeError, match=r"declares no \[steerable\] extra.*reinstall"):
+        steerable_install.install_commands("python")
+
+
 def test_bundles_init_copies_a_shipped_bundle(tmp_path, capsys):
     """``python -m monai_equivariant.bundles init NAME DIR`` writes the bundle's shipped files to DIR and prints
     the run command; it refuses an unknown name (listing the names) and a folder that holds a bundle already."""
