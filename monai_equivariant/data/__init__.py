@@ -11,7 +11,14 @@ from monai_equivariant.data.luna16 import (
 )
 from monai_equivariant.data.nodule_mnist3d import NODULE_MNIST3D_FILES, nodule_mnist3d, nodule_mnist3d_path
 from monai_equivariant.data.pcam import PCamPatches, histopathology_dataset, pcam_files
-from monai_equivariant.data.polyp import find_polyp_pairs, mask_image, polyp_datalist, rgb_image, split_datalist
+from monai_equivariant.data.polyp import (
+    find_polyp_pairs,
+    mask_image,
+    polyp_datalist,
+    read_polyp_datalist,
+    rgb_image,
+    split_datalist,
+)
 from monai_equivariant.data.synthetic import synthetic_polyp, synthetic_tissue_patch, write_synthetic_polyp_dataset
 from monai_equivariant.data.synthetic_nodules import random_rotation, synthetic_nodule_patch, synthetic_nodules
 
@@ -28,6 +35,7 @@ __all__ = [
     "nodule_mnist3d_path",
     "pcam_files",
     "polyp_datalist",
+    "read_polyp_datalist",
     "random_rotation",
     "read_candidates",
     "rgb_image",

@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import map_coordinates
+
+from monai_equivariant.data.folders import output_folder
 
 __all__ = [
     "MetaImageHeader",
@@ -246,6 +250,8 @@ def luna16_patches(
     if hu_window[0] >= hu_window[1]:
         raise ValueError(f"hu_window must be (low, high) with low < high, got {hu_window}")
     root = Path(root_dir)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"LUNA16 root_dir {str(root)!r} is a file, not a folder; {LAYOUT}")
     if not root.is_dir():
         raise FileNotFoundError(f"LUNA16 root folder not found: {root}; {LAYOUT}")
     candidates = read_candidates(candidates_file or root / "candidates.csv")
@@ -262,27 +268,53 @@ def luna16_patches(
             f"{len(absent)} scan(s) named in the candidates are not under {root}, e.g. {absent[0]}.mhd; {LAYOUT} "
             "(or pass missing_scans='skip')"
         )
-    cache = Path(cache_dir) if cache_dir is not None else None
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
+    cache = output_folder(cache_dir, "cache_dir") if cache_dir is not None else None
     low, high = hu_window
     samples: list[dict] = []
     for uid, rows in by_series.items():
         if uid not in scans:
             continue
         cached = None if cache is None else cache / f"{uid}_{_cache_key(rows, patch_size, spacing, hu_window)}.npy"
-        if cached is not None and cached.is_file():
-            patches = np.load(cached)
-        else:
+        patches = _cached_patches(cached, (len(rows),) + (patch_size,) * 3) if cached is not None else None
+        if patches is None:
             patches = _scan_patches(scans[uid], rows, patch_size, spacing, pad_value=low)
             patches = ((np.clip(patches, low, high) - low) / (high - low)).astype(np.float32)
             if cached is not None:
-                np.save(cached, patches)
+                _save_atomically(cached, patches)
         for row, patch in zip(rows, patches):
             samples.append(
                 {"image": patch[None], "label": row["label"], "seriesuid": uid, "coord_xyz": row["coord_xyz"]}
             )
     return samples
+
+
+def _cached_patches(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached (N, s, s, s) float32 patches at ``path``, or None when missing or not readable as that shape
+    (a damaged cache file is warned about and computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        patches = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        warnings.warn(f"LUNA16 patch cache {str(path)!r} is unreadable ({error}): computing its patches again")
+        return None
+    if patches.shape != shape or patches.dtype != np.float32:
+        warnings.warn(f"LUNA16 patch cache {str(path)!r} holds {patches.shape} {patches.dtype}, not {shape} "
+                      "float32: computing its patches again")
+        return None
+    return patches
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file beside ``path``, then rename: a run killed while saving leaves no torn file."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, array)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _scan_patches(path: Path, rows: list[dict], size: int, spacing: float, pad_value: float) -> np.ndarray:

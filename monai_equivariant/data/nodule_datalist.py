@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_equivariant.data.folders import existing_folder
+
 __all__ = ["NODULE_LAYOUTS", "nodule_data_kind", "nodule_datalist"]
 
 NODULE_LAYOUTS = (
@@ -25,9 +27,7 @@ def nodule_data_kind(dataset_dir: str | os.PathLike | None) -> str:
     """``"synthetic"``, ``"nodulemnist3d"`` or ``"luna16"``; ValueError naming the path and layouts otherwise."""
     if dataset_dir is None or str(dataset_dir).strip() in ("", "None", "null"):
         return "synthetic"
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        raise ValueError(f"dataset_dir {str(root)!r} does not exist or is not a directory; expected {NODULE_LAYOUTS}")
+    root = existing_folder(dataset_dir, "dataset_dir", NODULE_LAYOUTS)
     if any((root / name).is_file() for name in ("nodulemnist3d.npz", "nodulemnist3d_64.npz")):
         return "nodulemnist3d"
     if (root / "candidates.csv").is_file():

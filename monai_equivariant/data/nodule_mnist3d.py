@@ -4,6 +4,8 @@ the published ``.npz`` (keys ``train_images``, ``train_labels``, ``val_*``, ``te
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +33,13 @@ def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: b
     """Path of the NoduleMNIST3D archive of ``size`` (28 or 64) in ``root_dir``; downloaded only if missing.
 
     An existing file is used as is (no network). ``download=True`` fetches a missing file with
-    ``monai.apps.download_url`` and checks the published MD5 (a mismatch raises ValueError naming both hashes).
+    :func:`~monai_equivariant.data.download.fetch_url` (timeout, retries) and checks the published MD5 (a mismatch raises ValueError naming both hashes).
     """
     if size not in NODULE_MNIST3D_FILES:
         raise ValueError(f"NoduleMNIST3D comes in sizes {sorted(NODULE_MNIST3D_FILES)}, got {size}")
     name, url, md5 = NODULE_MNIST3D_FILES[size]
+    if Path(root_dir).exists() and not Path(root_dir).is_dir():
+        raise ValueError(f"NoduleMNIST3D root_dir {str(root_dir)!r} is a file, not a folder; expected a folder holding {name}")
     path = Path(root_dir) / name
     if path.is_file():
         return path
@@ -45,12 +49,13 @@ def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: b
             f"train_images, train_labels, val_images, val_labels, test_images, test_labels); get it from {url} "
             "or pass download=True"
         )
-    from monai.apps import download_url
     from monai.apps.utils import HashCheckError
+
+    from monai_equivariant.data.download import fetch_url  # download.py imports this module
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        download_url(url, filepath=path, hash_val=md5, hash_type="md5")
+        fetch_url(url, path, hash_val=md5, hash_type="md5")
     except HashCheckError as error:
         raise ValueError(
             f"the download of {url} does not have the published MD5 {md5}; nothing was saved to {path}: {error}"
@@ -66,6 +71,29 @@ def _check_md5(path: Path, md5: str) -> None:
             f"{path} does not have the published MD5 {md5}: the file is corrupt or not NoduleMNIST3D; delete it "
             "and download again (or pass check_md5=False for a file you made yourself)"
         )
+
+
+def _read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of ``split`` from the npz at ``path``.
+
+    Raises:
+        ValueError naming the file when it is not a readable npz (truncated, corrupt: zip, CRC or zlib errors) or
+        lacks the split's keys.
+    """
+    keys = (f"{split}_images", f"{split}_labels")
+    try:
+        with np.load(path) as archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise KeyError(missing)
+            return archive[keys[0]], archive[keys[1]].reshape(-1)
+    except KeyError as error:
+        raise ValueError(f"{path} lacks keys {error.args[0]}; a NoduleMNIST3D npz has {split}_images/{split}_labels") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(
+            f"cannot read NoduleMNIST3D file {str(path)!r} ({type(error).__name__}: {error}): it is truncated or corrupt; "
+            "delete it and download it again (nodule_mnist3d(..., download=True), or check_md5=True to verify a copy)"
+        ) from error
 
 
 def nodule_mnist3d(
@@ -91,12 +119,7 @@ def nodule_mnist3d(
     path = nodule_mnist3d_path(root_dir, size, download)
     if check_md5:
         _check_md5(path, NODULE_MNIST3D_FILES[size][2])
-    keys = (f"{split}_images", f"{split}_labels")
-    with np.load(path) as archive:
-        missing = [k for k in keys if k not in archive.files]
-        if missing:
-            raise ValueError(f"{path} lacks keys {missing}; a NoduleMNIST3D npz has {split}_images/{split}_labels")
-        images, labels = archive[keys[0]], archive[keys[1]].reshape(-1)
+    images, labels = _read_split(path, split)
     if images.ndim != 4 or images.shape[1:] != (size, size, size) or len(images) != len(labels):
         raise ValueError(
             f"{path}: expected {keys[0]} of shape (N, {size}, {size}, {size}) and N labels, got "

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
+from monai_equivariant.data.folders import existing_folder
 from monai_equivariant.data.synthetic import synthetic_tissue_patch
 
 __all__ = ["PCAM_SPLITS", "PCamPatches", "histopathology_dataset", "pcam_files"]
@@ -31,9 +32,7 @@ def pcam_files(dataset_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:
     part = PCAM_SPLITS.get(split, split)
     if part not in PCAM_SPLITS.values():
         raise ValueError(f"split must be one of {sorted(PCAM_SPLITS)}, got {split!r}")
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        raise ValueError(f"dataset_dir {str(root)!r} does not exist or is not a directory; expected {_LAYOUT}")
+    root = existing_folder(dataset_dir, "dataset_dir", _LAYOUT)
     paths = tuple(root / f"camelyonpatch_level_2_split_{part}_{xy}.h5" for xy in ("x", "y"))
     for path in paths:
         if not path.is_file():

@@ -21,9 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_equivariant.data.synthetic import write_synthetic_polyp_dataset
+from monai_equivariant.data.folders import existing_folder, output_folder
+from monai_equivariant.data.synthetic import SYNTHETIC_STAMP, synthetic_set_problem, write_synthetic_polyp_dataset
 
-__all__ = ["POLYP_LAYOUTS", "find_polyp_pairs", "mask_image", "polyp_datalist", "rgb_image", "split_datalist"]
+__all__ = [
+    "POLYP_LAYOUTS",
+    "find_polyp_pairs",
+    "mask_image",
+    "polyp_datalist",
+    "read_polyp_datalist",
+    "rgb_image",
+    "split_datalist",
+]
 
 POLYP_LAYOUTS: dict[str, tuple[str, str]] = {"Kvasir-SEG": ("images", "masks"), "CVC-ClinicDB": ("Original", "Ground Truth")}
 """Layout name -> (image folder, mask folder)."""
@@ -34,8 +43,7 @@ _LAYOUT_TEXT = "Kvasir-SEG (images/*.jpg + masks/*.jpg) or CVC-ClinicDB (Origina
 
 def _detect_layout(dataset_dir: Path) -> tuple[str, Path]:
     """(layout name, folder holding the image/mask folders) for ``dataset_dir`` or its one matching child."""
-    if not dataset_dir.is_dir():
-        raise ValueError(f"dataset_dir {str(dataset_dir)!r} does not exist or is not a directory; expected {_LAYOUT_TEXT}")
+    existing_folder(dataset_dir, "dataset_dir", _LAYOUT_TEXT)
     candidates = [dataset_dir] + sorted(p for p in dataset_dir.iterdir() if p.is_dir())
     for folder in candidates:
         for name, (images, masks) in POLYP_LAYOUTS.items():
@@ -133,6 +141,17 @@ def split_datalist(
     return {name: [dict(items[i]) for i in part] for name, part in zip(("training", "validation", "test"), parts)}
 
 
+SYNTHETIC_FOLDER = "synthetic_polyp"
+"""The training run's synthetic set: ``<datalist_dir>/synthetic_polyp`` (written by :func:`polyp_datalist` only)."""
+
+HELD_OUT_SYNTHETIC_FOLDER = "synthetic_polyp_held_out"
+"""Where evaluation / inference write their own synthetic set when there is no training set to read."""
+
+
+def _is_synthetic(dataset_dir: str | os.PathLike | None) -> bool:
+    return dataset_dir is None or str(dataset_dir).strip() in ("", "None", "null")
+
+
 def polyp_datalist(
     dataset_dir: str | os.PathLike | None,
     output_dir: str | os.PathLike,
@@ -147,15 +166,75 @@ def polyp_datalist(
     layout) and used. The input is validated before anything is written; the datalist is written atomically.
     """
     output_dir = Path(output_dir)
-    if dataset_dir is None or str(dataset_dir).strip() in ("", "None", "null"):
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"datalist_dir {str(output_dir)!r} is a file, not a folder: give a folder path (created if missing)")
+    if _is_synthetic(dataset_dir):
         dataset_dir = write_synthetic_polyp_dataset(
-            output_dir / "synthetic_polyp", synthetic_samples, synthetic_size, seed
+            output_dir / SYNTHETIC_FOLDER, synthetic_samples, synthetic_size, seed
         )
     layout, pairs = find_polyp_pairs(dataset_dir)
     datalist = split_datalist(pairs, fractions, seed)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(output_dir, "datalist_dir")
     target = output_dir / "datalist.json"
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"layout": layout, "dataset_dir": str(dataset_dir), "seed": seed, **datalist}, indent=1))
     os.replace(tmp, target)
     return datalist
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _intact_synthetic_set(folder: Path) -> bool:
+    """Whether ``folder`` holds a synthetic set exactly as its own stamp describes it."""
+    stamp = _read_json(folder / SYNTHETIC_STAMP)
+    if not isinstance(stamp, dict):
+        return False
+    parameters = [stamp.get(key) for key in ("num_samples", "size", "seed")]
+    return all(isinstance(v, int) for v in parameters) and synthetic_set_problem(folder, *parameters) is None
+
+
+def read_polyp_datalist(
+    dataset_dir: str | os.PathLike | None,
+    datalist_dir: str | os.PathLike,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    synthetic_samples: int = 60,
+    synthetic_size: int = 64,
+) -> dict[str, list[dict[str, str]]]:
+    """The train/validation/test split for evaluation and inference, made in memory: they never write the training
+    data (``<datalist_dir>/datalist.json`` and ``<datalist_dir>/synthetic_polyp/``).
+
+    - Synthetic default (``dataset_dir`` empty): the training run's set ``<datalist_dir>/synthetic_polyp`` when it
+      is intact (it matches its stamp), whatever ``--image_size`` or ``--synthetic_samples`` this run is given (the
+      transforms resize); without one, a set of these parameters is written to
+      ``<datalist_dir>/synthetic_polyp_held_out`` and used.
+    - A real ``dataset_dir``: its images and masks, read and decoded as :func:`find_polyp_pairs` does.
+
+    The split is the seeded one of :func:`polyp_datalist`, with the seed the training run recorded in its
+    ``datalist.json`` when that run used the same data (so its test split is the one the model never saw), else
+    ``seed``.
+    """
+    datalist_dir = Path(datalist_dir)
+    if datalist_dir.exists() and not datalist_dir.is_dir():
+        raise ValueError(f"datalist_dir {str(datalist_dir)!r} is a file, not a folder: give a folder path")
+    recorded = _read_json(datalist_dir / "datalist.json")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    recorded_dir = Path(str(recorded["dataset_dir"])) if recorded.get("dataset_dir") else None
+    if _is_synthetic(dataset_dir):
+        training_set = datalist_dir / SYNTHETIC_FOLDER
+        if _intact_synthetic_set(training_set):
+            dataset_dir, same_data = training_set, recorded_dir is not None and recorded_dir.name == SYNTHETIC_FOLDER
+        else:
+            held_out = datalist_dir / HELD_OUT_SYNTHETIC_FOLDER
+            dataset_dir = write_synthetic_polyp_dataset(held_out, synthetic_samples, synthetic_size, seed)
+            same_data = False
+    else:
+        same_data = recorded_dir is not None and recorded_dir.resolve() == Path(dataset_dir).resolve()
+    recorded_seed = recorded.get("seed") if same_data else None
+    _, pairs = find_polyp_pairs(dataset_dir)
+    return split_datalist(pairs, fractions, recorded_seed if isinstance(recorded_seed, int) else seed)

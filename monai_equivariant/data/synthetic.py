@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["field_of_view", "synthetic_polyp", "synthetic_tissue_patch", "write_synthetic_polyp_dataset"]
+from monai_equivariant.data.folders import output_folder
+
+__all__ = [
+    "SYNTHETIC_STAMP",
+    "field_of_view",
+    "synthetic_polyp",
+    "synthetic_set_problem",
+    "synthetic_tissue_patch",
+    "write_synthetic_polyp_dataset",
+]
 
 
 SYNTHETIC_POLYP_VERSION = 2
@@ -86,35 +99,171 @@ def synthetic_polyp(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarra
     return np.clip(image, 0, 1).astype(np.float32), mask[None].astype(np.float32)
 
 
-def write_synthetic_polyp_dataset(root: str | Path, num_samples: int = 60, size: int = 64, seed: int = 0) -> Path:
-    """Write ``num_samples`` synthetic polyps to ``root`` in the Kvasir-SEG layout (``images/``, ``masks/``, PNG).
+SYNTHETIC_STAMP = "synthetic.json"
+"""The stamp of a synthetic polyp set: its parameters and the byte size of every file it holds, written last."""
 
-    Images are RGB uint8, masks grayscale 0/255. A ``synthetic.json`` stamp records the parameters: an
-    existing set with the same parameters is reused, so repeated runs do not regenerate it.
+_PARTS = ("images", "masks")
 
-    Returns:
-        ``root`` as a Path.
+
+def _set_parameters(num_samples: int, size: int, seed: int) -> dict:
+    return {"num_samples": int(num_samples), "size": int(size), "seed": int(seed), "version": SYNTHETIC_POLYP_VERSION}
+
+
+def _files_in(root: Path) -> dict[str, int]:
+    """``{"images/<name>": bytes, "masks/<name>": bytes}`` of every file in the set's two folders."""
+    return {
+        f"{part}/{path.name}": path.stat().st_size
+        for part in _PARTS
+        if (root / part).is_dir()
+        for path in sorted((root / part).iterdir())
+        if path.is_file()
+    }
+
+
+def _read_stamp(stamp: Path) -> dict | None:
+    """The stamp's content (parameters and ``"files"``), or None when it is unreadable or has no file list."""
+    try:
+        content = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) and "files" in content else None
+
+
+def synthetic_set_problem(root: str | Path, num_samples: int, size: int, seed: int = 0) -> str | None:
+    """What is wrong with ``root`` as the synthetic polyp set of these parameters, or None when it is that set.
+
+    ``root`` must hold a stamp with these parameters, and exactly the files the stamp lists, each of the byte size
+    it promises (a file missing, added, truncated or rewritten by another run is reported).
     """
+    root = Path(root)
+    stamp = root / SYNTHETIC_STAMP
+    if not stamp.is_file():
+        return f"no {SYNTHETIC_STAMP} stamp in {str(root)!r}"
+    promised = _read_stamp(stamp)
+    if promised is None:
+        return f"the stamp {str(stamp)!r} is unreadable or from an older version (no file list)"
+    files = promised.pop("files")
+    wanted = _set_parameters(num_samples, size, seed)
+    if promised != wanted:
+        return f"the set was made with {promised}, not {wanted}"
+    if not isinstance(files, dict) or len(files) != 2 * int(num_samples):
+        return f"the stamp {str(stamp)!r} does not list {2 * int(num_samples)} files"
+    found = _files_in(root)
+    missing = sorted(set(files) - set(found))
+    extra = sorted(set(found) - set(files))
+    resized = sorted(name for name in set(files) & set(found) if files[name] != found[name])
+    if missing or extra or resized:
+        return (
+            f"{str(root)!r} does not hold the files its stamp promises ({len(missing)} missing, {len(extra)} not "
+            f"listed, {len(resized)} of another size; e.g. {(missing + extra + resized)[:3]})"
+        )
+    return None
+
+
+def _check_replaceable(root: Path) -> None:
+    """Refuse to replace an existing ``root`` that is not a synthetic set (no stamp, and files that are not ours)."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"synthetic polyp folder {str(root)!r} is a file, not a folder: give a folder path")
+    if (root / SYNTHETIC_STAMP).is_file():
+        return
+    foreign = [
+        str(path.relative_to(root))
+        for path in sorted(root.rglob("*"))
+        if not (path.is_dir() and path.parent == root and path.name in _PARTS)
+        and not (path.is_file() and path.parent.name in _PARTS and path.parent.parent == root
+                 and path.name.startswith("synthetic_") and path.suffix == ".png")
+    ]
+    if foreign:
+        raise ValueError(
+            f"{str(root)!r} exists and is not a synthetic polyp set (no {SYNTHETIC_STAMP}; it holds {foreign[:5]}): "
+            "refusing to replace it; remove it or choose another folder"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _remove_dead_temporaries(root: Path) -> None:
+    """Remove the temporary folders (``.<name>.tmp-<pid>-*``, ``.<name>.old-<pid>-*``) that killed writers left."""
+    for path in root.parent.glob(f".{root.name}.*-*-*"):
+        kind, _, rest = path.name[len(root.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and path.is_dir() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_set(folder: Path, num_samples: int, size: int, seed: int) -> None:
+    """Write the images, the masks and, last, the stamp listing them into the empty ``folder``."""
     from PIL import Image
 
-    if num_samples < 1 or size < 8:
-        raise ValueError(f"need num_samples >= 1 and size >= 8, got num_samples={num_samples}, size={size}")
-    root = Path(root)
-    stamp = root / "synthetic.json"
-    params = {"num_samples": int(num_samples), "size": int(size), "seed": int(seed), "version": SYNTHETIC_POLYP_VERSION}
-    if stamp.is_file() and json.loads(stamp.read_text()) == params:
-        return root
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    for stale in list((root / "images").glob("synthetic_*.png")) + list((root / "masks").glob("synthetic_*.png")):
-        stale.unlink()
+    for part in _PARTS:
+        (folder / part).mkdir()
     rng = np.random.default_rng(seed)
     for index in range(num_samples):
         image, mask = synthetic_polyp(rng, size)
         name = f"synthetic_{index:04d}.png"
-        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(root / "images" / name)
-        Image.fromarray((mask[0] * 255).astype(np.uint8)).save(root / "masks" / name)
-    stamp.write_text(json.dumps(params))
+        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(folder / "images" / name)
+        Image.fromarray((mask[0] * 255).astype(np.uint8)).save(folder / "masks" / name)
+    stamp = {**_set_parameters(num_samples, size, seed), "files": _files_in(folder)}
+    (folder / SYNTHETIC_STAMP).write_text(json.dumps(stamp))
+
+
+def _replace_folder(target: Path, new: Path) -> None:
+    """Put the complete folder ``new`` at ``target``: rename the old one aside, rename ``new`` in, delete the old.
+
+    A run killed in between leaves no ``target`` (the next run writes the set again), never a mixed one.
+    """
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
+    os.rename(target, old / target.name)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_synthetic_polyp_dataset(root: str | Path, num_samples: int = 60, size: int = 64, seed: int = 0) -> Path:
+    """Write ``num_samples`` synthetic polyps to ``root`` in the Kvasir-SEG layout (``images/``, ``masks/``, PNG).
+
+    Images are RGB uint8, masks grayscale 0/255. A ``synthetic.json`` stamp records the parameters and the byte
+    size of every file. An existing set is reused only when it holds exactly what its stamp promises
+    (:func:`synthetic_set_problem`), so repeated runs do not regenerate it; a set whose files do not match its
+    stamp is written again, with a warning. Writing is atomic: the set is written to a temporary folder beside
+    ``root`` (stamp last) and renamed into place, so a run killed at any moment leaves either the old complete
+    set or none, never new files under an old stamp. An existing ``root`` that is not a synthetic set (no stamp,
+    other files) is refused, not replaced.
+
+    Returns:
+        ``root`` as a Path.
+    """
+    if num_samples < 1 or size < 8:
+        raise ValueError(f"need num_samples >= 1 and size >= 8, got num_samples={num_samples}, size={size}")
+    root = Path(root)
+    _check_replaceable(root)
+    problem = synthetic_set_problem(root, num_samples, size, seed) if root.is_dir() else "no set"
+    if problem is None:
+        return root
+    stamped = _read_stamp(root / SYNTHETIC_STAMP) if root.is_dir() else None
+    if stamped is not None and {k: v for k, v in stamped.items() if k != "files"} == _set_parameters(num_samples, size, seed):
+        warnings.warn(f"synthetic polyp set: {problem}; writing it again")  # damaged, not merely other parameters
+    output_folder(root.parent, "synthetic polyp folder's parent")
+    _remove_dead_temporaries(root)
+    new = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-{os.getpid()}-", dir=root.parent))
+    try:
+        _write_set(new, int(num_samples), int(size), int(seed))
+        _replace_folder(root, new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     return root
 
 

@@ -1,0 +1,43 @@
+"""Folder arguments of the data functions (``dataset_dir``, ``root_dir``, output and cache folders): an error that
+names the argument and the path when a folder is given a file, does not exist, or cannot be created."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["existing_folder", "output_folder"]
+
+
+def existing_folder(path: str | os.PathLike, what: str, expected: str) -> Path:
+    """``path`` as a Path when it is an existing folder.
+
+    Args:
+        path: the folder given.
+        what: the argument's name, for the message (``"dataset_dir"``, ``"root_dir"``).
+        expected: what the folder should hold, for the message.
+
+    Raises:
+        ValueError naming ``what`` and the path when it is a file or does not exist.
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        return folder
+    state = "is a file, not a folder" if folder.exists() else "does not exist"
+    raise ValueError(f"{what} {str(folder)!r} {state}; expected a folder holding {expected}")
+
+
+def output_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path, created (with its parents) if missing, for a function to write into.
+
+    Raises:
+        ValueError naming ``what`` and the path when it, or one of its parents, is a file, or it cannot be created.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} is a file, not a folder: give a folder path (created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a parent is a file (NotADirectoryError / FileExistsError), no permission, ...
+        raise ValueError(f"{what} {str(folder)!r} cannot be created ({error}): give a folder path you can write to") from error
+    return folder
