@@ -12,8 +12,11 @@ import copy
 
 import pytest
 import torch
-
+from helpers import assert_matches, depth_and_fan_in
 from test_export_tools import NETS, _build
+
+from monai_equivariant.layers.conv import group_convs
+from monai_equivariant.networks.nets import P4UNet
 
 
 def _compiled_matches_eager(name: str, backend: str) -> None:
@@ -55,22 +58,124 @@ def test_compile_train_step_inductor(name):
     _compiled_matches_eager(name, "inductor")
 
 
-def test_compile_p4unet_inductor_first_call_equals_eager():
-    """What users run: float32, compiled before any eager call (the tables were built at construction), a
-    training step first (this failed with "InductorError: Exponent must be non-negative").
+class CountingBackend:
+    """A ``torch.compile`` backend that counts the graphs dynamo hands over (one per compile of a frame; without
+    graph breaks one per compile of the net: the first, then every recompile) and passes them to ``backend``."""
 
-    In the default run (about 35 s warm, a minute with an empty inductor cache): one inductor compile (forward +
-    backward). Eval mode under inductor (a second compile) is checked for every net by the slow
-    ``test_compile_train_step_inductor``, and under ``aot_eager`` by the default run."""
+    def __init__(self, backend: str = "inductor") -> None:
+        self.backend = torch._dynamo.lookup_backend(backend)
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return self.backend(gm, example_inputs)
+
+
+def _train_then_validate(net, compiled, reference, x, check_no_grad_in_training=False) -> None:
+    """One training step (forward and backward) and one validation call (eval, no_grad) of ``compiled``, each
+    compared with ``reference`` (the eager twin, same weights): outputs and gradients to float32 round-off
+    (helpers.assert_matches; gradients at twice the depth, on the largest gradient of the net)."""
+    net.train(), reference.train()
+    net.zero_grad(), reference.zero_grad()
+    out, expected = compiled(x), reference(x)
+    out.square().mean().backward()
+    expected.square().mean().backward()
+    assert_matches(out, expected, reference, msg="training output")
+    scale = max(float(q.grad.abs().max()) for q in reference.parameters())
+    depth = 2 * depth_and_fan_in(reference)[0]
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert_matches(p.grad, q.grad, reference, depth=depth, scale=scale, msg=name)
+    if check_no_grad_in_training:  # a no_grad call in training mode (updates the running statistics)
+        with torch.no_grad():
+            assert_matches(compiled(x), reference(x), reference, msg="no_grad in training mode")
+    net.eval(), reference.eval()
+    with torch.no_grad():
+        assert_matches(compiled(x), reference(x), reference, msg="validation output")
+
+
+def test_compiled_p4unet_trains_then_validates_one_graph_per_mode():
+    """Issue 19 item 2, as reported: ``torch.compile(P4UNet(2, 3, 1, channels=(4, 8, 16)))`` (default options,
+    inductor) on (1, 3, 32, 32), a training step, then a validation call, failed with "InductorError: ValueError:
+    Exponent must be non-negative": ``Group.is_grid`` (NumPy) and the input route's table constants broke the graph
+    into 15, the same conv forward then ran at several sizes, dynamo made them symbolic, and inductor's sympy
+    recursed on the gathers. Now: one graph per mode (training, eval), equal to eager.
+
+    The reported net (channels (4, 8, 16), 32²) takes 3 CPU minutes to compile twice; a two-level P4UNet whose deep
+    level takes the input route has the same cause and about half of that. Other sizes: the next test and the
+    slow one below."""
     torch._dynamo.reset()
-    net, x = _build("P4UNet")
-    x = torch.cat([x, x.flip(-1)])
+    torch.manual_seed(0)
+    net = P4UNet(2, 3, 1, channels=(4, 16))  # two levels (compile time); 16 fields on 8²: the input route
     reference = copy.deepcopy(net)
-    compiled = torch.compile(net, fullgraph=True)
-    out = compiled(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, reference(x), rtol=1e-4, atol=1e-5)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    backend = CountingBackend("inductor")
+    compiled = torch.compile(net, backend=backend)
+    _train_then_validate(net, compiled, reference, torch.randn(1, 3, 16, 16))
+    assert backend.graphs == 2, f"{backend.graphs} graphs for one training step and one validation call"
+
+
+def test_compiled_net_at_new_sizes_recompiles_once_per_mode_then_never():
+    """Training and validation at 16², then 32² (dynamo then makes the spatial sizes symbolic: one recompile per
+    mode; the input route's gathers are custom operators whose fake implementation takes any size), then 24²: no
+    recompile. Outputs and gradients equal to eager at every size (aot_eager: dynamo + AOT autograd with symbolic
+    shapes; inductor at several sizes for every factory net: the slow test below)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = P4UNet(2, 1, 1, channels=(2, 16), strides=(2,))  # 16 fields at the deep level: the input route
+    assert any(conv.route == "auto" for conv in group_convs(net))
+    reference = copy.deepcopy(net)
+    backend = CountingBackend("aot_eager")
+    compiled = torch.compile(net, backend=backend)
+    graphs = []
+    for size in (16, 32, 24):
+        _train_then_validate(net, compiled, reference, torch.randn(2, 1, size, size))
+        graphs.append(backend.graphs)
+    assert graphs == [2, 4, 4], f"graphs compiled after each size: {graphs}"
+
+
+def _factory_cases():
+    from monai_equivariant.networks.factory import (
+        CLASSIFICATION_NETWORKS,
+        SEGMENTATION_NETWORKS,
+        classification_network,
+        segmentation_network,
+    )
+
+    cases = {f"segmentation-{n}": (lambda n=n: segmentation_network(n, in_channels=1, channels=(2, 4)), 2, (8, 16))
+             for n in SEGMENTATION_NETWORKS}
+    for name in CLASSIFICATION_NETWORKS:
+        for dims in (2, 3):
+            if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):
+                continue
+            cases[f"classification-{name}-{dims}d"] = (
+                lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
+                dims, (4, 8) if dims == 3 else (8, 16),
+            )
+    return cases
+
+
+FACTORY = _factory_cases()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FACTORY))
+def test_every_factory_net_compiles_trains_and_validates_at_several_sizes(name):
+    """Every network the factory builds, inductor, default options: training step, no_grad call in training mode,
+    validation, at two sizes and a third; at most one compile per mode and size class (3 modes × static, then
+    symbolic), none at the third size."""
+    if "steerable" in name:
+        pytest.importorskip("escnn")
+    make, dims, sizes = FACTORY[name]
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = make()
+    reference = copy.deepcopy(net)
+    backend = CountingBackend("inductor")
+    compiled = torch.compile(net, backend=backend)
+    graphs = []
+    for size in sizes + (sizes[0] + sizes[1],):
+        _train_then_validate(net, compiled, reference, torch.randn((2, 1) + (size,) * dims), True)
+        graphs.append(backend.graphs)
+    assert graphs[0] <= 3 and graphs[1] <= 6 and graphs[2] == graphs[1], f"graphs after each size: {graphs}"
 
 
 def test_compiled_training_step_takes_the_input_route_in_one_graph(monkeypatch):

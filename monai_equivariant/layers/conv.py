@@ -4,6 +4,7 @@ precomputed tables (:mod:`~monai_equivariant.layers.expansion`), then run one ``
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -15,15 +16,16 @@ from monai_equivariant.layers.expansion import expand_filter, expand_with_tables
 from monai_equivariant.layers.filter_cache import FilterCache, plain_tensor
 from monai_equivariant.layers.input_transform import (
     conv_by_input_transform,
+    conv_by_input_transform_op,
+    grid_matrices,
     input_transform_pays,
     input_transform_tables,
 )
 
-__all__ = ["GroupConv", "LiftingConv", "expand_filter"]
+__all__ = ["ROUTES", "GroupConv", "LiftingConv", "expand_filter", "group_convs"]
 
-
-_constant_tables = torch.compiler.assume_constant_result(input_transform_tables)
-"""The tables of the input route; ``torch.compile`` bakes them into the graph as constants (built once per size)."""
+ROUTES = ("auto", "filter", "input")
+"""The routes of a group conv (see :attr:`GroupConv.route`)."""
 
 
 class _GroupConvNd(nn.Module):
@@ -38,8 +40,10 @@ class _GroupConvNd(nn.Module):
 
     regular_input: bool = True
     __jit_unused_properties__ = ["route", "grid_action"]
-    _ROUTES = ("auto", "filter", "input")
+    _ROUTES = ROUTES
     _route = "auto"  # the class default: also what a layer pickled before routes existed reads
+    _grid_matrices = None  # list[int], set at construction (None: a layer pickled before it existed)
+    __jit_ignored_attributes__ = ["_grid_matrices"]  # used by the input route only, which TorchScript skips
 
     def __init__(
         self,
@@ -59,7 +63,7 @@ class _GroupConvNd(nn.Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = int(kernel_size)
         self.group.kernel_action(self.kernel_size)  # validates the size (odd) and warms the table cache
-        self.padding = self.kernel_size // 2 if padding is None else int(padding)
+        self.padding = self.kernel_size // 2 if padding is None else _check_padding(padding)
         self.in_group_size = self.group.order if self.regular_input else 1
         self.group_order = self.group.order
         self.group_name = self.group.name
@@ -72,6 +76,7 @@ class _GroupConvNd(nn.Module):
         self.register_buffer("reduce_index", tables["inverse"], persistent=False)
         self.register_buffer("tap_matrix", tables["matrix"], persistent=False)
         self.interpolated = bool(tables["matrix"].numel() > 0)
+        self._grid_matrices = self._derive_grid_matrices()
         self._cache = FilterCache()
         self.reset_parameters()
 
@@ -113,10 +118,25 @@ class _GroupConvNd(nn.Module):
         """The planar filter bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,); cached in eval/no-grad."""
         return self._cache.get(self, [self.weight, self.bias], self._expand)
 
+    def _derive_grid_matrices(self) -> list[int]:
+        """The group's integer matrices flattened (the input route's operators take them), or [] when the group
+        interpolates its kernels (no input route)."""
+        return grid_matrices(self.group) if self.group.is_grid and not self.interpolated else []
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if self.__dict__.get("_grid_matrices") is None:  # pickled before it existed: derive it here, not in forward
+            self._grid_matrices = self._derive_grid_matrices()
+
     @property
     def grid_action(self) -> bool:
-        """True when the group acts on the pixel grid by flips and axis permutations (the input route exists)."""
-        return bool(self.group.is_grid and not self.interpolated)
+        """True when the group acts on the pixel grid by flips and axis permutations (the input route exists).
+
+        Read from a plain list set at construction, so ``torch.compile`` never traces the group's NumPy data (it
+        graph-broke on ``Group.is_grid``'s ``np.allclose``)."""
+        if self._grid_matrices is None:
+            self._grid_matrices = self._derive_grid_matrices()
+        return len(self._grid_matrices) > 0
 
     @property
     def route(self) -> str:
@@ -130,7 +150,7 @@ class _GroupConvNd(nn.Module):
 
     @route.setter
     def route(self, value: str) -> None:
-        if value not in self._ROUTES:
+        if not isinstance(value, str) or value not in self._ROUTES:
             raise ValueError(f"route must be one of {self._ROUTES}, got {value!r}")
         if value == "input" and not self.grid_action:
             raise ValueError(
@@ -166,9 +186,14 @@ class _GroupConvNd(nn.Module):
 
     @torch.jit.unused
     def _forward_by_input_transform(self, x: torch.Tensor) -> torch.Tensor:
-        size_in = int(x.shape[2])
-        tables = _constant_tables(self.group, self.regular_input, size_in, self._output_side(size_in), x.device)
-        out = conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
+        if torch.compiler.is_compiling():  # sizes may be symbolic: the gathers as custom operators
+            out = conv_by_input_transform_op(x, self.weight, self.bias, self._grid_matrices, self.regular_input,
+                                             self.padding)
+        else:
+            size_in = int(x.shape[2])
+            tables = input_transform_tables(self.group, self.regular_input, size_in, self._output_side(size_in),
+                                            x.device)
+            out = conv_by_input_transform(x, self.weight, self.bias, tables, self.padding)
         channels_last = _channels_last(self.spatial_dims)
         if not x.is_contiguous() and x.is_contiguous(memory_format=channels_last):
             out = out.contiguous(memory_format=channels_last)  # keep the layout the input came in
@@ -252,6 +277,21 @@ class GroupConv(_GroupConvNd):
     """
 
     regular_input = True
+
+
+def group_convs(module: nn.Module) -> list[_GroupConvNd]:
+    """Every lifting and group conv in ``module`` (itself included)."""
+    return [m for m in module.modules() if isinstance(m, _GroupConvNd)]
+
+
+def _check_padding(padding: object) -> int:
+    """``padding`` as an int ≥ 0; ValueError naming it otherwise (a bool, a float such as 1.5, a negative int)."""
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise ValueError(
+            f"padding must be an integer ≥ 0 (None: kernel_size // 2, which exact equivariance needs), "
+            f"got {padding!r}"
+        )
+    return int(padding)
 
 
 def _channels_last(spatial_dims: int) -> torch.memory_format:

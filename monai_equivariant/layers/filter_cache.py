@@ -14,7 +14,7 @@ the rebuild it saves writes |G| times as much. Where even that read matters (man
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, ContextManager, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -133,8 +133,7 @@ class FilterCache:
         return False
 
 
-@contextmanager
-def frozen_filters(module: nn.Module) -> Iterator[nn.Module]:
+def frozen_filters(module: nn.Module) -> ContextManager[nn.Module]:
     """Within the block, every layer of ``module`` reuses its cached filter bank without comparing its
     parameters on each forward (eval mode, no gradients: otherwise nothing changes). For repeated inference
     (sliding windows, test-time ensembles, benchmarks) on small inputs, where reading every parameter per forward
@@ -151,6 +150,16 @@ def frozen_filters(module: nn.Module) -> Iterator[nn.Module]:
             for patch in patches:
                 out = net(patch)
     """
+    if not isinstance(module, nn.Module):  # checked at the call, not first inside the with block
+        raise TypeError(
+            f"frozen_filters expects a torch.nn.Module (a network or layer whose filter banks to freeze), got "
+            f"{type(module).__name__} {module!r}"
+        )
+    return _frozen_filters(module)
+
+
+@contextmanager
+def _frozen_filters(module: nn.Module) -> Iterator[nn.Module]:
     caches = [m._cache for m in module.modules() if isinstance(getattr(m, "_cache", None), FilterCache)]
     for cache in caches:
         cache.trust()

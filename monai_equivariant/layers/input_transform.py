@@ -21,12 +21,20 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from monai_equivariant.groups.group import Group
 
-__all__ = ["conv_by_input_transform", "input_transform_pays", "input_transform_tables", "spatial_permutations"]
+__all__ = [
+    "conv_by_input_transform",
+    "conv_by_input_transform_op",
+    "grid_matrices",
+    "input_transform_pays",
+    "input_transform_tables",
+    "spatial_permutations",
+]
 
 
 def input_transform_pays(weight_numel: int, input_numel: int, output_numel: int, group_order: int) -> bool:
@@ -101,6 +109,20 @@ def input_transform_tables(
     return dict(zip(names, _cached(key, build)))
 
 
+def _spread(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, C, L) -> (|G|, B, C, L) with ``out[g, b, c, l] = x[b, c, index[g, l]]``."""
+    n, length = index.shape
+    b, c = x.shape[0], x.shape[1]
+    source = x.unsqueeze(0).expand(n, b, c, length)
+    return torch.gather(source, 3, index.view(n, 1, 1, length).expand(n, b, c, length))
+
+
+def _collect(y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(|G|, B, C, S) -> (B, C, |G|, S) with ``out[b, c, g, s] = y[g, b, c, index[g, s]]``."""
+    n, b, c, points = y.shape
+    return torch.gather(y.permute(1, 2, 0, 3), 3, index.view(1, 1, n, points).expand(b, c, n, points))
+
+
 class _SpreadCopies(torch.autograd.Function):
     """``x`` (B, C, L) -> (|G|, B, C, L) with ``out[g, b, c, l] = x[b, c, index[g, l]]`` (each row of ``index`` a
     permutation of 0..L-1). Backward: a gather by ``inverse`` and a sum over the |G| copies (written with
@@ -109,10 +131,7 @@ class _SpreadCopies(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(inverse)
-        n, length = index.shape
-        b, c = x.shape[0], x.shape[1]
-        source = x.unsqueeze(0).expand(n, b, c, length)
-        return torch.gather(source, 3, index.view(n, 1, 1, length).expand(n, b, c, length))
+        return _spread(x, index)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
@@ -129,8 +148,7 @@ class _CollectCopies(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(inverse)
-        n, b, c, points = y.shape
-        return torch.gather(y.permute(1, 2, 0, 3), 3, index.view(1, 1, n, points).expand(b, c, n, points))
+        return _collect(y, index)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
@@ -174,3 +192,151 @@ def conv_by_input_transform(
         y = F.conv1d(stacked, plain_weight, bias, padding=padding)
     out = _CollectCopies.apply(y.reshape(n, batch, c_out, -1), tables["gather_out"], tables["scatter_out"])
     return out.reshape([batch, c_out * n] + list(y.shape[2:]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The same two gathers as custom operators, for torch.compile.
+#
+# Under ``torch.compile`` the spatial sizes may be symbolic (dynamo makes them so when a net sees a second input
+# size), and the index tables cannot be built for a symbolic size: baking them in as constants graph-breaks, and
+# passing them as graph inputs sent inductor's symbolic-shape reasoning into a recursion ("Exponent must be
+# non-negative"). As custom operators the gathers are opaque to the compiler: the fake (meta) implementation gives
+# the output shape for any size, symbolic or not, and the real one builds (and keeps) the tables for the concrete
+# size it is called with. The group travels as its integer matrices (grid groups only), so the graph holds no
+# Python object and the operators need no registry. Each operator is linear and its backward is its adjoint, which
+# is an operator too: backward of backward works.
+
+
+def grid_matrices(group: Group) -> list[int]:
+    """The group's matrices as a flat list of ints (|G|·d·d), the form the operators below take (grid groups)."""
+    if not group.is_grid:
+        raise ValueError(f"{group.name} interpolates: it has no exact action on a pixel grid")
+    return [int(round(v)) for v in group.matrices.reshape(-1)]
+
+
+_GROUPS: dict[tuple[int, ...], Group] = {}
+
+
+def _group_of(matrices: list[int], spatial_dims: int) -> Group:
+    key = (spatial_dims, *matrices)
+    if key not in _GROUPS:
+        n = len(matrices) // spatial_dims**2
+        _GROUPS[key] = Group("input-route grid group", np.array(matrices, dtype=np.float64).reshape(n, spatial_dims,
+                                                                                                     spatial_dims))
+    return _GROUPS[key]
+
+
+def _order(matrices: list[int], spatial_dims: int) -> int:
+    return len(matrices) // spatial_dims**2
+
+
+@torch.library.custom_op("monai_equivariant::spread_copies", mutates_args=())
+def spread_copies(x: torch.Tensor, matrices: list[int], regular: bool) -> torch.Tensor:
+    """(B, C_in·|G_in|, *s) -> (|G|·B, C_in·|G_in|, *s): the |G| transformed copies ``X_g`` of the module
+    docstring, stacked on the batch axis (g-major)."""
+    dims = x.dim() - 2
+    n, (batch, channels), spatial = _order(matrices, dims), x.shape[:2], x.shape[2:]
+    tables = input_transform_tables(_group_of(matrices, dims), regular, spatial[0], spatial[0], x.device)
+    fields = channels // (n if regular else 1)
+    copies = _spread(x.reshape(batch, fields, -1), tables["gather_in"])
+    return copies.reshape([n * batch, channels] + list(spatial))
+
+
+@torch.library.custom_op("monai_equivariant::spread_copies_adjoint", mutates_args=())
+def spread_copies_adjoint(grad: torch.Tensor, matrices: list[int], regular: bool) -> torch.Tensor:
+    """The adjoint of :func:`spread_copies`: (|G|·B, C, *s) -> (B, C, *s), each copy transformed back and summed."""
+    dims = grad.dim() - 2
+    n, channels, spatial = _order(matrices, dims), grad.shape[1], grad.shape[2:]
+    batch = grad.shape[0] // n
+    tables = input_transform_tables(_group_of(matrices, dims), regular, spatial[0], spatial[0], grad.device)
+    fields = channels // (n if regular else 1)
+    length = tables["scatter_in"].shape[1]
+    view = grad.reshape(n, batch, fields, length)
+    back = torch.gather(view, 3, tables["scatter_in"].view(n, 1, 1, length).expand(n, batch, fields, length))
+    return back.sum(0).reshape([batch, channels] + list(spatial))
+
+
+@torch.library.custom_op("monai_equivariant::collect_copies", mutates_args=())
+def collect_copies(y: torch.Tensor, matrices: list[int]) -> torch.Tensor:
+    """(|G|·B, C_out, *s) -> (B, C_out·|G|, *s): ``out[b, o·|G|+g] = T_g y[g·B+b, o]``."""
+    dims = y.dim() - 2
+    n, channels, spatial = _order(matrices, dims), y.shape[1], y.shape[2:]
+    batch = y.shape[0] // n
+    perm = input_transform_tables(_group_of(matrices, dims), False, spatial[0], spatial[0], y.device)["gather_out"]
+    out = _collect(y.reshape(n, batch, channels, -1), perm)
+    return out.reshape([batch, channels * n] + list(spatial))
+
+
+@torch.library.custom_op("monai_equivariant::collect_copies_adjoint", mutates_args=())
+def collect_copies_adjoint(grad: torch.Tensor, matrices: list[int]) -> torch.Tensor:
+    """The adjoint of :func:`collect_copies`: (B, C_out·|G|, *s) -> (|G|·B, C_out, *s)."""
+    dims = grad.dim() - 2
+    n, spatial = _order(matrices, dims), grad.shape[2:]
+    batch, channels = grad.shape[0], grad.shape[1] // n
+    tables = input_transform_tables(_group_of(matrices, dims), False, spatial[0], spatial[0], grad.device)
+    inverse = tables["scatter_out"]
+    points = inverse.shape[1]
+    source = grad.reshape(batch, channels, n, points).permute(2, 0, 1, 3)
+    back = torch.gather(source, 3, inverse.view(n, 1, 1, points).expand(n, batch, channels, points))
+    return back.reshape([n * batch, channels] + list(spatial))
+
+
+@spread_copies.register_fake
+def _(x, matrices, regular):
+    n = _order(matrices, x.dim() - 2)
+    return x.new_empty([n * x.shape[0]] + list(x.shape[1:]))
+
+
+@spread_copies_adjoint.register_fake
+def _(grad, matrices, regular):
+    n = _order(matrices, grad.dim() - 2)
+    return grad.new_empty([grad.shape[0] // n] + list(grad.shape[1:]))
+
+
+@collect_copies.register_fake
+def _(y, matrices):
+    n = _order(matrices, y.dim() - 2)
+    return y.new_empty([y.shape[0] // n, y.shape[1] * n] + list(y.shape[2:]))
+
+
+@collect_copies_adjoint.register_fake
+def _(grad, matrices):
+    n = _order(matrices, grad.dim() - 2)
+    return grad.new_empty([grad.shape[0] * n, grad.shape[1] // n] + list(grad.shape[2:]))
+
+
+def _save_args(ctx, inputs, output) -> None:
+    ctx.args = inputs[1:]
+
+
+def _register_adjoints(op, adjoint) -> None:
+    """Each operator's backward is its adjoint (both are linear), in both directions."""
+    for forward, backward in ((op, adjoint), (adjoint, op)):
+        torch.library.register_autograd(
+            forward, lambda ctx, grad, b=backward: (b(grad, *ctx.args),) + (None,) * len(ctx.args),
+            setup_context=_save_args,
+        )
+
+
+_register_adjoints(spread_copies, spread_copies_adjoint)
+_register_adjoints(collect_copies, collect_copies_adjoint)
+
+
+def conv_by_input_transform_op(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, matrices: list[int], regular: bool,
+    padding: int,
+) -> torch.Tensor:
+    """:func:`conv_by_input_transform` with the two gathers as custom operators (for ``torch.compile``, any size,
+    symbolic or not; same arguments except the group's :func:`grid_matrices` and the input kind instead of the
+    tables). (B, C_in·|G_in|, *s) -> (B, C_out·|G|, *s')."""
+    spatial_dims = x.dim() - 2
+    c_out = weight.shape[0]
+    stacked = spread_copies(x, matrices, regular)
+    plain_weight = weight.reshape([c_out, x.shape[1]] + list(weight.shape[3:]))
+    if spatial_dims == 2:
+        y = F.conv2d(stacked, plain_weight, bias, padding=padding)
+    elif spatial_dims == 3:
+        y = F.conv3d(stacked, plain_weight, bias, padding=padding)
+    else:
+        y = F.conv1d(stacked, plain_weight, bias, padding=padding)
+    return collect_copies(y.contiguous(), matrices)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import numbers
+import os
 
+import numpy as np
 import torch.nn as nn
 
 __all__ = [
@@ -114,7 +117,12 @@ def add_onnx_metadata(model, net: nn.Module):
 def check_onnx_input(model, shape) -> None:
     """Raise ValueError, naming what was expected, unless an input of ``shape`` (B, C, *spatial) meets the
     requirements :func:`add_onnx_metadata` recorded in ``model`` (an ``onnx.ModelProto``, a path, or an
-    onnxruntime ``InferenceSession``)."""
+    onnxruntime ``InferenceSession``).
+
+    Every entry of ``shape`` must be an integer ≥ 1 (a batch or size of 0, a negative size or 64.5 is refused). A
+    model without these metadata (an ONNX file written by ``torch.onnx.export`` alone) raises ValueError too:
+    nothing could be checked, and passing silently would promise a check that did not happen.
+    """
     if hasattr(model, "get_modelmeta"):  # onnxruntime session
         props = dict(model.get_modelmeta().custom_metadata_map)
     else:
@@ -123,7 +131,13 @@ def check_onnx_input(model, shape) -> None:
         proto = onnx.load(model) if not hasattr(model, "metadata_props") else model
         props = {p.key: p.value for p in proto.metadata_props}
     need = {k[len(_META_PREFIX):]: int(v) for k, v in props.items() if k.startswith(_META_PREFIX)}
-    shape = tuple(int(s) for s in shape)
+    if not need:
+        raise ValueError(
+            f"{_describe_model(model)} has no monai_equivariant metadata (no '{_META_PREFIX}*' entries in its "
+            "metadata_props), so no input can be checked against it: write it with export_onnx(net, path, example), "
+            "or add the metadata to an existing file with add_onnx_metadata(path, net)"
+        )
+    shape = _check_shape(shape)
     if "spatial_dims" in need and len(shape) != need["spatial_dims"] + 2:
         raise ValueError(
             f"expected a (B, C, *spatial) input with {need['spatial_dims']} spatial dims, got shape {shape}"
@@ -139,6 +153,32 @@ def check_onnx_input(model, shape) -> None:
             f"strides; exact equivariance needs it): crop or pad the input, e.g. to "
             f"{' or '.join(str(n) for n in nearest if n > 0)}"
         )
+
+
+def _describe_model(model) -> str:
+    """How an error names ``model``: the file for a path, else what kind of object it is."""
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        return f"ONNX file {os.fsdecode(model)!r}"
+    path = getattr(model, "_model_path", None)  # onnxruntime sessions made from a file keep it
+    if isinstance(path, str) and path:
+        return f"ONNX model {path!r} (an onnxruntime session)"
+    return f"the ONNX model ({type(model).__name__})"
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints ≥ 1; ValueError naming the first entry that is not one (0, -4, 64.5, "64")."""
+    try:
+        entries = list(shape)
+    except TypeError:
+        raise ValueError(f"shape must be a sequence of ints (B, C, *spatial), got {shape!r}") from None
+    names = ["batch", "channels"] + [f"spatial size {i}" for i in range(len(entries) - 2)]
+    for name, value in zip(names, entries):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(
+                f"shape {tuple(entries)!r}: {name} {value!r} is not an integer ≥ 1; expected (B, C, *spatial) with "
+                "every entry a positive integer"
+            )
+    return tuple(int(v) for v in entries)
 
 
 def export_onnx(net: nn.Module, path, example, dynamo: bool = False, **kwargs):

@@ -8,6 +8,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act, Pool
@@ -19,6 +20,7 @@ from monai_equivariant.networks.blocks.checkpointing import streamable, streamab
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
+from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.utils.export import ScriptsAsExport
 
 __all__ = ["GroupCNN", "count_parameters", "default_group", "matched_baseline"]
@@ -39,7 +41,7 @@ def default_group(spatial_dims: int) -> str:
     return "p4" if spatial_dims == 2 else "O"
 
 
-class GroupCNN(ScriptsAsExport, nn.Module):
+class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
     """Residual group CNN classifier: plain image in, group-invariant logits out.
 
     Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks
@@ -72,13 +74,16 @@ class GroupCNN(ScriptsAsExport, nn.Module):
             up to float round-off (summation order; the running statistics are updated once per step). The
             bundle's O-group nodule net ``GroupCNN(3, 1, 2, (4, 8, 16), "O")`` at batch 16, 32³ needs 2.3–2.5×
             less peak memory for a training step, at 1.3–1.4× its time (``benchmarks/group_cnn_memory.py``;
-            docs/networks.md).
+            docs/networks.md). True or False only (a string such as ``"False"`` is refused, TypeError).
+        route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
+            :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels).
     """
 
     __doc__ += _CLASSIFIER_DIFFERENCES
+    __jit_unused_properties__ = ["checkpointing", "route"]
 
     def __init__(
         self,
@@ -95,11 +100,13 @@ class GroupCNN(ScriptsAsExport, nn.Module):
         bias: bool = True,
         num_res_units: int = 1,
         checkpointing: bool = False,
+        route: str = "auto",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.group = as_group(default_group(spatial_dims) if group is None else group, spatial_dims)
+        route = check_route(route)
         channels, strides = check_levels(channels, strides, min_levels=1)
         if isinstance(num_res_units, bool) or not isinstance(num_res_units, numbers.Integral) or num_res_units < 1:
             raise ValueError(f"num_res_units must be an integer ≥ 1, got {num_res_units!r}")
@@ -124,7 +131,8 @@ class GroupCNN(ScriptsAsExport, nn.Module):
         self.project = GroupPool(self.group.order, mode="max")
         self.spatial_pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](1)
         self.head = nn.Linear(channels[-1], out_channels)
-        self.checkpointing = bool(checkpointing)
+        self.checkpointing = checkpointing
+        set_network_route(self, route)
 
     @property
     def checkpointing(self) -> bool:
@@ -133,14 +141,15 @@ class GroupCNN(ScriptsAsExport, nn.Module):
 
     @checkpointing.setter
     def checkpointing(self, value: bool) -> None:
-        self._checkpointing = bool(value)
+        self._checkpointing = _strict_bool("checkpointing", value)
         for layer in self.body:
             if isinstance(layer, GroupResidualBlock):
                 layer.checkpointing = self._checkpointing
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
-        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple)
+        """Raise ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with positive sizes divisible by
+        ``size_multiple``, in the network's dtype."""
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype)
 
     @torch.jit.unused
     def _checkpointed_body(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +184,7 @@ class GroupCNN(ScriptsAsExport, nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, *spatial) -> invariant pooled features (B, channels[-1])."""
         self.check_input(x)
-        if self.checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
+        if self._checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
             x = self._checkpointed_body(x)
         else:
             x = self.stem(x)
@@ -186,6 +195,14 @@ class GroupCNN(ScriptsAsExport, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, *spatial) -> logits (B, out_channels)."""
         return self.head(self.features(x))
+
+
+def _strict_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool (or NumPy bool); TypeError naming ``name`` otherwise (``bool("False")`` is True:
+    refuse rather than guess)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def count_parameters(module: nn.Module) -> int:

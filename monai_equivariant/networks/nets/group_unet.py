@@ -16,6 +16,7 @@ from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.input_check import check_levels
+from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 
 __all__ = ["GroupUNet", "P4UNet", "P4MUNet", "matched_channels"]
@@ -92,7 +93,7 @@ def _check_num_res_units(num_res_units: int) -> int:
     return int(num_res_units)
 
 
-class GroupUNet(UNetSkeleton):
+class GroupUNet(RoutedNetwork, UNetSkeleton):
     """U-Net whose every conv is a group conv; equivariant to ``group`` (exactly, for grid groups).
 
     Layout per level: (lifting at level 0, else group) conv-norm-act units (two, or one residual unit of
@@ -116,6 +117,8 @@ class GroupUNet(UNetSkeleton):
             0.01})``, ``"groupbatch"``, or None.
         dropout: probability or MONAI dropout spec, after every activation.
         bias: conv biases.
+        route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
+            :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)`` to float round-off; other sizes raise
@@ -139,10 +142,12 @@ class GroupUNet(UNetSkeleton):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        route: str = "auto",
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         group = as_group(group, spatial_dims)
+        route = check_route(route)
         channels, strides = check_levels(channels, strides, min_levels=2)
         kernel_size = as_kernel_size(kernel_size, spatial_dims)
         up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
@@ -180,6 +185,7 @@ class GroupUNet(UNetSkeleton):
         self.channels, self.strides = tuple(channels), tuple(strides)
         self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
         self.num_res_units = num_res_units
+        set_network_route(self, route)
 
 
 class P4UNet(GroupUNet):
@@ -205,10 +211,11 @@ class P4UNet(GroupUNet):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        route: str = "auto",
     ) -> None:
         super().__init__(
             spatial_dims, in_channels, out_channels, channels, "p4", strides, kernel_size, up_kernel_size,
-            num_res_units, act, norm, dropout, bias,
+            num_res_units, act, norm, dropout, bias, route,
         )
 
 
@@ -236,8 +243,9 @@ class P4MUNet(GroupUNet):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        route: str = "auto",
     ) -> None:
         super().__init__(
             spatial_dims, in_channels, out_channels, channels, "p4m", strides, kernel_size, up_kernel_size,
-            num_res_units, act, norm, dropout, bias,
+            num_res_units, act, norm, dropout, bias, route,
         )

@@ -40,7 +40,8 @@ class SE2UNet(GroupUNet):
         in_channels, out_channels: channels of the plain input and output.
         channels: fields per level (the tensors carry fields·N channels).
         num_rotations: N ≥ 1 (the group ``se2_N``).
-        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias: as :class:`GroupUNet`.
+        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias, route: as :class:`GroupUNet`
+            (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their kernels).
     """
 
     __doc__ += _UNET_DIFFERENCES
@@ -60,6 +61,7 @@ class SE2UNet(GroupUNet):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        route: str = "auto",
     ) -> None:
         if spatial_dims != 2:
             raise ValueError(f"SE2UNet is 2D: spatial_dims must be 2, got {spatial_dims}")
@@ -67,7 +69,7 @@ class SE2UNet(GroupUNet):
         group = se2_group(num_rotations)
         super().__init__(
             spatial_dims, in_channels, out_channels, channels, group, strides, kernel_size, up_kernel_size,
-            num_res_units, act, norm, dropout, bias,
+            num_res_units, act, norm, dropout, bias, route,
         )
         self.num_rotations = group.order
 
@@ -86,7 +88,7 @@ class SE2CNN(GroupCNN):
         strides: max-pool factor between stages (default 2 each).
         kernel_size: odd kernel size (int or two equal ints); the disk mask keeps 13 of the 25 taps of a 5×5
             kernel (5 of 9 at 3×3).
-        act, norm, dropout, bias, num_res_units, checkpointing: as :class:`GroupCNN`.
+        act, norm, dropout, bias, num_res_units, checkpointing, route: as :class:`GroupCNN`.
 
     Same argument order as :class:`SE2UNet`: ``SE2CNN(2, 3, 2, (8, 16, 32))`` is a 3-stage net on RGB patches.
     Input (B, in_channels, H, W) with H and W divisible by prod(strides); output (B, out_channels) logits,
@@ -110,6 +112,7 @@ class SE2CNN(GroupCNN):
         bias: bool = True,
         num_res_units: int = 1,
         checkpointing: bool = False,
+        route: str = "auto",
     ) -> None:
         if spatial_dims != 2:
             raise ValueError(f"SE2CNN is 2D: spatial_dims must be 2, got {spatial_dims}")
@@ -117,7 +120,7 @@ class SE2CNN(GroupCNN):
         group = se2_group(num_rotations)
         super().__init__(
             spatial_dims, in_channels, out_channels, channels, group, strides, kernel_size, act, norm, dropout, bias,
-            num_res_units, checkpointing,
+            num_res_units, checkpointing, route,
         )
         self.num_rotations = group.order
 

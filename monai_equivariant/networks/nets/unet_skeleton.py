@@ -39,8 +39,9 @@ class UNetSkeleton(ScriptsAsExport, nn.Module):
         self.spatial_dims = int(spatial_dims)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is (B, in_channels, *spatial) with sizes divisible by ``size_multiple``."""
-        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple)
+        """Raise ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with positive sizes divisible by
+        ``size_multiple``, in the network's dtype."""
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, *spatial) -> (B, out_channels, *spatial)."""
