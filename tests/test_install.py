@@ -180,6 +180,9 @@ def test_steerable_net_without_escnn_raises_import_error_naming_the_extra(monkey
 
     monkeypatch.setitem(sys.modules, "escnn", None)
     monkeypatch.delitem(sys.modules, "monai_equivariant.layers.steerable", raising=False)
+    import monai_equivariant.layers as layers  # an earlier test's import also left the module as an attribute,
+
+    monkeypatch.delattr(layers, "steerable", raising=False)  # which `from ... import steerable` reads first
     with pytest.raises(ImportError) as caught:
         SteerableUNet(2, 1, 1, channels=(2, 4))
     message = str(caught.value)
@@ -257,12 +260,14 @@ def built(tmp_path_factory) -> dict[str, Path]:
 
 def test_wheel_holds_the_bundles_and_the_license(built):
     """The wheel (built from the sdist) carries every shipped bundle file under monai_equivariant/_bundles/,
-    the metadata schema, the LICENSE, and no run outputs."""
+    the metadata schema, the BBBC038 sample with its provenance, the LICENSE, and no run outputs."""
     names = set(zipfile.ZipFile(built["wheel"]).namelist())
     bundle_files = [f for f in _repository_files() if f.startswith("bundles/") and f != "bundles/.gitignore"]
     missing = [f for f in bundle_files if "monai_equivariant/_" + f not in names]
     assert not missing, f"bundle files missing from the wheel: {missing}"
     assert "monai_equivariant/_bundles/schema/meta_schema.json" in names
+    sample = {f"monai_equivariant/data/bbbc038_sample/{f}" for f in ("img2d.tif", "mask2d.tif", "README.md")}
+    assert sample <= names, f"the BBBC038 sample (image, labels, provenance) missing: {sorted(sample - names)}"
     licenses = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
     assert licenses, "LICENSE missing from the wheel"
     assert "Apache License" in zipfile.ZipFile(built["wheel"]).read(licenses[0]).decode()
