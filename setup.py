@@ -1,4 +1,4 @@
-"""Packaging: the metadata and requirements are in setup.cfg. This file only adds the bundles.
+"""Packaging: the metadata and requirements are in setup.cfg. This file only adds the bundles and the data sample.
 
 The MONAI bundles stay at the repository root (``bundles/``, the model-zoo layout); they ship inside the package
 as ``monai_equivariant/_bundles/`` (a data folder mapped onto ``bundles/``), which
@@ -15,6 +15,7 @@ setup(
     package_dir={BUNDLE_DATA: "bundles"},
     package_data={
         BUNDLE_DATA: ["*/configs/*", "*/docs/*", "*/LICENSE", "*/large_files.yml", "schema/*.json"],
+        "monai_equivariant.data": ["bbbc038_sample/*"],  # the real nuclei image, its labels and provenance
     },
     include_package_data=False,
 )

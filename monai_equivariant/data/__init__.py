@@ -1,5 +1,6 @@
 """Real dataset loaders and built-in synthetic defaults."""
 
+from monai_equivariant.data.bbbc038 import BBBC038_SAMPLE_DIR, load_bbbc038_sample
 from monai_equivariant.data.luna16 import (
     MetaImageHeader,
     extract_patch,
@@ -23,6 +24,8 @@ from monai_equivariant.data.synthetic import synthetic_polyp, synthetic_tissue_p
 from monai_equivariant.data.synthetic_nodules import random_rotation, synthetic_nodule_patch, synthetic_nodules
 
 __all__ = [
+    "BBBC038_SAMPLE_DIR",
+    "load_bbbc038_sample",
     "MetaImageHeader",
     "NODULE_MNIST3D_FILES",
     "PCamPatches",
