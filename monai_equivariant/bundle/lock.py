@@ -1,10 +1,11 @@
-"""One run at a time per bundle root: a lock file holding the owner's pid.
+"""One run at a time per bundle root: a ``filelock`` lock file that names its holder.
 
 Two trainings writing into one ``bundle_root`` corrupt each other (a half-written synthetic image read by the
 other run; a checkpoint removed under it). Every bundle workflow takes ``<bundle_root>/.bundle.lock`` first
-(an exclusive ``flock`` on the file, which records pid, host, start time and command) and gives it back in
-``finalize``. The operating system drops the lock when its process ends, however it ends: a lock file left by a
-killed run is simply taken over. A second run is refused with a message naming the holder.
+(``filelock.FileLock``: an exclusive ``flock`` on Unix, ``LockFileEx`` on Windows; the file records pid, host,
+start time and command) and gives it back in ``finalize``. The operating system drops the lock when its process
+ends, however it ends: a lock file left by a killed run is simply taken over. A second run is refused with a
+message naming the holder.
 """
 
 from __future__ import annotations
@@ -16,30 +17,20 @@ import sys
 import time
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 __all__ = ["BundleRootLock", "lock_bundle_root", "unlock_bundle_root"]
 
 LOCK_NAME = ".bundle.lock"
-_HELD: dict[str, int] = {}  # lock path -> open file descriptor holding the lock, in this process
+_HELD: dict[str, FileLock] = {}  # lock path -> the lock this process holds
 
-try:
-    import fcntl
 
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-except ImportError:  # Windows
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
+def _write_holder(fd: int) -> None:
+    """``on_acquired`` of the lock: replace the file's content with this process's record (the lock stays held)."""
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "command": " ".join(sys.argv)[:500]}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
 
 
 class BundleRootLock:
@@ -66,28 +57,26 @@ class BundleRootLock:
         if self.held:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
-            os.close(fd)
+        # process-wide (not per thread), the file kept on release (its content names the last holder), native only
+        lock = FileLock(self.path, thread_local=False, preserve_lock_file=True, on_acquired=_write_holder)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
             holder = self.holder()
             raise RuntimeError(
                 f"another run is using the bundle root {str(self.path.parent)!r} (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')}, started {holder.get('started', '?')}: {holder.get('command', '?')!r}); "
                 "two runs in one bundle root overwrite each other's data and checkpoints. Wait for it to finish or "
                 "give this run another --bundle_root"
-            )
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "command": " ".join(sys.argv)[:500]}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(record).encode())
-        _HELD[str(self.path)] = fd
+            ) from None
+        _HELD[str(self.path)] = lock
 
     def release(self) -> None:
         """Give the lock back if this process holds it (no-op otherwise). The file stays (removing it would let a
         waiting process lock an unlinked file); its content names the last holder."""
-        fd = _HELD.pop(str(self.path), None)
-        if fd is not None:
-            os.close(fd)  # closing the descriptor drops the lock
+        lock = _HELD.pop(str(self.path), None)
+        if lock is not None:
+            lock.release(force=True)
 
 
 def lock_bundle_root(bundle_root: str | os.PathLike) -> str:
