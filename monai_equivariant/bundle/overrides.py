@@ -252,17 +252,25 @@ def _dataset_dir(value: Any, option: str, bundle: str) -> str:
 class BundleSpec:
     """What a bundle's overrides are checked against."""
 
+    task: str  # "segmentation" or "classification": the networks offered are the registry's of task and dims
     spatial_dims: int
-    network_names: tuple[str, ...]
     min_levels: int  # network_channels entries the nets need
     min_synthetic: int  # synthetic_samples the split needs (polyp: one per split; classes: both labels)
     size_option: str  # the override giving the input's spatial size
 
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        """The ``--network_name`` values: the networks registered for the task and dimension
+        (:mod:`monai_equivariant.networks.registry`), in registration order."""
+        from monai_equivariant.networks.registry import network_names
+
+        return network_names(self.task, self.spatial_dims)
+
 
 BUNDLE_SPECS: dict[str, BundleSpec] = {
-    "polyp_segmentation": BundleSpec(2, ("p4", "p4m", "se2", "steerable", "plain"), 2, 3, "image_size"),
-    "histopathology_classification": BundleSpec(2, ("se2", "p4", "plain"), 1, 2, "image_size"),
-    "nodule_classification": BundleSpec(3, ("O", "Oh", "D4h", "plain"), 1, 2, "patch_size"),
+    "polyp_segmentation": BundleSpec("segmentation", 2, 2, 3, "image_size"),
+    "histopathology_classification": BundleSpec("classification", 2, 1, 2, "image_size"),
+    "nodule_classification": BundleSpec("classification", 3, 1, 2, "patch_size"),
 }
 
 

@@ -23,16 +23,23 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from monai_equivariant.networks.registry import RegistryView, network_entries
+
 __all__ = ["NETWORK_GROUPS", "bundle_network", "network_groups", "weights_group_order"]
 
 STEERABLE = "steerable"
 
-NETWORK_GROUPS: dict[tuple[str, int], dict[str, str]] = {
-    # (task, spatial_dims) -> network_name -> the group its weights act on ("se2_{N}": num_rotations)
-    ("segmentation", 2): {"p4": "p4", "p4m": "p4m", "se2": "se2_12", "steerable": STEERABLE, "plain": "trivial"},
-    ("classification", 2): {"se2": "se2_{N}", "p4": "se2_4", "plain": "trivial"},
-    ("classification", 3): {"O": "O", "Oh": "Oh", "D4h": "D4h", "plain": "trivial"},
-}
+
+def _network_groups_table() -> dict[tuple[str, int], dict[str, str]]:
+    table: dict[tuple[str, int], dict[str, str]] = {}
+    for entry in network_entries():
+        table.setdefault((entry.task, entry.spatial_dims), {})[entry.name] = entry.group
+    return table
+
+
+NETWORK_GROUPS: RegistryView = RegistryView(_network_groups_table)
+"""(task, spatial_dims) -> network_name -> the group its weights act on ("se2_{N}": num_rotations); a view of
+:mod:`monai_equivariant.networks.registry`."""
 
 
 def network_groups(task: str, spatial_dims: int, num_rotations: int = 8) -> dict[str, tuple[str, int | str]]:
@@ -126,12 +133,12 @@ def bundle_network(
     """
     from monai_equivariant.networks import factory
 
+    if task not in ("segmentation", "classification"):
+        raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
     if task == "segmentation":
         net = factory.segmentation_network(name, spatial_dims, **kwargs)
-    elif task == "classification":
-        net = factory.classification_network(name, spatial_dims, num_rotations=num_rotations, **kwargs)
     else:
-        raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
+        net = factory.classification_network(name, spatial_dims, num_rotations=num_rotations, **kwargs)
     hook = functools.partial(_check_weights, network_name=str(name), task=task, spatial_dims=int(spatial_dims),
                              num_rotations=int(num_rotations))
     net.register_load_state_dict_pre_hook(hook)

@@ -12,6 +12,7 @@ from monai_equivariant.handlers.checkpoint import latest_checkpoint
 __all__ = ["as_bool", "attach_handlers", "checked_group", "first_samples", "resume_checkpoint", "trained_model"]
 
 T = TypeVar("T")
+# not monai.utils.str2bool: it refuses 1/0 as ints, None and "" (empty overrides), and accepts t/f/y/n
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "none", "")
 
@@ -73,22 +74,18 @@ def trained_model(ckpt_dir: str | os.PathLike, filename: str = "model.pt") -> st
     return str(path)
 
 
-_CHECKED = {
-    # network name -> the group its exactness is checked against (the largest grid group it is exact for;
-    # the plain nets are checked against the group their equivariant counterparts are exact for)
-    2: {"p4": "p4", "p4m": "p4m", "se2": "p4", "steerable": "p4", "plain": "p4"},
-    3: {"O": "O", "Oh": "Oh", "D4h": "D4h", "plain": "O"},
-}
-
-
 def checked_group(network_name: str, spatial_dims: int = 2) -> str:
     """The grid group the bundle checks ``network_name`` against (``check_equivariance``, the equivariance
     handler): ``p4m`` for p4m, ``p4`` for the other 2D nets (SE(2,N) and steerable nets are exact at 90°),
-    the named group in 3D, ``O`` for the plain 3D net."""
-    table = _CHECKED.get(int(spatial_dims))
-    if table is None or str(network_name) not in table:
-        raise ValueError(f"network_name must be one of {sorted(table or {})} for spatial_dims={spatial_dims}, got {network_name!r}")
-    return table[str(network_name)]
+    the named group in 3D, ``O`` for the plain 3D net (the ``checked_group`` of the network registry)."""
+    from monai_equivariant.networks.registry import network_entries
+
+    entries = {e.name: e.checked_group for e in network_entries(spatial_dims=int(spatial_dims))}
+    if str(network_name) not in entries:
+        raise ValueError(
+            f"network_name must be one of {sorted(entries)} for spatial_dims={spatial_dims}, got {network_name!r}"
+        )
+    return entries[str(network_name)]
 
 
 def first_samples(

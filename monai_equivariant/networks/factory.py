@@ -1,7 +1,8 @@
 """Build a network by short name, so a bundle switches architectures with one override (``--network_name``).
 
-Only the chosen network is imported and built. Channels are given as p4 fields and converted with
-:func:`matched_channels`, so every choice has (about) the parameter count of the p4 default.
+The names, builders and channel rules are the entries of :mod:`~monai_equivariant.networks.registry`: only the
+chosen network is imported and built. Segmentation channels are given as p4 fields and converted by the entry's
+channel rule (:func:`matched_channels`), so every choice has (about) the parameter count of the p4 default.
 """
 
 from __future__ import annotations
@@ -10,21 +11,32 @@ from collections.abc import Sequence
 
 import torch.nn as nn
 
-from monai_equivariant.networks.nets.group_cnn import GroupCNN
-from monai_equivariant.networks.nets.group_unet import GroupUNet, matched_channels
-from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
-from monai_equivariant.networks.nets.steerable_unet import SteerableUNet
-from monai_equivariant.utils.export import scriptable
+from monai_equivariant.networks.registry import NetworkEntry, RegistryView, lookup, network_entries
 
-__all__ = ["CLASSIFICATION_NETWORKS", "SEGMENTATION_NETWORKS", "classification_network", "segmentation_network"]
+__all__ = ["CLASSIFICATION_NETWORKS", "SEGMENTATION_NETWORKS", "build_network", "classification_network",
+           "segmentation_network"]
 
-SEGMENTATION_NETWORKS: dict[str, str] = {
-    "p4": "P4UNet: 90° rotations (default)",
-    "p4m": "GroupUNet(group='p4m'): 90° rotations and reflections",
-    "se2": "SE2UNet(num_rotations=12): 30° rotations, interpolated kernels",
-    "steerable": "SteerableUNet(num_rotations=8) (escnn): steerable filters, regular C8 fields",
-    "plain": "GroupUNet(group='trivial'): the plain U-Net of matched parameters",
-}
+
+def _descriptions(task: str) -> dict[str, str]:
+    """name -> description of the registered networks of ``task`` (one name in several dimensions: joined)."""
+    out: dict[str, str] = {}
+    for entry in network_entries(task):
+        out[entry.name] = f"{out[entry.name]}; {entry.description}" if entry.name in out else entry.description
+    return out
+
+
+SEGMENTATION_NETWORKS: RegistryView = RegistryView(lambda: _descriptions("segmentation"))
+"""name -> description of every segmentation network (a view of the registry)."""
+CLASSIFICATION_NETWORKS: RegistryView = RegistryView(lambda: _descriptions("classification"))
+"""name -> description of every classification network, 2D and 3D (a view of the registry)."""
+
+
+def build_network(entry: NetworkEntry, spatial_dims: int, in_channels: int, out_channels: int,
+                  channels: Sequence[int], num_rotations: int = 8, **kwargs) -> nn.Module:
+    """``entry``'s network with its channel rule applied to ``channels``; ``kwargs`` go to the network."""
+    fields = entry.channels(tuple(int(c) for c in channels), int(num_rotations))
+    return entry.build(fields, int(num_rotations), spatial_dims=spatial_dims, in_channels=in_channels,
+                       out_channels=out_channels, **kwargs)
 
 
 def segmentation_network(
@@ -35,7 +47,8 @@ def segmentation_network(
     channels: Sequence[int] = (8, 16, 32, 64, 128),
     **kwargs,
 ) -> nn.Module:
-    """The U-Net called ``name`` (one of :data:`SEGMENTATION_NETWORKS`), scriptable (see :func:`scriptable`).
+    """The U-Net called ``name`` (one of :data:`SEGMENTATION_NETWORKS`); ``torch.jit.script`` of it scripts its
+    plain-torch export (every net here is a ``ScriptsAsExport``).
 
     Args:
         name: ``"p4"``, ``"p4m"``, ``"se2"``, ``"steerable"`` or ``"plain"``.
@@ -46,29 +59,11 @@ def segmentation_network(
     Input (B, in_channels, H, W), output (B, out_channels, H, W).
     """
     name = str(name).lower()
-    channels = tuple(int(c) for c in channels)
-    common = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
-    if name in ("p4", "p4m", "plain"):
-        group = "trivial" if name == "plain" else name
-        net = GroupUNet(channels=matched_channels(channels, "p4", group, spatial_dims), group=group, **common)
-    elif name == "se2":
-        net = SE2UNet(channels=matched_channels(channels, "p4", "se2_12"), num_rotations=12, **common)
-    elif name == "steerable":
-        # regular C8 fields with the p4 net's feature-map widths (SteerableUNet's own convention): half the fields
-        net = SteerableUNet(channels=tuple(max(1, c // 2) for c in channels), num_rotations=8, **common)
-    else:
+    entry = lookup("segmentation", name, spatial_dims) or next(
+        (e for e in network_entries("segmentation") if e.name == name), None)  # the net refuses the dimension
+    if entry is None:
         raise ValueError(f"network_name must be one of {sorted(SEGMENTATION_NETWORKS)}, got {name!r}")
-    return scriptable(net)
-
-
-CLASSIFICATION_NETWORKS: dict[str, str] = {
-    "se2": "SE2CNN(num_rotations=8): 2D, logits invariant to 45° rotations (exact at 90°) (default, 2D)",
-    "p4": "SE2CNN(num_rotations=4): 2D, exactly invariant to 90° rotations",
-    "O": "GroupCNN(group='O'): 3D, exactly invariant to the 24 cube rotations (default, 3D)",
-    "Oh": "GroupCNN(group='Oh'): 3D, cube rotations and reflections",
-    "D4h": "GroupCNN(group='D4h'): 3D, in-plane 90° rotations and flips",
-    "plain": "the plain CNN of matched parameters (SE2CNN with N=1 in 2D, GroupCNN(group='trivial') in 3D)",
-}
+    return build_network(entry, spatial_dims, in_channels, out_channels, channels, **kwargs)
 
 
 def classification_network(
@@ -80,7 +75,7 @@ def classification_network(
     num_rotations: int = 8,
     **kwargs,
 ) -> nn.Module:
-    """The patch classifier called ``name`` (one of :data:`CLASSIFICATION_NETWORKS`), scriptable.
+    """The patch classifier called ``name`` (one of :data:`CLASSIFICATION_NETWORKS` of its dimension).
 
     Args:
         name: ``"se2"``, ``"p4"`` (2D); ``"O"``, ``"Oh"``, ``"D4h"`` (3D); ``"plain"`` (either).
@@ -90,18 +85,8 @@ def classification_network(
 
     Input (B, in_channels, *spatial), output (B, out_channels) logits.
     """
-    channels = tuple(int(c) for c in channels)
-    common = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
-    if spatial_dims == 2 and name in ("se2", "p4", "plain"):
-        rotations = {"se2": int(num_rotations), "p4": 4, "plain": 1}[name]
-        fields = matched_channels(channels, f"se2_{int(num_rotations)}", "trivial", 2) if name == "plain" else channels
-        net = SE2CNN(num_rotations=rotations, channels=fields, **common)
-    elif spatial_dims == 3 and name in ("O", "Oh", "D4h", "plain"):
-        group = "trivial" if name == "plain" else name
-        fields = matched_channels(channels, "O", "trivial", 3) if name == "plain" else channels
-        net = GroupCNN(channels=fields, group=group, **common)
-    else:
-        raise ValueError(
-            f"network_name {name!r} with spatial_dims={spatial_dims} is not one of: {CLASSIFICATION_NETWORKS}"
-        )
-    return scriptable(net)
+    entry = lookup("classification", name, spatial_dims) if isinstance(name, str) else None
+    if entry is None:
+        names = [e.name for e in network_entries("classification", spatial_dims)]
+        raise ValueError(f"network_name {name!r} with spatial_dims={spatial_dims} is not one of: {names}")
+    return build_network(entry, spatial_dims, in_channels, out_channels, channels, num_rotations, **kwargs)

@@ -1,14 +1,20 @@
-"""Export equivariant networks to plain torch: group convs become ``nn.ConvNd`` with expanded filters."""
+"""Export equivariant networks to plain torch (group convs become ``nn.ConvNd`` with expanded filters) and to ONNX
+with the admissible input sizes in its metadata.
+
+:func:`export`, :func:`replace_with_plain`, :func:`scriptable` and :class:`ScriptsAsExport` live in
+:mod:`monai_equivariant.layers.plain` (the core: networks use them without importing ``utils``); they are
+re-exported here.
+"""
 
 from __future__ import annotations
 
-import copy
-import functools
 import numbers
 import os
 
 import numpy as np
 import torch.nn as nn
+
+from monai_equivariant.layers.plain import ScriptsAsExport, export, replace_with_plain, scriptable
 
 __all__ = [
     "ScriptsAsExport",
@@ -20,64 +26,6 @@ __all__ = [
     "replace_with_plain",
     "scriptable",
 ]
-
-
-class ScriptsAsExport:
-    """Mixin for networks: ``torch.jit.script(net)`` (and MONAI's ``convert_to_torchscript``/``ckpt_export``)
-    script :func:`export` of the current weights — plain ``nn.ConvNd`` with the expanded banks, eval mode.
-
-    A class attribute, not a per-instance hook, so networks pickle and ``torch.save``/``torch.load`` like any
-    module. TorchScript calls ``__prepare_scriptable__`` before compiling; what it gets is a copy, so the network
-    itself is never changed (same state-dict keys, same forward, still trainable).
-    """
-
-    def __prepare_scriptable__(self) -> nn.Module:
-        return export(self)  # type: ignore[arg-type]
-
-
-def export(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` for inference in plain torch: every lifting/group conv becomes an
-    ``nn.Conv2d``/``nn.Conv3d`` holding its expanded filter bank (and expanded bias), every group batch norm
-    an ``nn.BatchNormNd`` with its statistics repeated over the group. Outputs equal the original's in eval
-    mode; the copy is in eval mode, has no dependency on group tables, and can be scripted or traced.
-
-    Modules that define ``to_plain()`` (our convs, and any layer that knows its own plain equivalent) are
-    replaced by its result; the rest is already plain torch and is kept.
-    """
-    exported = copy.deepcopy(module)
-    exported.eval()
-    if hasattr(exported, "to_plain"):
-        return exported.to_plain().eval()
-    replace_with_plain(exported)
-    return exported
-
-
-def replace_with_plain(parent: nn.Module) -> None:
-    """In place: replace every descendant of ``parent`` that has ``to_plain()`` by its (eval-mode) result."""
-    for name, child in list(parent.named_children()):
-        if hasattr(child, "to_plain"):
-            setattr(parent, name, child.to_plain().eval())
-        else:
-            replace_with_plain(child)
-
-
-def scriptable(module: nn.Module) -> nn.Module:
-    """Make ``torch.jit.script(module)`` script :func:`export` of its current weights; returns ``module``.
-
-    The package's networks already do this (:class:`ScriptsAsExport`), so for them this is a no-op. For other
-    modules it sets a picklable hook on the instance (a ``functools.partial``, which ``copy.deepcopy`` rebinds to
-    the copy and pickle stores by reference).
-    """
-    if hasattr(type(module), "__prepare_scriptable__"):
-        return module
-    module.__prepare_scriptable__ = functools.partial(_export_for_script, module)  # type: ignore[assignment]
-    return module
-
-
-def _export_for_script(module: nn.Module) -> nn.Module:
-    plain = export(module)
-    plain.__dict__.pop("__prepare_scriptable__", None)
-    return plain
 
 
 _META_PREFIX = "monai_equivariant."

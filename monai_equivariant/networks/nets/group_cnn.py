@@ -21,7 +21,7 @@ from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, No
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
-from monai_equivariant.utils.export import ScriptsAsExport
+from monai_equivariant.layers.plain import ScriptsAsExport
 
 __all__ = ["GroupCNN", "count_parameters", "default_group", "matched_baseline"]
 

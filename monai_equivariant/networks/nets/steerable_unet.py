@@ -28,7 +28,7 @@ from monai_equivariant.networks.blocks.factories import (
 from monai_equivariant.networks.nets.group_unet import GroupUpStep
 from monai_equivariant.networks.nets.input_check import check_levels
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
-from monai_equivariant.utils.export import replace_with_plain
+from monai_equivariant.layers.plain import replace_with_plain
 
 __all__ = ["PlainSteerableUNet", "SteerableUNet"]
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from monai_equivariant.networks.nets.input_check import check_input
-from monai_equivariant.utils.export import ScriptsAsExport
+from monai_equivariant.layers.plain import ScriptsAsExport
 
 __all__ = ["UNetSkeleton"]
 

@@ -1,0 +1,213 @@
+"""The one registry of networks the factory builds by short name (the bundles' ``--network_name``).
+
+Each :class:`NetworkEntry` says how to build a network, how its channels follow from the channels asked for (the
+channel rule), which group its weights act on, which grid group its exactness is checked against, and what it is.
+The factory (:mod:`~monai_equivariant.networks.factory`), the bundles' override checks
+(:data:`monai_equivariant.bundle.overrides.BUNDLE_SPECS`), their checkpoint checks
+(:mod:`monai_equivariant.bundle.weights`) and :func:`monai_equivariant.bundle.checked_group` all read it, so adding
+a network is one :func:`register` call here.
+
+Networks are imported only when built (the steerable one needs escnn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+__all__ = ["NETWORKS", "TASKS", "NetworkEntry", "RegistryView", "lookup", "network_entries", "network_names",
+           "register"]
+
+TASKS = ("segmentation", "classification")
+
+Channels = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NetworkEntry:
+    """One network a bundle can pick by name.
+
+    Attributes:
+        name: the ``--network_name`` (unique per task and spatial_dims).
+        task: ``"segmentation"`` (output (B, C, *spatial)) or ``"classification"`` (output (B, C) logits).
+        spatial_dims: 2 or 3.
+        build: ``build(channels, num_rotations, **kwargs)`` -> the network; kwargs are ``spatial_dims``,
+            ``in_channels``, ``out_channels`` and the rest (``norm``, ``dropout``...).
+        channels: the channel rule ``channels(asked, num_rotations)`` -> the fields passed to ``build`` (asked: p4
+            fields for segmentation, the equivariant net's fields for classification).
+        group: the group its weights act on (``"{N}"`` stands for ``num_rotations``; ``"steerable"`` for escnn).
+        checked_group: the grid group its exactness is checked against (the plain nets: their counterparts').
+        description: one line for docs and messages.
+    """
+
+    name: str
+    task: str
+    spatial_dims: int
+    build: Callable[..., nn.Module]
+    channels: Callable[[Channels, int], Channels]
+    group: str
+    checked_group: str
+    description: str
+
+    def group_name(self, num_rotations: int = 8) -> str:
+        """:attr:`group` with ``{N}`` replaced by ``num_rotations``."""
+        return self.group.format(N=int(num_rotations))
+
+
+NETWORKS: dict[tuple[str, int, str], NetworkEntry] = {}
+"""(task, spatial_dims, name) -> entry, in registration order (the order bundles list the names in)."""
+
+
+def register(entry: NetworkEntry) -> NetworkEntry:
+    """Add ``entry`` (ValueError if its task is unknown or its name is taken for that task and dimension)."""
+    if entry.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {entry.task!r}")
+    key = (entry.task, int(entry.spatial_dims), entry.name)
+    if key in NETWORKS:
+        raise ValueError(f"network {entry.name!r} is already registered for {entry.task} in {entry.spatial_dims}D")
+    NETWORKS[key] = entry
+    return entry
+
+
+def network_entries(task: str | None = None, spatial_dims: int | None = None) -> list[NetworkEntry]:
+    """The registered entries of ``task`` and ``spatial_dims`` (None: any), in registration order."""
+    return [e for (t, d, _), e in NETWORKS.items()
+            if (task is None or t == task) and (spatial_dims is None or d == int(spatial_dims))]
+
+
+def network_names(task: str | None = None, spatial_dims: int | None = None) -> tuple[str, ...]:
+    """The names of :func:`network_entries` (each once), in registration order."""
+    return tuple(dict.fromkeys(e.name for e in network_entries(task, spatial_dims)))
+
+
+def lookup(task: str, name: str, spatial_dims: int) -> NetworkEntry | None:
+    """The entry called ``name`` for ``task`` in ``spatial_dims`` D, or None."""
+    return NETWORKS.get((task, int(spatial_dims), name))
+
+
+class RegistryView(Mapping):
+    """A read-only mapping computed from the registry on every access (so it includes entries registered later):
+    the tables other modules publish (the factory's names, the bundles' groups) are views, never copies."""
+
+    def __init__(self, table: Callable[[], Mapping[Any, Any]]) -> None:
+        self._table = table
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return repr(dict(self._table()))
+
+
+# ------------------------------------------------------------------------------------------- builders and rules
+
+
+def _same(channels: Channels, num_rotations: int) -> Channels:
+    return channels
+
+
+def _matched(from_group: str, to_group: str, spatial_dims: int) -> Callable[[Channels, int], Channels]:
+    """The channel rule giving the parameters of ``from_group`` fields under ``to_group`` (``{N}``: num_rotations)."""
+
+    def rule(channels: Channels, num_rotations: int) -> Channels:
+        from monai_equivariant.networks.nets.group_unet import matched_channels
+
+        source, target = (g.format(N=int(num_rotations)) for g in (from_group, to_group))
+        return matched_channels(channels, source, target, spatial_dims)
+
+    return rule
+
+
+def _group_unet(group: str) -> Callable[..., nn.Module]:
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_unet import GroupUNet
+
+        return GroupUNet(channels=channels, group=group, **kwargs)
+
+    return build
+
+
+def _se2_unet(rotations: int) -> Callable[..., nn.Module]:
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.se2 import SE2UNet
+
+        return SE2UNet(channels=channels, num_rotations=rotations, **kwargs)
+
+    return build
+
+
+def _steerable_unet(rotations: int) -> Callable[..., nn.Module]:
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets import SteerableUNet
+
+        return SteerableUNet(channels=channels, num_rotations=rotations, **kwargs)
+
+    return build
+
+
+def _half(channels: Channels, num_rotations: int) -> Channels:
+    """Regular C8 fields with the p4 net's feature-map widths (SteerableUNet's own convention): half the fields."""
+    return tuple(max(1, c // 2) for c in channels)
+
+
+def _se2_cnn(rotations: int | None) -> Callable[..., nn.Module]:
+    """SE2CNN with ``rotations`` orientations (None: the bundle's ``num_rotations``)."""
+
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.se2 import SE2CNN
+
+        return SE2CNN(num_rotations=int(num_rotations) if rotations is None else rotations, channels=channels,
+                      **kwargs)
+
+    return build
+
+
+def _group_cnn(group: str) -> Callable[..., nn.Module]:
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_cnn import GroupCNN
+
+        return GroupCNN(channels=channels, group=group, **kwargs)
+
+    return build
+
+
+def _builtin_entries() -> Sequence[NetworkEntry]:
+    seg, cls = "segmentation", "classification"
+    return (
+        NetworkEntry("p4", seg, 2, _group_unet("p4"), _same, "p4", "p4", "P4UNet: 90° rotations (default)"),
+        NetworkEntry("p4m", seg, 2, _group_unet("p4m"), _matched("p4", "p4m", 2), "p4m", "p4m",
+                     "GroupUNet(group='p4m'): 90° rotations and reflections"),
+        NetworkEntry("se2", seg, 2, _se2_unet(12), _matched("p4", "se2_12", 2), "se2_12", "p4",
+                     "SE2UNet(num_rotations=12): 30° rotations, interpolated kernels"),
+        NetworkEntry("steerable", seg, 2, _steerable_unet(8), _half, "steerable", "p4",
+                     "SteerableUNet(num_rotations=8) (escnn): steerable filters, regular C8 fields"),
+        NetworkEntry("plain", seg, 2, _group_unet("trivial"), _matched("p4", "trivial", 2), "trivial", "p4",
+                     "GroupUNet(group='trivial'): the plain U-Net of matched parameters"),
+        NetworkEntry("se2", cls, 2, _se2_cnn(None), _same, "se2_{N}", "p4",
+                     "SE2CNN(num_rotations=8): 2D, logits invariant to 45° rotations (exact at 90°) (default, 2D)"),
+        NetworkEntry("p4", cls, 2, _se2_cnn(4), _same, "se2_4", "p4",
+                     "SE2CNN(num_rotations=4): 2D, exactly invariant to 90° rotations"),
+        NetworkEntry("plain", cls, 2, _se2_cnn(1), _matched("se2_{N}", "trivial", 2), "trivial", "p4",
+                     "SE2CNN with N=1: 2D, the plain CNN of matched parameters"),
+        NetworkEntry("O", cls, 3, _group_cnn("O"), _same, "O", "O",
+                     "GroupCNN(group='O'): 3D, exactly invariant to the 24 cube rotations (default, 3D)"),
+        NetworkEntry("Oh", cls, 3, _group_cnn("Oh"), _same, "Oh", "Oh",
+                     "GroupCNN(group='Oh'): 3D, cube rotations and reflections"),
+        NetworkEntry("D4h", cls, 3, _group_cnn("D4h"), _same, "D4h", "D4h",
+                     "GroupCNN(group='D4h'): 3D, in-plane 90° rotations and flips"),
+        NetworkEntry("plain", cls, 3, _group_cnn("trivial"), _matched("O", "trivial", 3), "trivial", "O",
+                     "GroupCNN(group='trivial'): 3D, the plain CNN of matched parameters"),
+    )
+
+
+for _entry in _builtin_entries():
+    register(_entry)
