@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_equivariant.data.nodule_mnist3d import NODULE_MNIST3D_FILES, SPLITS
+from monai_equivariant.data.nodule_mnist3d import NODULE_MNIST3D_KEYS, nodule_mnist3d_file
 from monai_equivariant.data.polyp import POLYP_LAYOUTS, find_polyp_pairs
 
 __all__ = [
@@ -178,9 +178,7 @@ def download_nodule_mnist3d(
     """
     from monai.apps.utils import HashCheckError
 
-    if size not in NODULE_MNIST3D_FILES:
-        raise ValueError(f"NoduleMNIST3D comes in sizes {sorted(NODULE_MNIST3D_FILES)}, got {size}")
-    name, published_url, published_md5 = NODULE_MNIST3D_FILES[size]
+    name, published_url, published_md5 = nodule_mnist3d_file(size)
     path = Path(root_dir) / name
     if path.is_file():
         return path  # on disk: no network
@@ -189,9 +187,12 @@ def download_nodule_mnist3d(
     try:
         fetch_url(url, path, hash_val=md5, hash_type="md5", progress=progress, timeout=timeout)
     except HashCheckError as error:
-        raise ValueError(f"the download of {url} does not have the MD5 {md5}; nothing was saved to {path}") from error
+        which = "published MD5" if md5 == published_md5 else "MD5"
+        raise ValueError(
+            f"the download of {url} does not have the {which} {md5}; nothing was saved to {path}: {error}"
+        ) from error
     with np.load(path) as archive:
-        missing = [f"{split}_{part}" for split in SPLITS for part in ("images", "labels") if f"{split}_{part}" not in archive.files]
+        missing = [key for key in NODULE_MNIST3D_KEYS if key not in archive.files]
     if missing:
         path.unlink()
         raise ValueError(f"{url} is not NoduleMNIST3D: keys {missing} are missing; the download was deleted")

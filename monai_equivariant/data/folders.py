@@ -1,12 +1,22 @@
-"""Folder arguments of the data functions (``dataset_dir``, ``root_dir``, output and cache folders): an error that
-names the argument and the path when a folder is given a file, does not exist, or cannot be created."""
+"""Folder arguments of the data functions (``dataset_dir``, ``root_dir``, output and cache folders): whether one is
+left empty (the synthetic default), and an error that names the argument and the path when a folder is given a
+file, does not exist, or cannot be created."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["existing_folder", "output_folder"]
+__all__ = ["UNSET_FOLDER", "existing_folder", "is_unset_folder", "output_folder"]
+
+UNSET_FOLDER = ("", "None", "null")
+"""What a bundle config or command line passes for "no folder" (besides ``None``), surrounding spaces ignored."""
+
+
+def is_unset_folder(path: str | os.PathLike | None) -> bool:
+    """Whether a folder argument is left empty: ``None``, ``""``, ``"None"`` or ``"null"`` (a ``dataset_dir`` that
+    selects the built-in synthetic data)."""
+    return path is None or str(path).strip() in UNSET_FOLDER
 
 
 def existing_folder(path: str | os.PathLike, what: str, expected: str) -> Path:

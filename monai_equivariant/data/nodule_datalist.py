@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_equivariant.data.folders import existing_folder
+from monai_equivariant.data.folders import existing_folder, is_unset_folder
 
 __all__ = ["NODULE_LAYOUTS", "nodule_data_kind", "nodule_datalist"]
 
@@ -25,7 +25,7 @@ _SPLITS = {"training": ("train", 0), "validation": ("val", 1), "test": ("test", 
 
 def nodule_data_kind(dataset_dir: str | os.PathLike | None) -> str:
     """``"synthetic"``, ``"nodulemnist3d"`` or ``"luna16"``; ValueError naming the path and layouts otherwise."""
-    if dataset_dir is None or str(dataset_dir).strip() in ("", "None", "null"):
+    if is_unset_folder(dataset_dir):
         return "synthetic"
     root = existing_folder(dataset_dir, "dataset_dir", NODULE_LAYOUTS)
     if any((root / name).is_file() for name in ("nodulemnist3d.npz", "nodulemnist3d_64.npz")):

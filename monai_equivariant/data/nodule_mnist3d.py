@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NODULE_MNIST3D_FILES", "nodule_mnist3d", "nodule_mnist3d_path"]
+__all__ = ["NODULE_MNIST3D_FILES", "NODULE_MNIST3D_KEYS", "nodule_mnist3d", "nodule_mnist3d_file", "nodule_mnist3d_path"]
 
 NODULE_MNIST3D_FILES: dict[int, tuple[str, str, str]] = {
     28: (
@@ -27,17 +27,25 @@ NODULE_MNIST3D_FILES: dict[int, tuple[str, str, str]] = {
 """size -> (file name, URL, published MD5), as in MedMNIST's ``info.py``."""
 
 SPLITS = ("train", "val", "test")
+NODULE_MNIST3D_KEYS = tuple(f"{split}_{part}" for split in SPLITS for part in ("images", "labels"))
+"""The arrays of a NoduleMNIST3D npz: ``train_images``, ``train_labels``, ``val_*``, ``test_*``."""
+
+
+def nodule_mnist3d_file(size: int) -> tuple[str, str, str]:
+    """(file name, URL, published MD5) of the NoduleMNIST3D archive of ``size`` (28 or 64); ValueError otherwise."""
+    if size not in NODULE_MNIST3D_FILES:
+        raise ValueError(f"NoduleMNIST3D comes in sizes {sorted(NODULE_MNIST3D_FILES)}, got {size}")
+    return NODULE_MNIST3D_FILES[size]
 
 
 def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: bool = False) -> Path:
     """Path of the NoduleMNIST3D archive of ``size`` (28 or 64) in ``root_dir``; downloaded only if missing.
 
     An existing file is used as is (no network). ``download=True`` fetches a missing file with
-    :func:`~monai_equivariant.data.download.fetch_url` (timeout, retries) and checks the published MD5 (a mismatch raises ValueError naming both hashes).
+    :func:`~monai_equivariant.data.download.download_nodule_mnist3d` (timeout, retries, the published MD5 checked:
+    a mismatch raises ValueError naming the hash).
     """
-    if size not in NODULE_MNIST3D_FILES:
-        raise ValueError(f"NoduleMNIST3D comes in sizes {sorted(NODULE_MNIST3D_FILES)}, got {size}")
-    name, url, md5 = NODULE_MNIST3D_FILES[size]
+    name, url, _ = nodule_mnist3d_file(size)
     if Path(root_dir).exists() and not Path(root_dir).is_dir():
         raise ValueError(f"NoduleMNIST3D root_dir {str(root_dir)!r} is a file, not a folder; expected a folder holding {name}")
     path = Path(root_dir) / name
@@ -46,21 +54,11 @@ def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: b
     if not download:
         raise FileNotFoundError(
             f"NoduleMNIST3D file not found: {path}. Expected layout: <root_dir>/{name} (an npz with keys "
-            f"train_images, train_labels, val_images, val_labels, test_images, test_labels); get it from {url} "
-            "or pass download=True"
+            f"{', '.join(NODULE_MNIST3D_KEYS)}); get it from {url} or pass download=True"
         )
-    from monai.apps.utils import HashCheckError
+    from monai_equivariant.data.download import download_nodule_mnist3d  # download.py imports this module
 
-    from monai_equivariant.data.download import fetch_url  # download.py imports this module
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fetch_url(url, path, hash_val=md5, hash_type="md5")
-    except HashCheckError as error:
-        raise ValueError(
-            f"the download of {url} does not have the published MD5 {md5}; nothing was saved to {path}: {error}"
-        ) from error
-    return path
+    return download_nodule_mnist3d(root_dir, size)
 
 
 def _check_md5(path: Path, md5: str) -> None:
@@ -118,11 +116,11 @@ def nodule_mnist3d(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     path = nodule_mnist3d_path(root_dir, size, download)
     if check_md5:
-        _check_md5(path, NODULE_MNIST3D_FILES[size][2])
+        _check_md5(path, nodule_mnist3d_file(size)[2])
     images, labels = _read_split(path, split)
     if images.ndim != 4 or images.shape[1:] != (size, size, size) or len(images) != len(labels):
         raise ValueError(
-            f"{path}: expected {keys[0]} of shape (N, {size}, {size}, {size}) and N labels, got "
+            f"{path}: expected {split}_images of shape (N, {size}, {size}, {size}) and N labels, got "
             f"{images.shape} and {labels.shape}"
         )
     if labels.size and not set(np.unique(labels)).issubset({0, 1}):

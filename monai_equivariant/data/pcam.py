@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
-from monai_equivariant.data.folders import existing_folder
+from monai_equivariant.data.folders import existing_folder, is_unset_folder
 from monai_equivariant.data.synthetic import synthetic_tissue_patch
 
 __all__ = ["PCAM_SPLITS", "PCamPatches", "histopathology_dataset", "pcam_files"]
@@ -101,7 +101,7 @@ def histopathology_dataset(
 
     The synthetic split is generated in memory, seeded per split (``training``, ``validation``, ``test`` differ).
     """
-    if dataset_dir is not None and str(dataset_dir).strip() not in ("", "None", "null"):
+    if not is_unset_folder(dataset_dir):
         return PCamPatches(dataset_dir, split, transform, max_samples)
     from monai.data import Dataset
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_equivariant.data.folders import existing_folder, output_folder
+from monai_equivariant.data.folders import existing_folder, is_unset_folder, output_folder
 from monai_equivariant.data.synthetic import SYNTHETIC_STAMP, synthetic_set_problem, write_synthetic_polyp_dataset
 
 __all__ = [
@@ -148,10 +148,6 @@ HELD_OUT_SYNTHETIC_FOLDER = "synthetic_polyp_held_out"
 """Where evaluation / inference write their own synthetic set when there is no training set to read."""
 
 
-def _is_synthetic(dataset_dir: str | os.PathLike | None) -> bool:
-    return dataset_dir is None or str(dataset_dir).strip() in ("", "None", "null")
-
-
 def polyp_datalist(
     dataset_dir: str | os.PathLike | None,
     output_dir: str | os.PathLike,
@@ -168,7 +164,7 @@ def polyp_datalist(
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"datalist_dir {str(output_dir)!r} is a file, not a folder: give a folder path (created if missing)")
-    if _is_synthetic(dataset_dir):
+    if is_unset_folder(dataset_dir):
         dataset_dir = write_synthetic_polyp_dataset(
             output_dir / SYNTHETIC_FOLDER, synthetic_samples, synthetic_size, seed
         )
@@ -225,7 +221,7 @@ def read_polyp_datalist(
     recorded = _read_json(datalist_dir / "datalist.json")
     recorded = recorded if isinstance(recorded, dict) else {}
     recorded_dir = Path(str(recorded["dataset_dir"])) if recorded.get("dataset_dir") else None
-    if _is_synthetic(dataset_dir):
+    if is_unset_folder(dataset_dir):
         training_set = datalist_dir / SYNTHETIC_FOLDER
         if _intact_synthetic_set(training_set):
             dataset_dir, same_data = training_set, recorded_dir is not None and recorded_dir.name == SYNTHETIC_FOLDER

@@ -69,18 +69,16 @@ class LUNA16FROCHandler(IgniteMetricHandler):
         self.metric_fn(y_pred, y, scans=scans)
 
     def compute(self) -> Any:
-        result = self.metric_fn.aggregate()
-        self._is_reduced = True
+        """:meth:`LUNA16FROCMetric.aggregate`'s dict (MONAI's ``compute``), with the details as (N, 2)
+        [probability, label] rather than the raw buffers (scan keys dropped)."""
+        result = super().compute()
         if self.save_details:
-            if self._engine is None or self._name is None:
-                raise RuntimeError("please call attach() to connect the handler to an engine first")
-            probs, labels, _ = self.metric_fn.get_buffer()
+            probs, labels, _ = self.metric_fn.candidates()
             self._engine.state.metric_details[self._name] = torch.cat([probs, labels], dim=1)
         return result
 
     def completed(self, engine: Engine, name: str) -> None:
-        buffers = self.metric_fn.get_buffer()
-        if buffers is None or len(buffers[0]) == 0:  # no scans seen (nothing to score)
+        if self.metric_fn.candidates() is None:  # no scans seen (nothing to score)
             return
         result = self.compute()
         engine.state.metrics[name] = float(result["score"])

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric, ROCAUCMetric, compute_froc_curve_data, compute_froc_score
+from monai.utils import convert_to_numpy
 
 __all__ = ["LUNA16_FP_RATES", "LUNA16FROCMetric", "classification_scores", "froc_curve", "luna16_froc", "scan_key"]
 
@@ -19,9 +20,8 @@ LUNA16_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def _as_numpy(values) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
+    """Tensors, arrays, sequences of numbers or of 0-d tensors as one array (``monai.utils.convert_to_numpy``)."""
+    return np.asarray(convert_to_numpy(values, wrap_sequence=True))
 
 
 def froc_curve(
@@ -156,12 +156,21 @@ class LUNA16FROCMetric(CumulativeIterationMetric):
         keys = torch.tensor([scan_key(s) for s in scans], dtype=torch.int64, device=probs.device)
         return [probs.float()[:, None], labels.float()[:, None], keys[:, None]]
 
-    def aggregate(self) -> dict:  # type: ignore[override]
-        """:func:`luna16_froc` of every candidate buffered (all ranks)."""
+    def candidates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(N, 1) probabilities, (N, 1) 0/1 labels and (N, 1) int64 scan keys of every candidate buffered (all
+        ranks), or None when there is none yet."""
         buffers = self.get_buffer()
         if buffers is None or len(buffers) != 3 or len(buffers[0]) == 0:
-            raise RuntimeError("LUNA16FROCMetric has no candidates: call it on predictions first")
+            return None
         probs, labels, keys = buffers
+        return probs, labels, keys
+
+    def aggregate(self) -> dict:  # type: ignore[override]
+        """:func:`luna16_froc` of every candidate buffered (all ranks)."""
+        candidates = self.candidates()
+        if candidates is None:
+            raise RuntimeError("LUNA16FROCMetric has no candidates: call it on predictions first")
+        probs, labels, keys = candidates
         return luna16_froc(
             probs.reshape(-1).cpu(), labels.reshape(-1).long().cpu(), num_scans=int(torch.unique(keys).numel()),
             fp_rates=self.fp_rates,
