@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -47,7 +48,9 @@ from monai_equivariant.networks.nets import (
     count_parameters,
     matched_channels,
 )
-from monai_equivariant.utils import interleaved_times
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py, the sibling module
+from timing import interleaved_times  # noqa: E402
 
 
 @dataclass

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -41,7 +43,9 @@ from monai_equivariant.layers import frozen_filters
 from monai_equivariant.layers.conv import _GroupConvNd
 from monai_equivariant.networks.nets import GroupCNN, P4UNet
 from monai_equivariant.utils.export import export
-from monai_equivariant.utils.timing import interleaved_times
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py, the sibling module
+from timing import interleaved_times  # noqa: E402
 
 TARGETS = {"train b4 64²": 1.08, "train b8 128²": 1.03, "eval b4 64²": 1.01, "eval b4 64², frozen_filters": 1.01}
 

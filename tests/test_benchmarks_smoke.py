@@ -106,7 +106,7 @@ def test_network_overhead_breakdown_quick(capsys):
 
 
 def test_interleaved_times_runs_every_candidate_once_per_round_in_alternating_order():
-    from monai_equivariant.utils import interleaved_times
+    interleaved_times = load("timing").interleaved_times
 
     calls: list[str] = []
     samples = interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=2)

@@ -1,7 +1,7 @@
 import torch
 import torch.distributed as dist
 
-from monai_equivariant.utils import shutdown_distributed
+from monai_equivariant.bundle.distributed import shutdown_distributed
 
 
 def test_shutdown_releases_ddp_reducer_then_destroys_group(tmp_path):

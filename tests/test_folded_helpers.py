@@ -94,3 +94,19 @@ def test_froc_candidates_are_what_aggregate_scores():
     assert torch.unique(keys).numel() == 3
     assert metric.aggregate()["score"] == luna16_froc(probs, labels, num_scans=3)["score"]
     assert luna16_froc([torch.tensor(0.9), torch.tensor(0.2)], (1, 0), num_scans=1)["score"] == 1.0
+
+
+def test_benchmark_timing_and_distributed_shutdown_live_where_they_are_used():
+    """``utils`` is equivariance checks and export only: the torchrun shutdown is the bundles' (``bundle/``), the
+    interleaved timing the benchmarks' (``benchmarks/timing.py``)."""
+    import json
+
+    import monai_equivariant.bundle as bundle
+    import monai_equivariant.utils as utils
+
+    assert not hasattr(utils, "shutdown_distributed") and not hasattr(utils, "interleaved_times")
+    assert "shutdown_distributed" in bundle.__all__
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "benchmarks" / "timing.py").is_file()
+    for config in sorted(repo.glob("bundles/*/configs/multi_gpu_train.json")):
+        assert "$monai_equivariant.bundle.shutdown_distributed(@network)" in json.loads(config.read_text())["finalize"]

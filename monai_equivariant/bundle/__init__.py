@@ -1,9 +1,10 @@
 """What the bundle configs (``bundles/*/configs``) call, so that the configs keep only wiring: every override
 checked before anything is written, the run lock on a bundle root, the trained-model check, the networks that
 name a mismatched checkpoint, the group each network is checked against, the baselines (augmentation, test-time
-group ensemble) and the printed evaluation report."""
+group ensemble), the printed evaluation report and the clean end of a multi-process (torchrun) run."""
 
 from monai_equivariant.bundle.baselines import AUGMENTATIONS, INFERERS, augmentation, bundle_inferer
+from monai_equivariant.bundle.distributed import shutdown_distributed
 from monai_equivariant.bundle.lock import BundleRootLock, lock_bundle_root, unlock_bundle_root
 from monai_equivariant.bundle.overrides import (
     check_network_input,
@@ -45,6 +46,7 @@ __all__ = [
     "print_segmentation_report",
     "resume_checkpoint",
     "sample_count",
+    "shutdown_distributed",
     "trained_model",
     "training_samples",
     "unlock_bundle_root",

@@ -1,4 +1,4 @@
-"""Equivariance checks, export to plain torch, interleaved timing, and distributed shutdown."""
+"""Equivariance checks and export to plain torch (TorchScript, ONNX)."""
 
 from monai_equivariant.utils.equivariance import (
     FIELD_TYPES,
@@ -7,9 +7,7 @@ from monai_equivariant.utils.equivariance import (
     disk_mask,
     rotation_error_curve,
 )
-from monai_equivariant.utils.distributed import shutdown_distributed
 from monai_equivariant.utils.export import add_onnx_metadata, check_onnx_input, export, export_onnx, scriptable
-from monai_equivariant.utils.timing import interleaved_times
 
 __all__ = [
     "FIELD_TYPES",
@@ -20,8 +18,6 @@ __all__ = [
     "disk_mask",
     "export",
     "export_onnx",
-    "interleaved_times",
     "rotation_error_curve",
     "scriptable",
-    "shutdown_distributed",
 ]
