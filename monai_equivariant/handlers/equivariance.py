@@ -1,25 +1,54 @@
-"""Ignite handler measuring a network's rotation equivariance on a fixed set of images during validation.
+"""Ignite handler reporting a network's rotation equivariance on a fixed set of images during validation.
 
 Per-angle (or per-group-element) means go to ``engine.state.metrics`` (so ``StatsHandler`` /
 ``TensorBoardStatsHandler`` log them), per-image values to ``engine.state.metric_details`` (so MONAI's
-``MetricsSaver(metric_details=[...])`` writes them) and, with ``output_dir``, to a curve PNG, a box-plot PNG
-and the per-angle CSV (one row per validation run, history kept).
+``MetricsSaver(metric_details=[...])`` writes them). It only reports: the curve and box-plot PNGs and the
+per-angle CSV are :class:`~monai_equivariant.handlers.EquivarianceSaver`'s job (as ``MetricsSaver`` is separate
+from ``MeanDice``), which it finds on the engine through :data:`EquivarianceEvents.MEASURED`.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine, Events, EventEnum
 from monai.utils import convert_to_tensor
 
-from monai_equivariant.metrics.equivariance import EquivarianceMetric, _reduce
+from monai_equivariant.metrics.equivariance import EquivarianceMetric
+from monai_equivariant.metrics.equivariance_helper import EquivarianceHelper, reduce_metric
 
-__all__ = ["EquivarianceHandler"]
+__all__ = ["EquivarianceEvents", "EquivarianceHandler", "EquivarianceReport", "register_equivariance_events"]
+
+
+class EquivarianceEvents(EventEnum):
+    """Fired by :class:`EquivarianceHandler` after each measurement; ``engine.state.equivariance[prefix]`` then
+    holds the :class:`EquivarianceReport`."""
+
+    MEASURED = "equivariance_measured"
+
+
+def register_equivariance_events(engine: Engine) -> None:
+    """Register :class:`EquivarianceEvents` on ``engine`` once (the handler and the saver both call it)."""
+    if not engine.has_registered_events(EquivarianceEvents.MEASURED):
+        engine.register_events(*EquivarianceEvents)
+
+
+@dataclass
+class EquivarianceReport:
+    """One measurement of every network on the fixed images.
+
+    ``results``: network name -> {"axis" ("angle" or "element"), "values" (angles in degrees or element
+    indices), "labels", "means": {measure: (A,)}, "per_image": {measure: (N, A)}}; ``network_name`` names the
+    main (logged) network, ``measures`` the measures logged per angle/element (the first one is plotted)."""
+
+    epoch: int
+    network_name: str
+    measures: tuple[str, ...]
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _as_float(item: Any) -> torch.Tensor:
@@ -72,29 +101,30 @@ class EquivarianceHandler:
     ``engine.state.metric_details[f"{prefix}_{measure}"]`` holds the (N, A) per-image values of every measure,
     for ``MetricsSaver(metric_details=["equivariance_dice"], ...)`` (a ``{name}_raw.csv`` with one row per image,
     ``class{j}`` = the j-th angle / element). Dice/IoU are NaN (skipped in the means) where both masks are empty
-    (``ignore_empty=True``) or an output is non-finite; each evaluation logs how many were skipped.
+    (``ignore_empty=True``) or an output is non-finite; each evaluation logs how many were skipped. After each
+    evaluation ``engine.state.equivariance[prefix]`` holds the :class:`EquivarianceReport` and
+    :data:`EquivarianceEvents.MEASURED` fires (what :class:`~monai_equivariant.handlers.EquivarianceSaver` saves).
 
     The network runs through the engine's inferer (``engine.inferer``, if any) in eval mode; the mode of each
-    of its submodules is restored afterwards. With ``output_dir``: ``{prefix}_curve.png`` (all networks;
-    angles shown over 0°–360°), ``{prefix}_boxplot.png`` (per image, first logged measure) and
-    ``{prefix}_per_angle.csv`` (one row per epoch, network and transformation; history kept; its columns are
-    ``epoch, network, angle`` — or ``element`` for a group — then the measures).
+    of its submodules is restored afterwards.
 
     Args:
         images: fixed images, or None to take the first ``num_images`` of the engine's data.
         num_images: how many images to use.
         image_key: key of the images in dict batches / dataset items.
         network: the network to measure (default: ``engine.network``).
-        networks: more named networks drawn on the same figure and written to the CSV (not logged).
+        networks: more named networks measured on the same images (in the report and the saver's files; not
+            logged).
         network_name: the name of the main network in figures and CSVs.
         batch_size: images per forward pass.
         use_inferer: run the networks through ``engine.inferer`` when the engine has one.
-        prefix: prefix of the metric names and output files.
+        prefix: prefix of the metric names (and of the saver's files).
         log_measures: measures logged per angle/element (default: ``dice`` for segmentation, ``agreement`` for
             classifiers).
-        output_dir: where to save the PNGs and the CSV (None: nothing saved).
-        angles, group, task, activation, threshold, include_background, ignore_empty, valid_region, margin,
-            mode, input_padding: passed to :class:`EquivarianceMetric`.
+        output_dir: shorthand for also attaching ``EquivarianceSaver(output_dir, prefix)`` (None: nothing saved).
+        options: the measurement's options (``angles``, ``group``, ``task``, ``activation``, ``threshold``,
+            ``include_background``, ``ignore_empty``, ``valid_region``, ``margin``, ``mode``, ``input_padding``),
+            as for :class:`EquivarianceMetric`.
     """
 
     def __init__(
@@ -110,17 +140,7 @@ class EquivarianceHandler:
         prefix: str = "equivariance",
         log_measures: Sequence[str] | None = None,
         output_dir: str | Path | None = None,
-        angles: Sequence[float] | None = None,
-        group: str | None = None,
-        task: str = "auto",
-        activation: str | None = "sigmoid",
-        threshold: float = 0.5,
-        include_background: bool = True,
-        ignore_empty: bool = True,
-        valid_region: str = "rotated",
-        margin: int = 0,
-        mode: str = "bilinear",
-        input_padding: str = "zeros",
+        **options: Any,
     ) -> None:
         if num_images < 1 or batch_size < 1:
             raise ValueError(f"num_images and batch_size must be >= 1, got {num_images}, {batch_size}")
@@ -135,20 +155,24 @@ class EquivarianceHandler:
         self.use_inferer = use_inferer
         self.prefix = prefix
         self.log_measures = None if log_measures is None else tuple(log_measures)
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        self.metric_args = dict(
-            angles=angles, group=group, task=task, activation=activation, threshold=threshold,
-            include_background=include_background, ignore_empty=ignore_empty, valid_region=valid_region,
-            margin=margin, mode=mode, input_padding=input_padding,
-        )
-        EquivarianceMetric(**self.metric_args)  # validate the arguments now, not at the first epoch
+        EquivarianceHelper(**options)  # validate the options now, not at the first epoch
+        self.options = dict(options)
+        self.saver = None
+        if output_dir is not None:
+            from monai_equivariant.handlers.equivariance_saver import EquivarianceSaver
+
+            self.saver = EquivarianceSaver(output_dir, prefix=prefix)
         self._images: torch.Tensor | None = None if images is None else self._take(images)
         self._collected: list[torch.Tensor] = []
         self._done_this_epoch = False
-        self.results: dict[str, dict[str, Any]] = {}
-        """Latest results: network name -> {"axis" ("angle" or "element"), "values" (angles in degrees or
-        element indices), "labels", "means": {measure: (A,)}, "per_image": {measure: (N, A)}}."""
-        self.history: list[dict[str, Any]] = []
+        self._metrics: dict[str, EquivarianceMetric] = {}
+        self.report: EquivarianceReport | None = None
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        """Latest results: network name -> {"axis", "values", "labels", "means", "per_image"} (see
+        :class:`EquivarianceReport`); empty before the first evaluation."""
+        return {} if self.report is None else self.report.results
 
     def _take(self, images: Any) -> torch.Tensor:
         """First ``num_images`` of a (N, C, *spatial) tensor or of a dataset (items: tensors, dicts, pairs)."""
@@ -164,9 +188,12 @@ class EquivarianceHandler:
 
     def attach(self, engine: Engine) -> None:
         """Evaluate at EPOCH_STARTED (fixed images), while collecting (first images) and at EPOCH_COMPLETED."""
+        register_equivariance_events(engine)
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        if self.saver is not None:
+            self.saver.attach(engine)
 
     def __call__(self, engine: Engine) -> None:
         """Evaluate now and write the results into ``engine.state.metrics``."""
@@ -198,11 +225,15 @@ class EquivarianceHandler:
     # ------------------------------------------------------------------------------------------------
     # evaluation
 
-    def _measure(self, engine: Engine, network: Callable, device: torch.device) -> EquivarianceMetric:
-        inferer = getattr(engine, "inferer", None) if self.use_inferer else None
-        metric = EquivarianceMetric(network, inferer=inferer, **self.metric_args)  # eval mode, then restored
+    def _measure(self, engine: Engine, name: str, network: Callable, device: torch.device) -> EquivarianceMetric:
+        """The metric of ``name`` (made once, its helper and masks kept), reset and run on the fixed images."""
+        if name not in self._metrics:
+            inferer = getattr(engine, "inferer", None) if self.use_inferer else None
+            self._metrics[name] = EquivarianceMetric(inferer=inferer, **self.options)
+        metric = self._metrics[name]
+        metric.reset()
         for start in range(0, len(self._images), self.batch_size):
-            metric(self._images[start : start + self.batch_size].to(device))
+            metric(self._images[start : start + self.batch_size].to(device), network=network)  # eval, restored
         return metric
 
     def evaluate(self, engine: Engine) -> dict[str, float]:
@@ -216,26 +247,24 @@ class EquivarianceHandler:
         if device is None and isinstance(main, torch.nn.Module):
             device = next(main.parameters(), torch.empty(0)).device
         device = torch.device("cpu") if device is None else device
-        epoch = int(getattr(engine.state, "epoch", 0) or 0)
-        self.results = {}
+        results = {}
         for name, network in {self.network_name: main, **self.networks}.items():
-            metric = self._measure(engine, network, device)
-            means = {k: v.cpu() for k, v in metric.aggregate().items()}
-            self.results[name] = {
+            metric = self._measure(engine, name, network, device)
+            results[name] = {
                 "axis": metric.axis,
                 "values": metric.axis_values,
                 "labels": metric.labels,
-                "means": means,
+                "means": {k: v.cpu() for k, v in metric.aggregate().items()},
                 "per_image": {k: v.cpu() for k, v in metric.aggregate("none").items()},
             }
-            for i, value in enumerate(metric.axis_values):
-                position = value if metric.axis == "angle" else int(value)
-                self.history.append(
-                    {"epoch": epoch, "network": name, metric.axis: position,
-                     **{k: float(v[i]) for k, v in means.items()}}
-                )
-        result = self.results[self.network_name]
-        logged = self._logged_values(result)
+        result = results[self.network_name]
+        measures = self.log_measures or (("agreement",) if "agreement" in result["means"] else ("dice",))
+        unknown = set(measures) - set(result["means"])
+        if unknown:
+            raise ValueError(f"log_measures {sorted(unknown)} not among the measures {list(result['means'])}")
+        epoch = int(getattr(engine.state, "epoch", 0) or 0)
+        self.report = EquivarianceReport(epoch, self.network_name, tuple(measures), results)
+        logged = self._logged_values(result, measures)
         engine.state.metrics.update(logged)
         if not hasattr(engine.state, "metric_details"):
             engine.state.metric_details = {}  # type: ignore[attr-defined]
@@ -243,9 +272,18 @@ class EquivarianceHandler:
             engine.state.metric_details[f"{self.prefix}_{measure}"] = values  # type: ignore[attr-defined]
         self._report_skipped(engine, result)
         self._done_this_epoch = True
-        if self.output_dir is not None:
-            self.save(self.output_dir)
+        self._publish(engine)
         return logged
+
+    def _publish(self, engine: Engine) -> None:
+        """Put the report on ``engine.state.equivariance[prefix]`` and fire :data:`EquivarianceEvents.MEASURED`."""
+        if not hasattr(engine.state, "equivariance"):
+            engine.state.equivariance = {}  # type: ignore[attr-defined]
+        engine.state.equivariance[self.prefix] = self.report  # type: ignore[attr-defined]
+        register_equivariance_events(engine)
+        if self.saver is not None and not engine.has_event_handler(self.saver, EquivarianceEvents.MEASURED):
+            self.saver.attach(engine)  # evaluate() called without attach(): output_dir still saves
+        engine.fire_event(EquivarianceEvents.MEASURED)
 
     def _report_skipped(self, engine: Engine, result: dict[str, Any]) -> None:
         """Log how many (image, angle/element) values are NaN and why, so a mean is never read blindly."""
@@ -269,45 +307,22 @@ class EquivarianceHandler:
         for line in lines:
             engine.logger.info(f"{self.prefix} ({self.network_name}): {line}")
 
-    def _main_measure(self, means: Mapping[str, Any]) -> tuple[str, ...]:
-        return self.log_measures or (("agreement",) if "agreement" in means else ("dice",))
-
-    def _logged_values(self, result: dict[str, Any]) -> dict[str, float]:
-        means, per_image = result["means"], result["per_image"]
-        measures = self._main_measure(means)
-        unknown = set(measures) - set(means)
-        if unknown:
-            raise ValueError(f"log_measures {sorted(unknown)} not among the measures {list(means)}")
-        values = {f"{self.prefix}_{m}": float(_reduce(v, "mean")) for m, v in per_image.items()}
+    def _logged_values(self, result: dict[str, Any], measures: Sequence[str]) -> dict[str, float]:
+        values = {f"{self.prefix}_{m}": float(reduce_metric(v, "mean")) for m, v in result["per_image"].items()}
         for m in measures:
-            for label, value in zip(result["labels"], means[m]):
+            for label, value in zip(result["labels"], result["means"][m]):
                 values[f"{self.prefix}_{m}_{label}"] = float(value)
         return values
 
     def save(self, output_dir: str | Path) -> dict[str, Path]:
-        """Write the curve and box-plot PNGs and the per-angle CSV of the latest results into ``output_dir``."""
-        from monai_equivariant.visualize import plot_equivariance_boxplots, plot_equivariance_curves
+        """Write the latest report's PNGs and per-angle CSV into ``output_dir`` now (see ``EquivarianceSaver``;
+        the CSV holds the attached saver's history, if any, else the latest report)."""
+        from monai_equivariant.handlers.equivariance_saver import EquivarianceSaver
 
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        main = self.results[self.network_name]
-        measure = self._main_measure(main["means"])[0]
-        axis = main["axis"]
-        paths = {
-            "curve": out / f"{self.prefix}_curve.png",
-            "boxplot": out / f"{self.prefix}_boxplot.png",
-            "per_angle": out / f"{self.prefix}_per_angle.csv",
-        }
-        plot_equivariance_curves(
-            main["values"], {n: r["means"][measure] for n, r in self.results.items()}, measure, axis=axis,
-            path=paths["curve"],
-        )
-        plot_equivariance_boxplots(
-            main["values"], {n: r["per_image"][measure] for n, r in self.results.items()}, measure, axis=axis,
-            path=paths["boxplot"],
-        )
-        with open(paths["per_angle"], "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
-            writer.writeheader()
-            writer.writerows(self.history)
-        return paths
+        if self.report is None:
+            raise RuntimeError("nothing measured yet: evaluate first")
+        saver = EquivarianceSaver(output_dir, prefix=self.prefix)
+        saver.history = list(self.saver.history) if self.saver is not None else []
+        if not saver.history:
+            saver.record(self.report)
+        return saver.write(self.report)

@@ -1,5 +1,5 @@
-"""Equivariance metrics (``compute_equivariance`` and the MONAI Cumulative metric over it); LUNA16 FROC and
-AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize` (re-exported here for older code)."""
+"""Equivariance metrics (one ``EquivarianceHelper`` under ``compute_equivariance`` and the MONAI Cumulative metric);
+LUNA16 FROC and AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize` (re-exported here for older code)."""
 
 from monai_equivariant.metrics.equivariance import (
     CLASSIFICATION_MEASURES,
@@ -11,6 +11,7 @@ from monai_equivariant.metrics.equivariance import (
     equivariance_transformations,
     valid_region,
 )
+from monai_equivariant.metrics.equivariance_helper import EquivarianceHelper, reduce_metric
 from monai_equivariant.metrics.froc import (
     LUNA16_FP_RATES,
     LUNA16FROCMetric,
@@ -33,6 +34,7 @@ __all__ = [
     "LUNA16_FP_RATES",
     "LUNA16FROCMetric",
     "SEGMENTATION_MEASURES",
+    "EquivarianceHelper",
     "EquivarianceMetric",
     "Transformations",
     "classification_scores",
@@ -43,6 +45,7 @@ __all__ = [
     "plot_equivariance_boxplots",
     "plot_equivariance_curves",
     "plot_per_angle_csvs",
+    "reduce_metric",
     "save_figure",
     "valid_region",
 ]

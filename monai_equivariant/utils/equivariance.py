@@ -1,14 +1,17 @@
-"""Measure f(g·x) against g·f(x) for every group element, and at arbitrary rotation angles (2D)."""
+"""Measure f(g·x) against g·f(x) for every group element, and at arbitrary rotation angles (2D).
+
+Thin users of the measuring core :mod:`monai_equivariant.metrics.equivariance_helper`: the rotations, the disk
+mask and :func:`eval_mode_restored` come from there (re-exported here under their old import paths)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Callable
+from collections.abc import Sequence
+from typing import Callable
 
 import torch
 
 from monai_equivariant.groups import Group, as_group
+from monai_equivariant.metrics.equivariance_helper import disk_mask, equivariance_transformations, eval_mode_restored
 
 __all__ = [
     "check_equivariance",
@@ -89,14 +92,6 @@ def assert_equivariant(
     return errors
 
 
-def disk_mask(size: int, radius: float | None = None, device: torch.device | None = None) -> torch.Tensor:
-    """(size, size) float mask: 1 within ``radius`` of the grid centre (default: the inscribed disk less one
-    pixel, the region that stays inside the grid under every rotation, with room for bilinear sampling)."""
-    radius = size / 2.0 - 1.0 if radius is None else float(radius)
-    axis = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2.0
-    return ((axis[:, None] ** 2 + axis[None, :] ** 2) <= radius**2).float()
-
-
 @torch.no_grad()
 def rotation_error_curve(
     module: Callable[[torch.Tensor], torch.Tensor],
@@ -125,8 +120,6 @@ def rotation_error_curve(
     Returns:
         (len(angles),) float64 tensor of relative errors.
     """
-    from monai_equivariant.groups.rotate import rotate
-
     if out_type not in ("plain", "invariant"):
         raise ValueError(f"out_type must be 'plain' or 'invariant', got {out_type!r}")
     if x.dim() != 4 or x.shape[2] != x.shape[3]:
@@ -139,32 +132,11 @@ def rotation_error_curve(
     else:
         mask = torch.ones((), dtype=reference.dtype, device=reference.device)
     scale = (reference * mask).norm().clamp_min(torch.finfo(reference.dtype).tiny)
+    angles = [float(a) for a in angles]
+    rotations = equivariance_transformations(2, angles=angles).outputs if angles else ()  # bilinear, zero padding
     errors = []
-    for angle in angles:
-        actual = module(rotate(x, float(angle)))
-        expected = rotate(reference, float(angle)) if out_type == "plain" else reference
+    for rotation in rotations:
+        actual = module(rotation(x))
+        expected = rotation(reference) if out_type == "plain" else reference
         errors.append(((actual - expected) * mask).norm() / scale)
     return torch.tensor([float(e) for e in errors], dtype=torch.float64)
-
-
-@contextmanager
-def eval_mode_restored(*modules: Any) -> Iterator[None]:
-    """Run ``modules`` in eval mode without gradients, then restore every submodule's own mode.
-
-    What the equivariance metric and handler do around the network: a train-mode net would otherwise be
-    measured with batch statistics and would update its BatchNorm running statistics. Unlike
-    ``monai.networks.utils.eval_mode`` (which calls ``.train()`` on the top module afterwards), submodules
-    that were in eval mode inside a training net (e.g. a frozen encoder) stay in eval mode. Objects that
-    are not ``torch.nn.Module`` (plain functions) are ignored.
-    """
-    nets = [m for m in modules if isinstance(m, torch.nn.Module)]
-    modes = [[(sub, sub.training) for sub in net.modules()] for net in nets]
-    try:
-        for net in nets:
-            net.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for saved in modes:
-            for sub, training in saved:
-                sub.training = training

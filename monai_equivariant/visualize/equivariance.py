@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from monai.utils import convert_to_numpy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,9 +41,7 @@ MEASURE_LABELS = {
 
 
 def _array(values: Any) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(convert_to_numpy(values, wrap_sequence=True), dtype=np.float64)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -216,7 +215,7 @@ def plot_equivariance_boxplots(
 
 
 def read_per_angle_csv(path: str | Path, measure: str = "dice") -> tuple[str, list[float], list[float]]:
-    """The last epoch of an ``equivariance_per_angle.csv`` (written by ``EquivarianceHandler``; columns
+    """The last epoch of an ``equivariance_per_angle.csv`` (written by ``EquivarianceSaver``; columns
     ``epoch, network, angle|element, <measures>``): ``(axis, x values, measure values)``.
 
     With several networks in the file (the handler's ``networks=``), the first one's rows are used."""
@@ -224,7 +223,7 @@ def read_per_angle_csv(path: str | Path, measure: str = "dice") -> tuple[str, li
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no per-angle equivariance CSV at {path} (expected from EquivarianceHandler)")
+        raise FileNotFoundError(f"no per-angle equivariance CSV at {path} (expected from EquivarianceSaver)")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     columns = list(rows[0]) if rows else []
@@ -244,7 +243,7 @@ def read_per_angle_csv(path: str | Path, measure: str = "dice") -> tuple[str, li
 def plot_per_angle_csvs(
     csvs: Mapping[str, str | Path], path: str | Path, measure: str = "dice", title: str | None = None
 ) -> Figure:
-    """One curve figure from several runs' ``equivariance_per_angle.csv`` (written by ``EquivarianceHandler``):
+    """One curve figure from several runs' ``equivariance_per_angle.csv`` (written by ``EquivarianceSaver``):
     the last epoch of each file, labelled by the mapping's keys (e.g. ``{"P4UNet": ..., "U-Net": ...}``).
     The runs must share their angles (or group elements)."""
     curves: dict[str, list[float]] = {}
