@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_equivariant.data.folders import UNSET_FOLDER, is_unset_folder
+from monai_equivariant.data.folders import UNSET_FOLDER, existing_folder, is_unset_folder, output_folder, refuse_file
 from monai_equivariant.data.nodule_mnist3d import (
     NODULE_MNIST3D_FILES,
     NODULE_MNIST3D_KEYS,
@@ -39,6 +39,34 @@ def test_data_entry_points_share_the_unset_rule(tmp_path):
     for value in (None, "", "None", "null"):
         assert nodule_data_kind(value) == "synthetic"
         assert len(histopathology_dataset(value, "training", synthetic_samples=2, synthetic_size=8)) == 2
+
+
+def test_refuse_file_names_the_argument_and_leaves_folders_and_missing_paths_alone(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    assert refuse_file(tmp_path, "root_dir", "") == tmp_path
+    assert refuse_file(str(tmp_path / "missing"), "root_dir", "") == tmp_path / "missing"
+    with pytest.raises(ValueError, match=r"^cache_dir '.*a_file' is a file, not a folder: give a folder$"):
+        refuse_file(tmp_path / "a_file", "cache_dir", ": give a folder")
+    # the two folder checks built on it keep their messages
+    with pytest.raises(ValueError, match=r"dataset_dir '.*a_file' is a file, not a folder; expected a folder holding X"):
+        existing_folder(tmp_path / "a_file", "dataset_dir", "X")
+    with pytest.raises(ValueError, match=r"dataset_dir '.*missing' does not exist; expected a folder holding X"):
+        existing_folder(tmp_path / "missing", "dataset_dir", "X")
+    with pytest.raises(ValueError, match=r"out '.*a_file' is a file, not a folder: give a folder path \(created"):
+        output_folder(tmp_path / "a_file", "out")
+
+
+def test_intact_synthetic_set_checks_a_set_against_its_own_stamp(tmp_path):
+    from monai_equivariant.data import write_synthetic_polyp_dataset
+    from monai_equivariant.data.synthetic import SYNTHETIC_STAMP, intact_synthetic_set
+
+    root = write_synthetic_polyp_dataset(tmp_path / "set", num_samples=3, size=16, seed=1)
+    assert intact_synthetic_set(root) and intact_synthetic_set(str(root))
+    assert not intact_synthetic_set(tmp_path / "missing")
+    next(iter(sorted((root / "masks").iterdir()))).write_bytes(b"torn")
+    assert not intact_synthetic_set(root)
+    (root / SYNTHETIC_STAMP).write_text("{not json")
+    assert not intact_synthetic_set(root)
 
 
 def test_nodule_mnist3d_file_names_the_published_archive_or_refuses_the_size():

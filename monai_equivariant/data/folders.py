@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["UNSET_FOLDER", "existing_folder", "is_unset_folder", "output_folder"]
+__all__ = ["UNSET_FOLDER", "existing_folder", "is_unset_folder", "output_folder", "refuse_file"]
 
 UNSET_FOLDER = ("", "None", "null")
 """What a bundle config or command line passes for "no folder" (besides ``None``), surrounding spaces ignored."""
@@ -17,6 +17,18 @@ def is_unset_folder(path: str | os.PathLike | None) -> bool:
     """Whether a folder argument is left empty: ``None``, ``""``, ``"None"`` or ``"null"`` (a ``dataset_dir`` that
     selects the built-in synthetic data)."""
     return path is None or str(path).strip() in UNSET_FOLDER
+
+
+def refuse_file(path: str | os.PathLike, what: str, hint: str) -> Path:
+    """``path`` as a Path, unless a file (not a folder) is there.
+
+    Raises:
+        ValueError ``"{what} '{path}' is a file, not a folder{hint}"`` (``hint``: what to give instead).
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} is a file, not a folder{hint}")
+    return folder
 
 
 def existing_folder(path: str | os.PathLike, what: str, expected: str) -> Path:
@@ -30,11 +42,10 @@ def existing_folder(path: str | os.PathLike, what: str, expected: str) -> Path:
     Raises:
         ValueError naming ``what`` and the path when it is a file or does not exist.
     """
-    folder = Path(path)
-    if folder.is_dir():
-        return folder
-    state = "is a file, not a folder" if folder.exists() else "does not exist"
-    raise ValueError(f"{what} {str(folder)!r} {state}; expected a folder holding {expected}")
+    folder = refuse_file(path, what, f"; expected a folder holding {expected}")
+    if not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} does not exist; expected a folder holding {expected}")
+    return folder
 
 
 def output_folder(path: str | os.PathLike, what: str) -> Path:
@@ -43,9 +54,7 @@ def output_folder(path: str | os.PathLike, what: str) -> Path:
     Raises:
         ValueError naming ``what`` and the path when it, or one of its parents, is a file, or it cannot be created.
     """
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{what} {str(folder)!r} is a file, not a folder: give a folder path (created if missing)")
+    folder = refuse_file(path, what, ": give a folder path (created if missing)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # a parent is a file (NotADirectoryError / FileExistsError), no permission, ...

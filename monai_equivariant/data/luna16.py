@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-from monai_equivariant.data.folders import output_folder
+from monai_equivariant.data.folders import output_folder, refuse_file
 
 __all__ = [
     "MetaImageHeader",
@@ -249,9 +249,7 @@ def luna16_patches(
         raise ValueError(f"missing_scans must be 'error' or 'skip', got {missing_scans!r}")
     if hu_window[0] >= hu_window[1]:
         raise ValueError(f"hu_window must be (low, high) with low < high, got {hu_window}")
-    root = Path(root_dir)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"LUNA16 root_dir {str(root)!r} is a file, not a folder; {LAYOUT}")
+    root = refuse_file(root_dir, "LUNA16 root_dir", f"; {LAYOUT}")
     if not root.is_dir():
         raise FileNotFoundError(f"LUNA16 root folder not found: {root}; {LAYOUT}")
     candidates = read_candidates(candidates_file or root / "candidates.csv")

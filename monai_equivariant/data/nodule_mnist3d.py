@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_equivariant.data.folders import refuse_file
+
 __all__ = ["NODULE_MNIST3D_FILES", "NODULE_MNIST3D_KEYS", "nodule_mnist3d", "nodule_mnist3d_file", "nodule_mnist3d_path"]
 
 NODULE_MNIST3D_FILES: dict[int, tuple[str, str, str]] = {
@@ -46,9 +48,7 @@ def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: b
     a mismatch raises ValueError naming the hash).
     """
     name, url, _ = nodule_mnist3d_file(size)
-    if Path(root_dir).exists() and not Path(root_dir).is_dir():
-        raise ValueError(f"NoduleMNIST3D root_dir {str(root_dir)!r} is a file, not a folder; expected a folder holding {name}")
-    path = Path(root_dir) / name
+    path = refuse_file(root_dir, "NoduleMNIST3D root_dir", f"; expected a folder holding {name}") / name
     if path.is_file():
         return path
     if not download:

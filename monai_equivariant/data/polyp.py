@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_equivariant.data.folders import existing_folder, is_unset_folder, output_folder
-from monai_equivariant.data.synthetic import SYNTHETIC_STAMP, synthetic_set_problem, write_synthetic_polyp_dataset
+from monai_equivariant.data.folders import existing_folder, is_unset_folder, output_folder, refuse_file
+from monai_equivariant.data.synthetic import intact_synthetic_set, write_synthetic_polyp_dataset
 
 __all__ = [
     "POLYP_LAYOUTS",
@@ -161,9 +161,7 @@ def polyp_datalist(
     ``dataset_dir`` empty or None: the synthetic set is written to ``output_dir/synthetic_polyp`` (Kvasir-SEG
     layout) and used. The input is validated before anything is written; the datalist is written atomically.
     """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"datalist_dir {str(output_dir)!r} is a file, not a folder: give a folder path (created if missing)")
+    output_dir = refuse_file(output_dir, "datalist_dir", ": give a folder path (created if missing)")
     if is_unset_folder(dataset_dir):
         dataset_dir = write_synthetic_polyp_dataset(
             output_dir / SYNTHETIC_FOLDER, synthetic_samples, synthetic_size, seed
@@ -183,15 +181,6 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _intact_synthetic_set(folder: Path) -> bool:
-    """Whether ``folder`` holds a synthetic set exactly as its own stamp describes it."""
-    stamp = _read_json(folder / SYNTHETIC_STAMP)
-    if not isinstance(stamp, dict):
-        return False
-    parameters = [stamp.get(key) for key in ("num_samples", "size", "seed")]
-    return all(isinstance(v, int) for v in parameters) and synthetic_set_problem(folder, *parameters) is None
 
 
 def read_polyp_datalist(
@@ -215,15 +204,13 @@ def read_polyp_datalist(
     ``datalist.json`` when that run used the same data (so its test split is the one the model never saw), else
     ``seed``.
     """
-    datalist_dir = Path(datalist_dir)
-    if datalist_dir.exists() and not datalist_dir.is_dir():
-        raise ValueError(f"datalist_dir {str(datalist_dir)!r} is a file, not a folder: give a folder path")
+    datalist_dir = refuse_file(datalist_dir, "datalist_dir", ": give a folder path")
     recorded = _read_json(datalist_dir / "datalist.json")
     recorded = recorded if isinstance(recorded, dict) else {}
     recorded_dir = Path(str(recorded["dataset_dir"])) if recorded.get("dataset_dir") else None
     if is_unset_folder(dataset_dir):
         training_set = datalist_dir / SYNTHETIC_FOLDER
-        if _intact_synthetic_set(training_set):
+        if intact_synthetic_set(training_set):
             dataset_dir, same_data = training_set, recorded_dir is not None and recorded_dir.name == SYNTHETIC_FOLDER
         else:
             held_out = datalist_dir / HELD_OUT_SYNTHETIC_FOLDER

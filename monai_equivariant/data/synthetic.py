@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from monai_equivariant.data.folders import output_folder
+from monai_equivariant.data.folders import output_folder, refuse_file
 
 __all__ = [
     "SYNTHETIC_STAMP",
     "field_of_view",
+    "intact_synthetic_set",
     "synthetic_polyp",
     "synthetic_set_problem",
     "synthetic_tissue_patch",
@@ -160,12 +161,19 @@ def synthetic_set_problem(root: str | Path, num_samples: int, size: int, seed: i
     return None
 
 
+def intact_synthetic_set(root: str | Path) -> bool:
+    """Whether ``root`` holds a synthetic polyp set exactly as its own stamp describes it (whatever its parameters)."""
+    stamp = _read_stamp(Path(root) / SYNTHETIC_STAMP)
+    if stamp is None:
+        return False
+    parameters = [stamp.get(key) for key in ("num_samples", "size", "seed")]
+    return all(isinstance(v, int) for v in parameters) and synthetic_set_problem(root, *parameters) is None
+
+
 def _check_replaceable(root: Path) -> None:
     """Refuse to replace an existing ``root`` that is not a synthetic set (no stamp, and files that are not ours)."""
-    if not root.exists():
+    if not refuse_file(root, "synthetic polyp folder", ": give a folder path").exists():
         return
-    if not root.is_dir():
-        raise ValueError(f"synthetic polyp folder {str(root)!r} is a file, not a folder: give a folder path")
     if (root / SYNTHETIC_STAMP).is_file():
         return
     foreign = [
