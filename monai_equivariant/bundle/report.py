@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from monai_equivariant.groups import as_group
+from monai_equivariant.metrics.equivariance_helper import eval_mode_restored
 from monai_equivariant.utils import check_equivariance
 
 __all__ = ["equivariance_errors", "print_classification_report", "print_segmentation_report"]
@@ -18,7 +19,7 @@ def equivariance_errors(
     network: torch.nn.Module, inferer, images: torch.Tensor, group: str, out_type: str = "plain"
 ) -> torch.Tensor:
     """max |f(g·x) − g·f(x)| / max |f(x)| for every element g of ``group``, where f = ``inferer(x, network)`` in
-    eval mode, without gradients.
+    eval mode, without gradients; the network's train/eval mode (each submodule's) is restored afterwards.
 
     Args:
         images: (B, C, *spatial) input batch.
@@ -27,8 +28,7 @@ def equivariance_errors(
     Returns:
         (|G|,) tensor, in element order.
     """
-    network.eval()
-    with torch.no_grad():
+    with eval_mode_restored(network):
         return check_equivariance(lambda x: inferer(x, network), group, images, out_type=out_type, relative=True)
 
 
@@ -63,7 +63,8 @@ def print_classification_report(
     if "froc" in metrics:
         print("LUNA16 FROC", round(float(metrics["froc"]), 4))
     means = " ".join(m + " %.3f" % metrics["equivariance_" + m] for m in ("agreement", "logit_change"))
-    print(f"equivariance agreement of f(rotate(x)) vs f(x) by {by}:", _by_key(metrics, "equivariance_agreement_", "%.2f"),
+    print(f"equivariance agreement of f(rotate(x)) vs f(x) by {by}:",
+          _by_key(metrics, "equivariance_agreement_", "%.2f"),
           "| mean", means)
     print(f"invariance max|f(g.x) - f(x)| / max|f| of the logits for {_elements_text(group)}:", _errors_text(errors))
 
