@@ -74,13 +74,15 @@ def epoch_seconds(log_text: str) -> float:
     return float(statistics.median(times[e] for e in kept))
 
 
-def load_bundle_run(label: str, bundle_dir: str | Path, overrides: Mapping, train_log: str | Path | None = None) -> BundleRun:
+def load_bundle_run(label: str, bundle_dir: str | Path, overrides: Mapping, train_log: str | Path | None = None,
+                    device: str = "cpu") -> BundleRun:
     """Network (with its trained checkpoint), inferer and preprocessed test split of one bundle run.
 
     Args:
         bundle_dir: the bundle (holding ``configs/train.json`` and ``configs/evaluate.json``).
         overrides: the run's overrides (``bundle_root``, ``network_name``, ``inferer``...), as on the command line.
         train_log: the training run's log (for the epoch times), if any.
+        device: where the network runs (``predict`` takes and returns CPU tensors whatever it is).
     """
     from ignite.engine import Engine
     from monai.bundle import ConfigParser
@@ -89,7 +91,7 @@ def load_bundle_run(label: str, bundle_dir: str | Path, overrides: Mapping, trai
     parser = ConfigParser()
     parser.read_config([str(configs / "train.json"), str(configs / "evaluate.json")])
     parser.update({key: value for key, value in overrides.items()})
-    parser["device"] = "$torch.device('cpu')"
+    parser["device"] = f"$torch.device({str(device)!r})"
     parser["amp"] = False
     network = parser.get_parsed_content("network")
     loader = parser.get_parsed_content("validate#handlers#0")  # the bundle's CheckpointLoader of the trained model
@@ -107,7 +109,7 @@ def load_bundle_run(label: str, bundle_dir: str | Path, overrides: Mapping, trai
 
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
-        return inferer(x, network)
+        return inferer(x.to(device), network).cpu()
 
     return BundleRun(label, network, predict, images, labels, Path(train_log) if train_log else None)
 
