@@ -2,7 +2,8 @@
 # Install (if needed), then the main job: does the equivariant U-Net beat what a MONAI user does instead?
 # Trains the polyp bundle (bundles/polyp_segmentation) on its built-in synthetic endoscopy frames, at equal
 # parameters, four ways -- P4UNet; P4UNet + rotation augmentation; the plain U-Net; plain + rotation
-# augmentation -- and evaluates a fifth: plain + rotation augmentation + p4 ensemble at inference. All training
+# augmentation -- and evaluates a fifth: plain + rotation augmentation + p4 ensemble at inference; a sixth row is
+# plain + rotation augmentation at equal FLOPs (4x the parameters, as many multiply-adds as P4UNet). All training
 # goes through `python -m monai.bundle run` with overrides. Once with the whole training split, once with 10
 # training images. Prints two tables (test Dice at 0/30/45/90 degrees of input rotation, equivariance Dice at
 # 45 degrees, max error at the 90-degree rotations, train seconds per epoch, inference ms per image) and draws
@@ -24,6 +25,9 @@ EPOCHS=${MAIN_EPOCHS:-15}              # whole training split (68 images, batch 
 SMALL=${MAIN_SMALL_TRAIN:-10}          # the small training set
 SMALL_EPOCHS=${MAIN_SMALL_EPOCHS:-60}  # 10 images: 2 steps an epoch, so about as many steps as above
 CHANNELS=${MAIN_CHANNELS:-[4,8,16,32]} # p4 fields per level; the plain U-Net gets twice as many (equal parameters)
+# The equal-FLOPs row: the bundle's plain net of twice these p4 fields has 4x the p4 fields as channels (a p4 conv of
+# C fields does |G|^2 C^2 = 16 C^2 multiply-adds per tap, a plain conv of 4C channels as many): 4x the parameters.
+FLOPS_CHANNELS=$(python3 -c "import json, sys; print(json.dumps([2 * c for c in json.loads(sys.argv[1])]))" "$CHANNELS")
 DATA=(--image_size 64 --synthetic_samples 96 --network_channels "$CHANNELS")
 PY=(.venv/bin/python -W ignore)
 # Runs go through a pool of MAIN_JOBS processes (default 2, one per core) of MAIN_THREADS torch threads each
@@ -67,7 +71,7 @@ wait_all() {  # wait for every submitted command; stop when one failed
   [ "$failed" = 0 ] || { echo "main: a run failed (its log is printed above)"; exit 1; }
 }
 
-echo "=== training 8 networks ($JOBS at a time, $OMP_NUM_THREADS thread(s) each): the whole training split" \
+echo "=== training 10 networks ($JOBS at a time, $OMP_NUM_THREADS thread(s) each): the whole training split" \
   "($EPOCHS epochs) and $SMALL training images ($SMALL_EPOCHS epochs)"
 for net in p4 plain; do  # the slower p4 runs first, so the pool ends evenly
   for size in full small; do
@@ -75,13 +79,17 @@ for net in p4 plain; do  # the slower p4 runs first, so the pool ends evenly
     if [ "$size" = full ]; then epochs=$EPOCHS; subset=(); else epochs=$SMALL_EPOCHS; subset=(--train_samples "$SMALL"); fi
     submit train "$dir/$net" "$epochs" --network_name "$net" --augmentation none "${subset[@]}"
     submit train "$dir/${net}_rotate" "$epochs" --network_name "$net" --augmentation rotate "${subset[@]}"
+    if [ "$net" = plain ]; then
+      submit train "$dir/plain_flops_rotate" "$epochs" --network_name plain --augmentation rotate \
+        --network_channels "$FLOPS_CHANNELS" "${subset[@]}"
+    fi
   done
 done
 wait_all
 
 echo "=== evaluation at rotated inputs (test split)"
 SHARED="{\"image_size\": 64, \"synthetic_samples\": 96, \"network_channels\": $CHANNELS}"
-evaluate() {  # evaluate <size>: the five-row table of one training-set size, printed to <dir>/table.log
+evaluate() {  # evaluate <size>: the six-row table of one training-set size, printed to <dir>/table.log
   local size=$1 dir=$OUT/$1 title
   if [ "$size" = full ]; then title="whole training split"; else title="$SMALL training images"; fi
   "${PY[@]}" benchmarks/polyp_comparison.py table --bundle "$B" --title "$title" --out-dir "$dir" --set "$SHARED" \
@@ -90,6 +98,7 @@ evaluate() {  # evaluate <size>: the five-row table of one training-set size, pr
     --run "$(run_json "U-Net (plain)" "$dir/plain" network_name '"plain"')" \
     --run "$(run_json "U-Net + rotation aug." "$dir/plain_rotate" network_name '"plain"')" \
     --run "$(run_json "U-Net + rotation aug. + p4 ensemble" "$dir/plain_rotate" network_name '"plain"' inferer '"group_ensemble"')" \
+    --run "$(run_json "U-Net + rotation aug., equal FLOPs" "$dir/plain_flops_rotate" network_name '"plain"' network_channels "$FLOPS_CHANNELS")" \
     >"$dir/table.log" 2>&1 || { cat "$dir/table.log"; exit 1; }
 }
 submit evaluate full
