@@ -130,9 +130,11 @@ def rotated_dice(predict: Predict, images: torch.Tensor, labels: torch.Tensor, a
     return np.asarray(scores)
 
 
-def equivariance_dice(predict: Predict, images: torch.Tensor, angles: Sequence[float]) -> np.ndarray:
-    """(len(angles),) equivariance Dice of rotate(f(x)) vs f(rotate(x)) (``EquivarianceMetric``, zero padding)."""
-    metric = EquivarianceMetric(predict, angles=angles)
+def equivariance_dice(predict: Predict, images: torch.Tensor, angles: Sequence[float],
+                      ignore_empty: bool = True) -> np.ndarray:
+    """(len(angles),) equivariance Dice of rotate(f(x)) vs f(rotate(x)) (``EquivarianceMetric``, zero padding;
+    ``ignore_empty=False`` counts two empty masks as agreeing, 1, instead of leaving them out)."""
+    metric = EquivarianceMetric(predict, angles=angles, ignore_empty=ignore_empty)
     metric(images)
     return metric.aggregate()["dice"].cpu().numpy()
 

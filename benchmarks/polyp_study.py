@@ -5,7 +5,7 @@ steerable U-Net trained by ``python -m monai.bundle run`` at the study's sizes (
 [8,16,32,64,128]``: P4UNet 1,963,137 parameters and the plain U-Net 1,965,569, the study's 1,964,029 and
 1,965,625; SE(2,12) at equal parameters; the steerable net with regular C8 fields of the same widths); then, on
 each test split, test Dice and the study's equivariance similarity, Dice(rotate(f(x)), f(rotate(x))), over
-0°–90° in 5° steps. Writes ``study_table.md``, ``study.csv``, ``equivariance_similarity.png`` and
+0°–90° in 5° steps (two empty masks agree: 1). Writes ``study_table.md``, ``study.csv``, ``equivariance_similarity.png`` and
 ``test_dice.png`` to ``--out-dir``.
 
 Usage::
@@ -126,7 +126,7 @@ def evaluate(dataset: str, net: str, root: Path, overrides: dict, args: argparse
     run = load_bundle_run(STUDY_NETS[net], args.bundle, {"bundle_root": str(root), **overrides},
                           device=args.eval_device)
     dice = float(rotated_dice(run.predict, run.images, run.labels, [0.0])[0])
-    similarity = equivariance_dice(run.predict, run.images, STUDY_ANGLES)
+    similarity = equivariance_dice(run.predict, run.images, STUDY_ANGLES, ignore_empty=False)  # empty = empty
     return StudyRun(dataset, net, count_parameters(run.network), train_s, dice, [float(s) for s in similarity])
 
 
