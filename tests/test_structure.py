@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monai_equivariant.networks import registry
+from monai_equivariant import layers
+from monai_equivariant.networks import blocks, registry
 
 PACKAGE = Path(__file__).resolve().parents[1] / "monai_equivariant"
 
@@ -90,3 +91,78 @@ def test_networks_never_import_utils():
         for path in (PACKAGE / "networks").rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_layers_are_in_monais_factories():
+    import torch
+    from monai.networks.layers.factories import Conv, Norm, Pool
+
+    from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupPool, LiftingConv
+
+    lift = Conv["lifting", 3](1, 2, "O")
+    assert isinstance(lift, LiftingConv) and lift.spatial_dims == 3
+    assert isinstance(Conv["groupconv", 2](2, 3, "p4", 5), GroupConv)
+    assert isinstance(Pool["group", 2](4), GroupPool)
+    assert isinstance(Norm["groupbatch", 2](num_features=8, group_size=4), GroupBatchNorm)
+    assert Pool["group", 3](4, mode="mean")(torch.ones(1, 8, 2, 2, 2)).shape == (1, 2, 2, 2, 2)
+
+
+def test_adn_ordering_follows_monai_letters():
+    import torch.nn as nn
+
+    from monai_equivariant.networks.blocks import GroupConvBlock
+    from monai_equivariant.networks.nets import SE2CNN, GroupCNN, GroupUNet, SE2UNet
+
+    default = GroupConvBlock(1, 2, "p4", dropout=0.1)
+    assert default.layout == "CNDA"  # MONAI's "NDA": norm, dropout, act
+    assert [type(m) for m in default][1:] == [type(default.norm), nn.Dropout, nn.ReLU]
+    act_first = GroupConvBlock(1, 2, "p4", dropout=0.1, adn_ordering="ADN")
+    assert act_first.layout == "CADN" and isinstance(act_first[1], nn.ReLU) and act_first.norm is act_first[3]
+    for net in (GroupUNet(2, 1, 1, (2, 2), adn_ordering="AN"), SE2UNet(2, 1, 1, (1, 1), 4, adn_ordering="AN"),
+                GroupCNN(2, 1, 2, (2,), adn_ordering="AN"), SE2CNN(2, 1, 2, (2,), 4, adn_ordering="AN")):
+        assert net.adn_ordering == "AN"
+        assert {b.layout for b in net.modules() if isinstance(b, GroupConvBlock) and b.act is not None} == {"CAN"}
+    with pytest.raises(ValueError, match="adn_ordering must be a string of the letters N"):
+        GroupConvBlock(1, 2, "p4", adn_ordering="NAX")
+
+
+def _package_modules(module):
+    return sorted({type(m).__module__ + "." + type(m).__name__ for m in module.modules()
+                   if type(m).__module__.startswith("monai_equivariant")})
+
+
+@pytest.mark.parametrize("build", [
+    lambda: layers.GroupInstanceNorm(2, 4, affine=True),
+    lambda: layers.GroupInstanceNorm(2, 4, track_running_stats=True),
+    lambda: layers.GroupBatchNorm(2, 4),
+    lambda: layers.GroupPool(4),
+    lambda: layers.GroupPool(4, "mean"),
+    lambda: blocks.GroupConvBlock(2, 2, "p4", norm="instance"),
+    lambda: blocks.GroupDoubleConv(2, 2, "p4"),
+], ids=["instance-affine", "instance-running", "batch", "pool-max", "pool-mean", "block", "double"])
+def test_plain_export_of_layers_holds_no_package_classes(build):
+    import torch
+
+    from monai_equivariant.utils.export import export
+
+    torch.manual_seed(0)
+    layer = build()
+    x = torch.randn(3, 8, 6, 6)
+    layer.train()(x)  # running statistics
+    for p in layer.parameters():
+        torch.nn.init.uniform_(p, 0.5, 1.5)
+    plain = export(layer)
+    assert _package_modules(plain) == []
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), layer.eval()(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.jit.script(plain)(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_plain_export_of_a_net_holds_no_package_layers():
+    from monai_equivariant.networks.nets import GroupCNN, GroupUNet
+    from monai_equivariant.utils.export import export
+
+    for net in (GroupUNet(2, 1, 1, (2, 2), norm="instance"), GroupCNN(3, 1, 2, (2,), "O", norm="instance")):
+        # only the networks' own traversal classes remain: their forwards only compose plain children
+        left = _package_modules(export(net))
+        assert not [n for n in left if ".layers." in n or ".blocks.conv_block." in n], left

@@ -211,21 +211,26 @@ def _channels(value: Any, option: str, min_levels: int) -> list[int]:
     return levels
 
 
-_NORMS = ("batch", "instance", "groupbatch", "groupinstance")
+_NORMS = ("batch", "instance", "groupbatch", "groupinstance")  # for the message; parsed by group_norm_spec
+
+
+def _norm_spec(value: Any) -> Any:
+    """The group norm ``value`` stands for (the nets' own parser,
+    :func:`~monai_equivariant.networks.blocks.factories.group_norm_spec`), None for none; ValueError otherwise."""
+    from monai_equivariant.networks.blocks.factories import group_norm_spec
+
+    return group_norm_spec(value, 1)
 
 
 def _norm(value: Any, option: str) -> Any:
     """A norm the equivariant nets take: None, or batch/instance (also group-, also as [name, kwargs dict])."""
-    if value is None or value == "":
-        return value
-    name, kwargs = value, {}
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        name, kwargs = value
-    if not isinstance(name, str) or name.strip().lower() not in _NORMS or not isinstance(kwargs, Mapping):
+    try:
+        _norm_spec(value)
+    except ValueError:
         raise ValueError(
             f"--{option} must be one of {list(_NORMS)} (or [name, kwargs dict], or null for none): norms that "
             f"share statistics over the group keep the nets equivariant; got {value!r}"
-        )
+        ) from None
     return value
 
 
@@ -429,7 +434,11 @@ def check_network_input(network: torch.nn.Module, bundle: str, size: Any, datase
             f"strides (exact equivariance needs it): use {_sizes(multiple, 1)}"
         )
     name = norm[0] if isinstance(norm, (list, tuple)) and norm else norm
-    if isinstance(name, str) and name.strip().lower() in _NORMS:
+    try:
+        normalised = _norm_spec(norm) is not None
+    except ValueError:
+        normalised = False
+    if normalised:
         order = _group_order(network, spec.spatial_dims) or 1
         values = (size // multiple) ** spec.spatial_dims * order
         if values < 2:

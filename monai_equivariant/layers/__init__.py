@@ -2,7 +2,7 @@
 
 from monai_equivariant.layers.conv import GroupConv, LiftingConv, expand_filter
 from monai_equivariant.layers.filter_cache import frozen_filters
-from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm, get_group_norm
+from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
 
 __all__ = [
@@ -13,5 +13,4 @@ __all__ = [
     "LiftingConv",
     "expand_filter",
     "frozen_filters",
-    "get_group_norm",
 ]

@@ -9,9 +9,10 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from monai.networks.layers.factories import Conv
 
 from monai_equivariant.groups import Group, as_group
+from monai_equivariant.layers.functional import conv_nd
 from monai_equivariant.layers.expansion import expand_filter, expand_with_tables, expansion_tables
 from monai_equivariant.layers.filter_cache import FilterCache, plain_tensor
 from monai_equivariant.layers.input_transform import (
@@ -221,11 +222,7 @@ class _GroupConvNd(nn.Module):
             if self._transforms_input(x):
                 return self._forward_by_input_transform(x)
             bank, bias = self.expanded()
-        if self.spatial_dims == 2:
-            return F.conv2d(x, bank, bias, padding=self.padding)
-        if self.spatial_dims == 3:
-            return F.conv3d(x, bank, bias, padding=self.padding)
-        return F.conv1d(x, bank, bias, padding=self.padding)
+        return conv_nd(x, bank, bias, self.padding)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != self.spatial_dims + 2:
@@ -244,7 +241,7 @@ class _GroupConvNd(nn.Module):
         """A plain ``nn.ConvNd`` holding the expanded bank; same outputs as this layer."""
         with torch.no_grad():
             bank, _ = self._expand()
-            conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.spatial_dims]
+            conv_cls = Conv[Conv.CONV, self.spatial_dims]
             conv = conv_cls(
                 bank.shape[1], bank.shape[0], self.kernel_size, padding=self.padding, bias=self.bias is not None
             ).to(device=bank.device, dtype=bank.dtype)

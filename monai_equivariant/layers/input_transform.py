@@ -23,9 +23,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-
 from monai_equivariant.groups.group import Group
+from monai_equivariant.layers.functional import conv_nd
 
 __all__ = [
     "conv_by_input_transform",
@@ -184,12 +183,7 @@ def conv_by_input_transform(
     copies = _SpreadCopies.apply(x.reshape(batch, c_in, -1), tables["gather_in"], tables["scatter_in"])
     plain_weight = weight.reshape([c_out, channels] + list(weight.shape[3:]))
     stacked = copies.view([n * batch, channels] + list(x.shape[2:]))
-    if spatial_dims == 2:
-        y = F.conv2d(stacked, plain_weight, bias, padding=padding)
-    elif spatial_dims == 3:
-        y = F.conv3d(stacked, plain_weight, bias, padding=padding)
-    else:
-        y = F.conv1d(stacked, plain_weight, bias, padding=padding)
+    y = conv_nd(stacked, plain_weight, bias, padding)
     out = _CollectCopies.apply(y.reshape(n, batch, c_out, -1), tables["gather_out"], tables["scatter_out"])
     return out.reshape([batch, c_out * n] + list(y.shape[2:]))
 
@@ -333,10 +327,5 @@ def conv_by_input_transform_op(
     c_out = weight.shape[0]
     stacked = spread_copies(x, matrices, regular)
     plain_weight = weight.reshape([c_out, x.shape[1]] + list(weight.shape[3:]))
-    if spatial_dims == 2:
-        y = F.conv2d(stacked, plain_weight, bias, padding=padding)
-    elif spatial_dims == 3:
-        y = F.conv3d(stacked, plain_weight, bias, padding=padding)
-    else:
-        y = F.conv1d(stacked, plain_weight, bias, padding=padding)
+    y = conv_nd(stacked, plain_weight, bias, padding)
     return collect_copies(y.contiguous(), matrices)

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from monai.networks.layers.factories import Norm
 
-__all__ = ["GroupBatchNorm", "GroupInstanceNorm", "get_group_norm"]
+__all__ = ["GroupBatchNorm", "GroupInstanceNorm"]
 
 
 class _SharedOverGroup(nn.Module):
@@ -50,19 +51,9 @@ class GroupBatchNorm(_SharedOverGroup):
     def to_plain(self) -> nn.Module:
         """An eval-mode ``nn.BatchNormNd`` over C·|G| channels with each field's statistics and affine
         repeated |G| times: the same outputs as this layer in eval mode (export is for inference)."""
-        norm: nn.BatchNorm1d = self.norm
-        if norm.running_mean is None:
+        if self.norm.running_mean is None:
             raise ValueError("export needs running statistics (track_running_stats=True) to freeze batch norm")
-        plain = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[self.spatial_dims](
-            self.num_fields * self.group_size, eps=norm.eps, momentum=norm.momentum, affine=norm.affine
-        ).to(device=norm.running_mean.device, dtype=norm.running_mean.dtype)
-        with torch.no_grad():
-            plain.running_mean.copy_(norm.running_mean.repeat_interleave(self.group_size))
-            plain.running_var.copy_(norm.running_var.repeat_interleave(self.group_size))
-            if norm.affine:
-                plain.weight.copy_(norm.weight.repeat_interleave(self.group_size))
-                plain.bias.copy_(norm.bias.repeat_interleave(self.group_size))
-        return plain.eval()
+        return _frozen_batch_norm(self.norm, self.group_size, self.spatial_dims)
 
 
 class GroupInstanceNorm(_SharedOverGroup):
@@ -71,23 +62,37 @@ class GroupInstanceNorm(_SharedOverGroup):
     Args: as :class:`GroupBatchNorm` (kwargs go to ``nn.InstanceNorm1d``).
     """
 
-    def __init__(self, num_fields: int, group_size: int, **kwargs: Any) -> None:
+    def __init__(self, num_fields: int, group_size: int, spatial_dims: int = 2, **kwargs: Any) -> None:
         super().__init__(nn.InstanceNorm1d(num_fields, **kwargs), num_fields, group_size)
+        self.spatial_dims = int(spatial_dims)
+
+    def to_plain(self) -> nn.Module:
+        """The same map in plain torch, eval mode: ``nn.GroupNorm`` with one group per field (statistics per sample
+        over the field's |G| channels and space, affine repeated |G| times); with running statistics
+        (``track_running_stats=True``, which instance norm uses in eval mode) an ``nn.BatchNormNd`` holding them."""
+        norm: nn.InstanceNorm1d = self.norm
+        if norm.track_running_stats and norm.running_mean is not None:
+            return _frozen_batch_norm(norm, self.group_size, self.spatial_dims)
+        channels = self.num_fields * self.group_size
+        plain = nn.GroupNorm(self.num_fields, channels, eps=norm.eps, affine=norm.affine)
+        if norm.affine:
+            plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
+            with torch.no_grad():
+                plain.weight.copy_(norm.weight.repeat_interleave(self.group_size))
+                plain.bias.copy_(norm.bias.repeat_interleave(self.group_size))
+        return plain.eval()
 
 
-_NORMS = {"batch": GroupBatchNorm, "instance": GroupInstanceNorm}
-
-
-def get_group_norm(
-    norm: str | tuple | None, num_fields: int, group_size: int, spatial_dims: int = 2
-) -> nn.Module:
-    """MONAI-style norm spec (``"batch"``, ``("instance", {"affine": True})``, None) -> a group norm layer."""
-    if norm is None:
-        return nn.Identity()
-    name, kwargs = (norm, {}) if isinstance(norm, str) else (norm[0], dict(norm[1]) if len(norm) > 1 else {})
-    name = str(name).lower()
-    if name not in _NORMS:
-        raise ValueError(f"unknown norm {name!r} for group tensors; expected one of {sorted(_NORMS)} or None")
-    if name == "batch":
-        kwargs["spatial_dims"] = spatial_dims
-    return _NORMS[name](num_fields, group_size, **kwargs)
+def _frozen_batch_norm(norm: nn.modules.batchnorm._NormBase, group_size: int, spatial_dims: int) -> nn.Module:
+    """An eval-mode ``nn.BatchNormNd`` (MONAI's ``Norm`` factory) over C·|G| channels holding ``norm``'s running
+    statistics and affine (C each) repeated |G| times."""
+    plain = Norm[Norm.BATCH, spatial_dims](
+        norm.num_features * group_size, eps=norm.eps, momentum=norm.momentum, affine=norm.affine
+    ).to(device=norm.running_mean.device, dtype=norm.running_mean.dtype)
+    with torch.no_grad():
+        plain.running_mean.copy_(norm.running_mean.repeat_interleave(group_size))
+        plain.running_var.copy_(norm.running_var.repeat_interleave(group_size))
+        if norm.affine:
+            plain.weight.copy_(norm.weight.repeat_interleave(group_size))
+            plain.bias.copy_(norm.bias.repeat_interleave(group_size))
+    return plain.eval()

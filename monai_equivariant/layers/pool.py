@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.fx as fx
 import torch.nn as nn
 
 __all__ = ["GroupPool"]
@@ -39,3 +40,13 @@ class GroupPool(nn.Module):
         if self.mode == "max":
             return fields.amax(dim=2)
         return fields.mean(dim=2)
+
+    def to_plain(self) -> nn.Module:
+        """The same map in plain torch: a ``torch.fx.GraphModule`` computing ``x.unflatten(1, (-1, |G|))``
+        then ``amax``/``mean`` over the group axis (torch has no module reducing a channel axis in 2D and 3D alike);
+        it scripts, traces, pickles and exports to ONNX without this package."""
+        graph = fx.Graph()
+        x = graph.placeholder("x")
+        fields = graph.call_method("unflatten", (x, 1, (-1, self.group_size)))
+        graph.output(graph.call_method("amax" if self.mode == "max" else "mean", (fields, 2)))
+        return fx.GraphModule(nn.Module(), graph, class_name="GroupPoolPlain").eval()

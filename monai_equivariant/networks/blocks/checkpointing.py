@@ -17,6 +17,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from monai_equivariant.layers import GroupBatchNorm
+from monai_equivariant.layers.functional import CONV_FUNCTIONS
 
 __all__ = ["checkpoint_segment", "frozen_running_stats", "streamable", "streamable_unit", "streamed_conv_norm_relu",
            "streamed_residual_block"]
@@ -98,7 +99,7 @@ class _BatchChunkedConv(torch.autograd.Function):
             spatial = [n + 2 * padding - k + 1 for n, k in zip(x.shape[2:], weight.shape[2:])]
             shape = [x.shape[0], weight.shape[0]] + spatial
             return x.new_zeros(()).expand(shape)
-        conv = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv3d
+        conv = CONV_FUNCTIONS[x.dim() - 2]
         return conv(x, weight, bias, padding=padding)
 
     @staticmethod
@@ -189,7 +190,7 @@ class _StreamedConvNormReLU(torch.autograd.Function):
     def forward(ctx, x, w, b, g, be, norm, fields, padding):  # type: ignore[override]
         ctx.save_for_backward(x, w, b, g, be)
         ctx.fields, ctx.padding = fields, padding
-        conv = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv3d
+        conv = CONV_FUNCTIONS[x.dim() - 2]
         p = _conv_per_sample(conv, x, w, b, padding)
         y, mean, invstd = _batch_norm_train(norm, p.reshape(x.shape[0], fields, -1))
         ctx.stats = (mean, invstd)
@@ -201,7 +202,7 @@ class _StreamedConvNormReLU(torch.autograd.Function):
         x, w, b, g, be = ctx.saved_tensors
         mean, invstd = ctx.stats
         fields, padding, n = ctx.fields, ctx.padding, x.shape[0]
-        conv = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv3d
+        conv = CONV_FUNCTIONS[x.dim() - 2]
         c = (1, fields, -1)
         count = n * w.shape[0] * x[0, 0].numel() // fields
 
@@ -245,7 +246,7 @@ class _StreamedResidualBlock(torch.autograd.Function):
     def forward(ctx, x, w1, b1, g1, be1, w2, b2, g2, be2, norms, fields, padding):  # type: ignore[override]
         ctx.save_for_backward(x, w1, b1, g1, be1, w2, b2, g2, be2)
         ctx.fields, ctx.padding = fields, padding
-        conv = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv3d
+        conv = CONV_FUNCTIONS[x.dim() - 2]
         if getattr(_STATE, "skip_block_forward", False):  # a recomputation whose output is discarded
             _STATE.skip_block_forward = False
             return x.new_zeros(()).expand(x.shape[0], w2.shape[0], *x.shape[2:])
@@ -267,7 +268,7 @@ class _StreamedResidualBlock(torch.autograd.Function):
         x, w1, b1, g1, be1, w2, b2, g2, be2 = ctx.saved_tensors
         m1, s1, m2, s2 = ctx.stats
         fields, padding, n = ctx.fields, ctx.padding, x.shape[0]
-        conv = torch.nn.functional.conv2d if x.dim() == 4 else torch.nn.functional.conv3d
+        conv = CONV_FUNCTIONS[x.dim() - 2]
         count = n * x[0].numel() // fields  # elements per field statistic
         c = (1, fields, -1)
 
@@ -339,8 +340,11 @@ class _StreamedResidualBlock(torch.autograd.Function):
 
 
 def _same_size_conv_batch_norm(unit: nn.Module) -> bool:
-    """Whether ``unit`` starts ``[same-size conv (stride 1, ``k // 2`` padding), GroupBatchNorm in training mode]``."""
-    conv, norm = unit[0], unit[1]
+    """Whether ``unit`` (a ``GroupConvBlock``) is a same-size conv (stride 1, ``k // 2`` padding) followed by a
+    GroupBatchNorm in training mode."""
+    conv, norm = unit.conv, unit.norm
+    if not unit.layout.startswith("CN"):
+        return False
     return (
         isinstance(norm, GroupBatchNorm)
         and norm.norm.training
@@ -353,10 +357,10 @@ def streamable(block: nn.Module) -> bool:
     """Whether :func:`streamed_residual_block` computes ``block`` (a ``GroupResidualBlock``): identity shortcut,
     group batch norms in training mode with batch statistics, ReLU after the first unit and after the sum, no
     dropout, stride-1 convs."""
-    first, second = block.residual[0], block.residual[1]
+    first, second = block.first, block.second
     return (
         streamable_unit(first)
-        and len(second) == 2
+        and second.layout == "CN"
         and _same_size_conv_batch_norm(second)
         and isinstance(block.shortcut, nn.Identity)
         and type(block.act) is nn.ReLU
@@ -366,23 +370,23 @@ def streamable(block: nn.Module) -> bool:
 def streamable_unit(unit: nn.Module) -> bool:
     """Whether :func:`streamed_conv_norm_relu` computes ``unit``: a ``GroupConvBlock`` ``[conv, GroupBatchNorm in
     training mode, ReLU]`` with a same-size (stride-1, ``k // 2`` padding) conv, such as the lifting stem."""
-    return len(unit) == 3 and type(unit[2]) is nn.ReLU and _same_size_conv_batch_norm(unit)
+    return getattr(unit, "layout", None) == "CNA" and type(unit.act) is nn.ReLU and _same_size_conv_batch_norm(unit)
 
 
 def streamed_conv_norm_relu(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``unit(x)`` for a :func:`streamable_unit` whose backward keeps only ``x`` and recomputes one sample at a
     time (:class:`_StreamedConvNormReLU`); the running statistics are updated as by ``unit(x)``."""
-    w, b = unit[0].expanded()
-    norm = unit[1].norm
-    return _StreamedConvNormReLU.apply(x, w, b, norm.weight, norm.bias, norm, unit[1].num_fields, unit[0].padding)
+    w, b = unit.conv.expanded()
+    norm = unit.norm.norm
+    return _StreamedConvNormReLU.apply(x, w, b, norm.weight, norm.bias, norm, unit.norm.num_fields, unit.conv.padding)
 
 
 def streamed_residual_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``block(x)`` for a :func:`streamable` ``GroupResidualBlock`` whose backward recomputes one sample at a time
     (:class:`_StreamedResidualBlock`); the running statistics are updated as by ``block(x)``."""
-    first, second = block.residual[0], block.residual[1]
-    (w1, b1), (w2, b2) = first[0].expanded(), second[0].expanded()
-    n1, n2 = first[1].norm, second[1].norm
+    first, second = block.first, block.second
+    (w1, b1), (w2, b2) = first.conv.expanded(), second.conv.expanded()
+    n1, n2 = first.norm.norm, second.norm.norm
     return _StreamedResidualBlock.apply(
-        x, w1, b1, n1.weight, n1.bias, w2, b2, n2.weight, n2.bias, (n1, n2), first[1].num_fields, first[0].padding
+        x, w1, b1, n1.weight, n1.bias, w2, b2, n2.weight, n2.bias, (n1, n2), first.norm.num_fields, first.conv.padding
     )

@@ -1,28 +1,33 @@
-"""Conv → norm → activation → dropout units on group tensors, and the two-conv U-Net level."""
+"""Conv + MONAI ``ADN`` (norm, dropout, activation) units on group tensors, and the two-conv U-Net level."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act
+from monai.networks.blocks import ADN
+from monai.networks.layers.factories import Act, Conv
 
 from monai_equivariant.groups import Group, as_group
-from monai_equivariant.layers import GroupConv, LiftingConv
+from monai_equivariant.layers.plain import replace_with_plain
 from monai_equivariant.networks.blocks.factories import (
     ActSpec,
     DropoutSpec,
     NormSpec,
     as_kernel_size,
-    get_group_act_layer,
+    check_adn_ordering,
+    check_group_act,
     get_group_dropout_layer,
-    get_group_norm_layer,
+    group_dropout_spec,
+    group_norm_spec,
 )
 
-__all__ = ["GroupConvBlock", "GroupDoubleConv", "check_block_order", "renamed_fields"]
+__all__ = ["GroupConvBlock", "GroupDoubleConv", "check_block_order", "plain_sequential", "renamed_fields"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _RENAMED = {"in_fields": "in_channels", "out_fields": "out_channels"}
@@ -57,8 +62,8 @@ def check_block_order(block: str, in_channels: object, out_channels: object) -> 
 
 
 class GroupConvBlock(nn.Sequential):
-    """One (lifting or group) conv, group norm, pointwise activation and dropout (MONAI's ``Convolution`` with
-    ``adn_ordering="NDA"`` order N, A, D on group tensors).
+    """One (lifting or group) conv followed by MONAI's ``ADN`` (group norm, dropout, pointwise activation in the
+    order ``adn_ordering``), as MONAI's ``Convolution`` on group tensors.
 
     (B, C_in[·|G|], *spatial) -> (B, C_out·|G|, *spatial); ``lifting=True`` takes a plain input.
 
@@ -73,9 +78,17 @@ class GroupConvBlock(nn.Sequential):
         dropout: probability or MONAI dropout spec (``("alphadropout", {"p": 0.1})``); 0 / None for none.
         bias: conv bias (one per field).
         lifting: the conv is a :class:`~monai_equivariant.layers.LiftingConv` (plain input).
+        adn_ordering: MONAI's order of the layers after the conv: N = norm, D = dropout, A = act; ``"NDA"``
+            (default, as MONAI's ``UNet``) is norm, dropout, act.
 
-    Layout ``[conv, norm, act?, dropout?]`` (``nn.Sequential``; ``nn.Identity`` for ``norm=None``).
+    ``to_plain()`` gives an ``nn.Sequential`` of the plain exports of its layers.
+
+    Layout ``[conv, *ADN]`` (``nn.Sequential``: the conv, then MONAI's ``ADN`` layers in ``adn_ordering``, with
+    ``nn.Identity`` in the norm's place for ``norm=None``). The block interface — :attr:`conv`, :attr:`norm`,
+    :attr:`act`, :attr:`dropout`, :attr:`layout` and :meth:`after_conv` — is what checkpointing reads.
     """
+
+    __jit_unused_properties__ = ["conv", "norm", "act", "dropout"]
 
     @renamed_fields
     def __init__(
@@ -89,17 +102,64 @@ class GroupConvBlock(nn.Sequential):
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
         lifting: bool = False,
+        adn_ordering: str = "NDA",
     ) -> None:
         check_block_order(type(self).__name__, in_channels, out_channels)
         group = as_group(group)
-        size = as_kernel_size(kernel_size, group.spatial_dims)
-        conv_cls = LiftingConv if lifting else GroupConv
-        layers: list[nn.Module] = [conv_cls(in_channels, out_channels, group, size, bias=bias)]
-        layers.append(get_group_norm_layer(norm, out_channels, group.order, group.spatial_dims))
-        for layer in (get_group_act_layer(act), get_group_dropout_layer(dropout)):
-            if layer is not None:
-                layers.append(layer)
+        dims = group.spatial_dims
+        size = as_kernel_size(kernel_size, dims)
+        ordering = check_adn_ordering(adn_ordering)
+        conv = Conv[Conv.LIFTING if lifting else Conv.GROUPCONV, dims](in_channels, out_channels, group, size,
+                                                                        bias=bias)
+        get_group_dropout_layer(dropout)  # ValueError naming a bad dropout spec
+        adn = ADN(
+            ordering, in_channels=out_channels * group.order, act=None if act == "" else act,
+            norm=group_norm_spec(norm, group.order), norm_dim=dims, dropout=group_dropout_spec(dropout),
+            dropout_dim=1,
+        )
+        check_group_act(getattr(adn, "A", None), act)
+        layers, layout = [conv], "C"
+        for letter in ordering:
+            if letter in adn._modules or letter == "N":
+                layers.append(adn._modules.get(letter) or nn.Identity())
+                layout += letter
         super().__init__(*layers)
+        self.layout = layout
+        self.adn_ordering = ordering
+
+    def _role(self, letter: str) -> nn.Module | None:
+        return self[self.layout.index(letter)] if letter in self.layout else None
+
+    @property
+    def conv(self) -> nn.Module:
+        """The lifting or group conv."""
+        return self[0]
+
+    @property
+    def norm(self) -> nn.Module:
+        """The group norm (``nn.Identity`` for none)."""
+        return self._role("N")
+
+    @property
+    def act(self) -> nn.Module | None:
+        """The activation, or None."""
+        return self._role("A")
+
+    @property
+    def dropout(self) -> nn.Module | None:
+        """The dropout, or None."""
+        return self._role("D")
+
+    @torch.jit.unused
+    def after_conv(self, y: torch.Tensor) -> torch.Tensor:
+        """The layers after the conv (norm, dropout, act in ``adn_ordering``) applied to the conv's output ``y``."""
+        for layer in list(self)[1:]:
+            y = layer(y)
+        return y
+
+    def to_plain(self) -> nn.Module:
+        """An ``nn.Sequential`` of copies of the layers, each replaced by its plain export where it has one."""
+        return plain_sequential(self)
 
 
 class GroupDoubleConv(nn.Sequential):
@@ -120,10 +180,23 @@ class GroupDoubleConv(nn.Sequential):
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
         lifting: bool = False,
+        adn_ordering: str = "NDA",
     ) -> None:
         check_block_order(type(self).__name__, in_channels, out_channels)
-        unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
+        unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias,
+                    adn_ordering=adn_ordering)
         super().__init__(
             GroupConvBlock(in_channels, out_channels, lifting=lifting, **unit),
             GroupConvBlock(out_channels, out_channels, **unit),
         )
+
+    def to_plain(self) -> nn.Module:
+        """An ``nn.Sequential`` of the plain exports of the two units."""
+        return plain_sequential(self)
+
+
+def plain_sequential(sequence: nn.Sequential) -> nn.Sequential:
+    """A copy of ``sequence`` as a plain ``nn.Sequential`` whose layers are replaced by their plain exports."""
+    plain = nn.Sequential(*copy.deepcopy(list(sequence))).eval()
+    replace_with_plain(plain)
+    return plain

@@ -1,8 +1,15 @@
-"""MONAI-style layer specs for group tensors: kernel sizes, norms (registered in MONAI's ``Norm`` factory),
-activations and dropout, parsed with ``monai.networks.layers`` (``split_args``, ``get_act_layer``,
-``get_dropout_layer``) so every net here takes the spec forms ``monai.networks.nets.UNet`` takes.
+"""MONAI-style layer specs for group tensors: kernel sizes, norms, activations and dropout, parsed with
+``monai.networks.layers`` (``split_args``, ``get_act_layer``, ``get_dropout_layer``) so every net here takes the spec
+forms ``monai.networks.nets.UNet`` takes, and the package's layers in MONAI's factories.
 
-Importing this module registers two names in ``monai.networks.layers.factories.Norm``:
+Importing this module registers in ``monai.networks.layers.factories``:
+
+- ``Conv["lifting", d]`` / ``Conv["groupconv", d]``: :class:`~monai_equivariant.layers.LiftingConv` /
+  :class:`~monai_equivariant.layers.GroupConv` for ``spatial_dims=d`` (``(in_channels, out_channels, group,
+  kernel_size, ...)``);
+- ``Pool["group", d]``: :class:`~monai_equivariant.layers.GroupPool` (``(group_size, mode)``);
+
+and two names in ``Norm``:
 
 - ``"groupbatch"``: :class:`~monai_equivariant.layers.GroupBatchNorm` (one mean/variance/affine per field,
   shared over the group axis);
@@ -17,24 +24,29 @@ shadowed; inside the group nets ``"batch"`` and ``"instance"`` mean their group-
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 import torch.nn as nn
-from monai.networks.layers.factories import Norm, split_args
-from monai.networks.layers.utils import get_act_layer, get_dropout_layer
+from monai.networks.layers.factories import Conv, Norm, Pool, split_args
+from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
 
-from monai_equivariant.layers import GroupBatchNorm, GroupInstanceNorm
+from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupInstanceNorm, GroupPool, LiftingConv
 
 __all__ = [
     "ActSpec",
     "DropoutSpec",
     "NormSpec",
     "as_kernel_size",
+    "check_adn_ordering",
+    "check_group_act",
     "get_group_act_layer",
     "get_group_dropout_layer",
     "get_group_norm_layer",
+    "group_dropout_spec",
+    "group_norm_spec",
 ]
 
 ActSpec = Union[str, tuple, None]
@@ -95,40 +107,72 @@ def _group_norm_factory(cls: type, takes_spatial_dims: bool) -> Callable[[int], 
     return factory
 
 
-_REGISTERED = {"GROUPBATCH": (GroupBatchNorm, True), "GROUPINSTANCE": (GroupInstanceNorm, False)}
+_REGISTERED = {"GROUPBATCH": (GroupBatchNorm, True), "GROUPINSTANCE": (GroupInstanceNorm, True)}
 for _name, (_cls, _dims) in _REGISTERED.items():
     if _name not in Norm.names:  # idempotent under module reloads; never overrides another registration
         Norm.add_factory_callable(_name.lower(), _group_norm_factory(_cls, _dims))
 
+
+def _conv_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
+    def factory(dim: int = 2) -> Callable[..., nn.Module]:
+        return functools.partial(cls, spatial_dims=dim)
+
+    factory.__doc__ = f"{cls.__name__} on group tensors of spatial_dims=dim."
+    return factory
+
+
+for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv}.items():
+    if _name not in Conv.names:
+        Conv.add_factory_callable(_name.lower(), _conv_factory(_cls))
+if "GROUP" not in Pool.names:
+    Pool.add_factory_callable("group", lambda dim=2: GroupPool, "GroupPool: max or mean over the group axis.")
+
 _MONAI_TO_GROUP = {"BATCH": "GROUPBATCH", "INSTANCE": "GROUPINSTANCE"}
+_CLASS_TO_GROUP = {GroupBatchNorm: "GROUPBATCH", GroupInstanceNorm: "GROUPINSTANCE"}
 
 
-def get_group_norm_layer(norm: NormSpec, num_fields: int, group_size: int, spatial_dims: int) -> nn.Module:
-    """A norm of a group tensor (B, num_fields·group_size, *spatial) from a MONAI-style spec.
+def group_norm_spec(norm: NormSpec, group_size: int) -> tuple[str, dict] | None:
+    """The one parser of norm specs on group tensors: a MONAI spec -> the spec of MONAI's ``Norm`` factory for the
+    group-shared norm (``("groupbatch", {"group_size": |G|, **kwargs})``), or None for none.
 
     ``"batch"``/``"instance"`` (any case, with or without a kwargs dict) give the group-shared versions, as do
-    ``"groupbatch"``/``"groupinstance"`` and the classes themselves; None or ``""`` gives ``nn.Identity``.
-    Other MONAI norms (layer, group, local-response...) normalise or scale channels independently of the
-    group structure and would break equivariance: they raise ValueError.
+    ``"groupbatch"``/``"groupinstance"`` and the classes themselves; None or ``""`` gives None. Other MONAI norms
+    (layer, group, local-response...) normalise or scale channels independently of the group structure and would
+    break equivariance: they raise ValueError.
     """
     if norm is None or norm == "":
-        return nn.Identity()
+        return None
     try:
         name, kwargs = split_args(norm)
     except (TypeError, ValueError) as error:
         raise ValueError(f"norm must be a name, (name, kwargs dict) or None, got {norm!r}") from error
-    kwargs = dict(kwargs)
-    if isinstance(name, type) and issubclass(name, (GroupBatchNorm, GroupInstanceNorm)):
-        if issubclass(name, GroupBatchNorm):
-            kwargs.setdefault("spatial_dims", spatial_dims)
-        return name(num_fields, group_size, **kwargs)
-    key = _MONAI_TO_GROUP.get(str(name).upper(), str(name).upper()) if isinstance(name, str) else None
+    if isinstance(name, type):
+        key = next((k for c, k in _CLASS_TO_GROUP.items() if issubclass(name, c)), None)
+    else:
+        key = _MONAI_TO_GROUP.get(str(name).upper(), str(name).upper()) if isinstance(name, str) else None
     if key not in _REGISTERED:
         raise ValueError(
             f"norm {norm!r} is not equivariant on group tensors; expected 'batch' or 'instance' (statistics shared "
             "over the group; also as 'groupbatch' / 'groupinstance' or with a kwargs dict) or None"
         )
-    return Norm[key, spatial_dims](num_features=num_fields * group_size, group_size=group_size, **kwargs)
+    return key.lower(), {**dict(kwargs), "group_size": int(group_size)}
+
+
+def get_group_norm_layer(norm: NormSpec, num_fields: int, group_size: int, spatial_dims: int) -> nn.Module:
+    """A norm of a group tensor (B, num_fields·group_size, *spatial) from a MONAI-style spec (parsed by
+    :func:`group_norm_spec`, built by MONAI's ``get_norm_layer``); None or ``""`` gives ``nn.Identity``."""
+    spec = group_norm_spec(norm, group_size)
+    if spec is None:
+        return nn.Identity()
+    return get_norm_layer(spec, spatial_dims=spatial_dims, channels=num_fields * group_size)
+
+
+def check_group_act(layer: nn.Module | None, act: ActSpec) -> nn.Module | None:
+    """``layer`` (built from ``act``), unless it is a ``PReLU`` with one slope per channel, which does not commute
+    with the group's permutations of channels: ValueError then."""
+    if isinstance(layer, nn.PReLU) and layer.num_parameters != 1:
+        raise ValueError(f"act {act!r}: a PReLU with per-channel slopes is not equivariant; use num_parameters=1")
+    return layer
 
 
 def get_group_act_layer(act: ActSpec) -> nn.Module | None:
@@ -137,20 +181,40 @@ def get_group_act_layer(act: ActSpec) -> nn.Module | None:
     slope per channel does not and raises ValueError."""
     if act is None or act == "":
         return None
-    layer = get_act_layer(act)
-    if isinstance(layer, nn.PReLU) and layer.num_parameters != 1:
-        raise ValueError(f"act {act!r}: a PReLU with per-channel slopes is not equivariant; use num_parameters=1")
-    return layer
+    return check_group_act(get_act_layer(act), act)
+
+
+def group_dropout_spec(dropout: DropoutSpec) -> DropoutSpec:
+    """``dropout`` as MONAI's ``ADN`` takes it: None for none (None, 0 or ``""``), else the probability or spec;
+    ValueError for a probability outside [0, 1]."""
+    if dropout is None or dropout == "" or (isinstance(dropout, numbers.Real) and float(dropout) == 0.0):
+        return None
+    if isinstance(dropout, numbers.Real):
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {dropout!r}")
+        return float(dropout)
+    return dropout
 
 
 def get_group_dropout_layer(dropout: DropoutSpec) -> nn.Module | None:
     """Element-wise dropout from a probability or MONAI spec (``get_dropout_layer`` with ``dropout_dim=1``, as
     MONAI's ``Convolution`` does); None, 0 or ``""`` gives None."""
-    if dropout is None or dropout == "" or (isinstance(dropout, numbers.Real) and float(dropout) == 0.0):
+    spec = group_dropout_spec(dropout)
+    if spec is None:
         return None
-    if isinstance(dropout, numbers.Real) and not 0.0 <= float(dropout) <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {dropout!r}")
     try:
-        return get_dropout_layer(float(dropout) if isinstance(dropout, numbers.Real) else dropout, dropout_dim=1)
+        return get_dropout_layer(spec, dropout_dim=1)
     except (TypeError, KeyError) as error:
         raise ValueError(f"dropout must be a probability or a MONAI dropout spec, got {dropout!r}") from error
+
+
+def check_adn_ordering(adn_ordering: object) -> str:
+    """``adn_ordering`` (MONAI's: a string of the letters N = norm, D = dropout, A = act, each at most once, in the
+    order they follow the conv), upper-cased; ValueError naming it otherwise."""
+    if not isinstance(adn_ordering, str) or not set(adn_ordering.upper()) <= set("NDA") or len(
+            set(adn_ordering.upper())) != len(adn_ordering):
+        raise ValueError(
+            f"adn_ordering must be a string of the letters N (norm), D (dropout), A (act), each at most once "
+            f"(MONAI's default 'NDA'), got {adn_ordering!r}"
+        )
+    return adn_ordering.upper()

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act
+from monai.networks.layers.factories import Act, Conv
 
 from monai_equivariant.groups import Group, as_group
-from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupInstanceNorm, LiftingConv
+from monai_equivariant.layers import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.networks.blocks.checkpointing import (
     checkpoint_segment,
     chunked_backward_conv,
@@ -21,6 +21,7 @@ from monai_equivariant.networks.blocks.conv_block import GroupConvBlock, check_b
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, get_group_act_layer
 
 __all__ = ["GroupResidualBlock", "GroupResidualUnit"]
+
 
 class GroupResidualBlock(nn.Module):
     """``act(norm(conv(act(norm(conv(x))))) + shortcut(x))`` on group tensors (ResNet basic block).
@@ -33,8 +34,9 @@ class GroupResidualBlock(nn.Module):
         group: the group of the fields (name or :class:`~monai_equivariant.groups.Group`).
         kernel_size: odd kernel size of the two convs (int or equal sides).
         act, norm: MONAI-style specs (``"relu"``; ``"batch"``, ``"instance"``, None), see :class:`GroupConvBlock`.
-        dropout: dropout (probability or MONAI spec) after the first activation.
+        dropout: dropout (probability or MONAI spec) in the first unit.
         bias: conv biases.
+        adn_ordering: order of norm (N), dropout (D) and act (A) after each conv (MONAI's, default ``"NDA"``).
 
     ``checkpointing`` (attribute, default False; set by :class:`~monai_equivariant.networks.nets.GroupCNN`): in
     training with gradients on, keep only the first conv's output and the second conv's output for the backward
@@ -54,11 +56,12 @@ class GroupResidualBlock(nn.Module):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        adn_ordering: str = "NDA",
     ) -> None:
         super().__init__()
         check_block_order(type(self).__name__, in_channels, out_channels)
         group = as_group(group)
-        unit = dict(group=group, kernel_size=kernel_size, norm=norm, bias=bias)
+        unit = dict(group=group, kernel_size=kernel_size, norm=norm, bias=bias, adn_ordering=adn_ordering)
         self.residual = nn.Sequential(
             GroupConvBlock(in_channels, out_channels, act=act, dropout=dropout, **unit),
             GroupConvBlock(out_channels, out_channels, act=None, **unit),
@@ -66,9 +69,22 @@ class GroupResidualBlock(nn.Module):
         if in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = GroupConvBlock(in_channels, out_channels, group, kernel_size=1, act=None, norm=norm, bias=bias)
+            self.shortcut = GroupConvBlock(in_channels, out_channels, group, kernel_size=1, act=None, norm=norm, bias=bias,
+                                           adn_ordering=adn_ordering)
         self.act = get_group_act_layer(act) or nn.Identity()
         self.checkpointing = False
+
+    __jit_unused_properties__ = ["first", "second"]
+
+    @property
+    def first(self) -> GroupConvBlock:
+        """The first unit: conv, norm, dropout and act."""
+        return self.residual[0]
+
+    @property
+    def second(self) -> GroupConvBlock:
+        """The second unit: conv and norm (no act: it follows the sum)."""
+        return self.residual[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in·|G|, *spatial) -> (B, C_out·|G|, *spatial)."""
@@ -80,37 +96,31 @@ class GroupResidualBlock(nn.Module):
     def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
         if streamable(self) and not torch.is_autocast_enabled():
             return streamed_residual_block(self, x)
-        first, second = self.residual[0], self.residual[1]
-        pre_first = chunked_backward_conv(first[0], x)  # saves x, which the caller keeps anyway
+        first, second = self.first, self.second
+        pre_first = chunked_backward_conv(first.conv, x)  # saves x, which the caller keeps anyway
         pre_second = checkpoint_segment(
-            self._middle, pre_first, modules=[first, second[0]], ends_with_chunked_conv=True
+            self._middle, pre_first, modules=[first, second.conv], ends_with_chunked_conv=True
         )
         return checkpoint_segment(self._tail, pre_second, x, modules=[second, self.shortcut, self.act])
 
     def _middle(self, pre_first: torch.Tensor) -> torch.Tensor:
         """Norm, act, dropout of the first unit, then the second conv (recomputed: only its input is kept)."""
-        first = self.residual[0]
-        y = pre_first
-        for layer in list(first)[1:]:
-            y = layer(y)
+        y = self.first.after_conv(pre_first)
         if self.checkpointing and self.training and torch.is_grad_enabled():
-            return chunked_backward_conv(self.residual[1][0], y)
-        return self.residual[1][0](y)
+            return chunked_backward_conv(self.second.conv, y)
+        return self.second.conv(y)
 
     def _tail(self, pre_second: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Norm of the second unit, shortcut, sum and act."""
-        second = self.residual[1]
-        norm = second[1]
-        if len(second) == 2 and isinstance(norm, (GroupBatchNorm, GroupInstanceNorm)) and type(self.act) is nn.ReLU:
+        second = self.second
+        norm = second.norm
+        if second.layout == "CN" and isinstance(norm, (GroupBatchNorm, GroupInstanceNorm)) and type(self.act) is nn.ReLU:
             # the norm's flat output is a fresh tensor that no backward needs: add and ReLU in place on it (ReLU's
             # backward needs only its output), two activations fewer while this segment is recomputed
             y = norm.norm(pre_second.reshape(pre_second.shape[0], norm.num_fields, -1))
             y = y.add_(self.shortcut(x).reshape(y.shape))
             return torch.relu_(y).reshape(pre_second.shape)
-        y = pre_second
-        for layer in list(second)[1:]:
-            y = layer(y)
-        return self.act(y + self.shortcut(x))
+        return self.act(second.after_conv(pre_second) + self.shortcut(x))
 
 
 class GroupResidualUnit(nn.Module):
@@ -125,7 +135,7 @@ class GroupResidualUnit(nn.Module):
         group: group name or :class:`~monai_equivariant.groups.Group`.
         kernel_size: odd kernel size of the units (int or equal sides).
         subunits: conv-norm-act units (≥ 1), MONAI's ``subunits`` (the U-Nets pass ``num_res_units``).
-        act, norm, dropout, bias: as :class:`GroupConvBlock` (every unit).
+        act, norm, dropout, bias, adn_ordering: as :class:`GroupConvBlock` (every unit).
         lifting: the first unit and the shortcut take a plain input.
     """
 
@@ -141,13 +151,15 @@ class GroupResidualUnit(nn.Module):
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
         lifting: bool = False,
+        adn_ordering: str = "NDA",
     ) -> None:
         super().__init__()
         check_block_order(type(self).__name__, in_channels, out_channels)
         if isinstance(subunits, bool) or int(subunits) != subunits or subunits < 1:
             raise ValueError(f"subunits must be an integer ≥ 1, got {subunits!r}")
         group = as_group(group)
-        unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias)
+        unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias,
+                    adn_ordering=adn_ordering)
         self.conv = nn.Sequential(
             *[
                 GroupConvBlock(in_channels if i == 0 else out_channels, out_channels, lifting=lifting and i == 0, **unit)
@@ -157,7 +169,7 @@ class GroupResidualUnit(nn.Module):
         if in_channels == out_channels and not lifting:
             self.residual: nn.Module = nn.Identity()
         else:
-            conv_cls = LiftingConv if lifting else GroupConv
+            conv_cls = Conv[Conv.LIFTING if lifting else Conv.GROUPCONV, group.spatial_dims]
             self.residual = conv_cls(in_channels, out_channels, group, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

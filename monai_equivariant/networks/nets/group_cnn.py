@@ -14,10 +14,9 @@ import torch.nn as nn
 from monai.networks.layers.factories import Act, Pool
 
 from monai_equivariant.groups import Group, as_group
-from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
+from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
@@ -75,6 +74,8 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
             bundle's O-group nodule net ``GroupCNN(3, 1, 2, (4, 8, 16), "O")`` at batch 16, 32³ needs 2.3–2.5×
             less peak memory for a training step, at 1.3–1.4× its time (``benchmarks/group_cnn_memory.py``;
             docs/networks.md). True or False only (a string such as ``"False"`` is refused, TypeError).
+        adn_ordering: order of norm (N), dropout (D) and act (A) after every conv, as MONAI's (default ``"NDA"``:
+            norm, dropout, act).
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
 
@@ -100,6 +101,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         bias: bool = True,
         num_res_units: int = 1,
         checkpointing: bool = False,
+        adn_ordering: str = "NDA",
         route: str = "auto",
     ) -> None:
         super().__init__()
@@ -116,7 +118,9 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         self.kernel_size = as_kernel_size(kernel_size, spatial_dims)
         self.num_res_units = int(num_res_units)
         self.size_multiple = math.prod(strides)
-        block = dict(group=self.group, kernel_size=self.kernel_size, act=act, norm=norm, bias=bias)
+        self.adn_ordering = check_adn_ordering(adn_ordering)
+        block = dict(group=self.group, kernel_size=self.kernel_size, act=act, norm=norm, bias=bias,
+                     adn_ordering=self.adn_ordering)
         pool_cls = Pool[Pool.MAX, spatial_dims]
 
         self.stem = GroupConvBlock(in_channels, channels[0], lifting=True, **block)
@@ -128,7 +132,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
                 in_fields = channels[i - 1] if i > 0 and unit == 0 else fields
                 body.append(GroupResidualBlock(in_fields, fields, dropout=dropout, **block))
         self.body = nn.ModuleList(body)
-        self.project = GroupPool(self.group.order, mode="max")
+        self.project = Pool["group", spatial_dims](self.group.order, mode="max")
         self.spatial_pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](1)
         self.head = nn.Linear(channels[-1], out_channels)
         self.checkpointing = checkpointing

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
 import numbers
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act, Conv, Pool
 
 from monai_equivariant.groups import Group, as_group
-from monai_equivariant.layers import GroupPool
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
+from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.nets.presets import Preset
 from monai_equivariant.networks.nets.input_check import check_levels
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
@@ -115,8 +114,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         act: MONAI act spec (``"relu"``, ``("leakyrelu", {"negative_slope": 0.1})``, None).
         norm: MONAI norm spec: ``"batch"``, ``"instance"`` (group-shared statistics), ``("batch", {"momentum":
             0.01})``, ``"groupbatch"``, or None.
-        dropout: probability or MONAI dropout spec, after every activation.
+        dropout: probability or MONAI dropout spec, in every conv unit.
         bias: conv biases.
+        adn_ordering: order of norm (N), dropout (D) and act (A) after every conv, as MONAI's (default ``"NDA"``:
+            norm, dropout, act).
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
 
@@ -142,6 +143,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        adn_ordering: str = "NDA",
         route: str = "auto",
     ) -> None:
         if spatial_dims not in (2, 3):
@@ -152,7 +154,8 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         kernel_size = as_kernel_size(kernel_size, spatial_dims)
         up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
         num_res_units = _check_num_res_units(num_res_units)
-        common = dict(group=group, act=act, norm=norm, dropout=dropout, bias=bias)
+        common = dict(group=group, act=act, norm=norm, dropout=dropout, bias=bias,
+                      adn_ordering=check_adn_ordering(adn_ordering))
 
         def level(in_fields: int, out_fields: int, size: int, lifting: bool = False) -> nn.Module:
             if num_res_units > 0:
@@ -177,7 +180,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
                 for i in range(len(channels) - 2, -1, -1)
             ]
         )
-        project = GroupPool(group.order, mode="max")
+        project = Pool["group", spatial_dims](group.order, mode="max")
         head = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=1)
         super().__init__(encoder, decoder, project, head, in_channels, math.prod(strides), spatial_dims)
         self.group = group
@@ -185,67 +188,39 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         self.channels, self.strides = tuple(channels), tuple(strides)
         self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
         self.num_res_units = num_res_units
+        self.adn_ordering = common["adn_ordering"]
         set_network_route(self, route)
 
 
-class P4UNet(GroupUNet):
+class P4UNet(Preset, GroupUNet):
     """:class:`GroupUNet` for p4 (90° rotations), with ``monai.networks.nets.UNet``'s argument order.
 
     Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters with 3 input channels, the same budget as the plain
-    U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``).
+    U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``; with
+    ``adn_ordering`` always MONAI's default ``"NDA"``).
     """
 
     __doc__ += _UNET_DIFFERENCES
+    preset_defaults = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1, "channels": (8, 16, 32, 64, 128)}
+    # MONAI's UNet positional order, then ``route`` only (tests/test_unet_arguments.py)
+    preset_omitted = ("adn_ordering",)
 
-    def __init__(
-        self,
-        spatial_dims: int = 2,
-        in_channels: int = 3,
-        out_channels: int = 1,
-        channels: Sequence[int] = (8, 16, 32, 64, 128),
-        strides: Sequence[int] | None = None,
-        kernel_size: Sequence[int] | int = 3,
-        up_kernel_size: Sequence[int] | int = 3,
-        num_res_units: int = 0,
-        act: ActSpec = Act.RELU,
-        norm: NormSpec = "batch",
-        dropout: DropoutSpec = 0.0,
-        bias: bool = True,
-        route: str = "auto",
-    ) -> None:
-        super().__init__(
-            spatial_dims, in_channels, out_channels, channels, "p4", strides, kernel_size, up_kernel_size,
-            num_res_units, act, norm, dropout, bias, route,
-        )
+    def preset_group(self, values: dict) -> str:
+        return "p4"
 
 
-class P4MUNet(GroupUNet):
+class P4MUNet(Preset, GroupUNet):
     """:class:`GroupUNet` for p4m (90° rotations and reflections), with ``monai.networks.nets.UNet``'s argument
     order.
 
     Default fields (6, 11, 23, 45, 91) match the plain U-Net (16, ..., 256) parameter budget (see
-    :func:`matched_channels`). Arguments as :class:`GroupUNet` (without ``group``).
+    :func:`matched_channels`). Arguments as :class:`GroupUNet` (without ``group``; with ``adn_ordering`` always
+    MONAI's default ``"NDA"``).
     """
 
     __doc__ += _UNET_DIFFERENCES
+    preset_defaults = {**P4UNet.preset_defaults, "channels": (6, 11, 23, 45, 91)}
+    preset_omitted = P4UNet.preset_omitted
 
-    def __init__(
-        self,
-        spatial_dims: int = 2,
-        in_channels: int = 3,
-        out_channels: int = 1,
-        channels: Sequence[int] = (6, 11, 23, 45, 91),
-        strides: Sequence[int] | None = None,
-        kernel_size: Sequence[int] | int = 3,
-        up_kernel_size: Sequence[int] | int = 3,
-        num_res_units: int = 0,
-        act: ActSpec = Act.RELU,
-        norm: NormSpec = "batch",
-        dropout: DropoutSpec = 0.0,
-        bias: bool = True,
-        route: str = "auto",
-    ) -> None:
-        super().__init__(
-            spatial_dims, in_channels, out_channels, channels, "p4m", strides, kernel_size, up_kernel_size,
-            num_res_units, act, norm, dropout, bias, route,
-        )
+    def preset_group(self, values: dict) -> str:
+        return "p4m"

@@ -7,15 +7,14 @@ N, and approximately in between (see :func:`monai_equivariant.utils.rotation_err
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Sequence
 
-from monai.networks.layers.factories import Act
-
 from monai_equivariant.groups import Group, get_group
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.group_cnn import _CLASSIFIER_DIFFERENCES, GroupCNN
 from monai_equivariant.networks.nets.group_unet import _UNET_DIFFERENCES, GroupUNet
+from monai_equivariant.networks.nets.presets import Preset
 
 __all__ = ["SE2CNN", "SE2UNet", "se2_group"]
 
@@ -27,7 +26,20 @@ def se2_group(num_rotations: int) -> Group:
     return get_group(f"se2_{int(num_rotations)}")
 
 
-class SE2UNet(GroupUNet):
+def _num_rotations(default: int) -> inspect.Parameter:
+    return inspect.Parameter("num_rotations", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                             annotation="int")
+
+
+def _se2_preset_group(net: str, values: dict) -> Group:
+    """``se2_<num_rotations>`` for the 2D SE(2,N) presets, after their checks (spatial_dims, argument order)."""
+    if values["spatial_dims"] != 2:
+        raise ValueError(f"{net} is 2D: spatial_dims must be 2, got {values['spatial_dims']}")
+    _check_channels_first(net, values["channels"], values["num_rotations"])
+    return se2_group(values["num_rotations"])
+
+
+class SE2UNet(Preset, GroupUNet):
     """:class:`GroupUNet` for SE(2,N): N sampled rotations, interpolated kernels.
 
     Default fields (5, 9, 18, 37, 74) give, at the default N=12, the plain U-Net's (16, ..., 256) budget:
@@ -40,41 +52,22 @@ class SE2UNet(GroupUNet):
         in_channels, out_channels: channels of the plain input and output.
         channels: fields per level (the tensors carry fields·N channels).
         num_rotations: N ≥ 1 (the group ``se2_N``).
-        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias, route: as :class:`GroupUNet`
-            (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their kernels).
+        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering, route: as
+            :class:`GroupUNet` (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their kernels).
     """
 
     __doc__ += _UNET_DIFFERENCES
+    preset_defaults = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1, "channels": (5, 9, 18, 37, 74)}
+    preset_parameters = (_num_rotations(12),)
 
-    def __init__(
-        self,
-        spatial_dims: int = 2,
-        in_channels: int = 3,
-        out_channels: int = 1,
-        channels: Sequence[int] = (5, 9, 18, 37, 74),
-        num_rotations: int = 12,
-        strides: Sequence[int] | None = None,
-        kernel_size: Sequence[int] | int = 3,
-        up_kernel_size: Sequence[int] | int = 3,
-        num_res_units: int = 0,
-        act: ActSpec = Act.RELU,
-        norm: NormSpec = "batch",
-        dropout: DropoutSpec = 0.0,
-        bias: bool = True,
-        route: str = "auto",
-    ) -> None:
-        if spatial_dims != 2:
-            raise ValueError(f"SE2UNet is 2D: spatial_dims must be 2, got {spatial_dims}")
-        _check_channels_first(type(self).__name__, channels, num_rotations)
-        group = se2_group(num_rotations)
-        super().__init__(
-            spatial_dims, in_channels, out_channels, channels, group, strides, kernel_size, up_kernel_size,
-            num_res_units, act, norm, dropout, bias, route,
-        )
-        self.num_rotations = group.order
+    def preset_group(self, values: dict) -> Group:
+        return _se2_preset_group(type(self).__name__, values)
+
+    def preset_finish(self, values: dict) -> None:
+        self.num_rotations = self.group.order
 
 
-class SE2CNN(GroupCNN):
+class SE2CNN(Preset, GroupCNN):
     """Rotation-invariant patch classifier (Bekkers et al.'s SE(2,N) CNN for mitosis / PCam-style patches):
     the :class:`GroupCNN` body with the group SE(2,N) — lifting, residual SE(2) group-conv blocks with 2×2
     max-pool down-sampling, projection (max over the N orientations), global spatial average, linear layer.
@@ -88,7 +81,7 @@ class SE2CNN(GroupCNN):
         strides: max-pool factor between stages (default 2 each).
         kernel_size: odd kernel size (int or two equal ints); the disk mask keeps 13 of the 25 taps of a 5×5
             kernel (5 of 9 at 3×3).
-        act, norm, dropout, bias, num_res_units, checkpointing, route: as :class:`GroupCNN`.
+        act, norm, dropout, bias, adn_ordering, num_res_units, checkpointing, route: as :class:`GroupCNN`.
 
     Same argument order as :class:`SE2UNet`: ``SE2CNN(2, 3, 2, (8, 16, 32))`` is a 3-stage net on RGB patches.
     Input (B, in_channels, H, W) with H and W divisible by prod(strides); output (B, out_channels) logits,
@@ -96,33 +89,15 @@ class SE2CNN(GroupCNN):
     """
 
     __doc__ += _CLASSIFIER_DIFFERENCES
+    preset_defaults = {"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "channels": (8, 16, 32),
+                       "kernel_size": 5}
+    preset_parameters = (_num_rotations(8),)
 
-    def __init__(
-        self,
-        spatial_dims: int = 2,
-        in_channels: int = 3,
-        out_channels: int = 2,
-        channels: Sequence[int] = (8, 16, 32),
-        num_rotations: int = 8,
-        strides: Sequence[int] | None = None,
-        kernel_size: Sequence[int] | int = 5,
-        act: ActSpec = Act.RELU,
-        norm: NormSpec = "batch",
-        dropout: DropoutSpec = 0.0,
-        bias: bool = True,
-        num_res_units: int = 1,
-        checkpointing: bool = False,
-        route: str = "auto",
-    ) -> None:
-        if spatial_dims != 2:
-            raise ValueError(f"SE2CNN is 2D: spatial_dims must be 2, got {spatial_dims}")
-        _check_channels_first(type(self).__name__, channels, num_rotations)
-        group = se2_group(num_rotations)
-        super().__init__(
-            spatial_dims, in_channels, out_channels, channels, group, strides, kernel_size, act, norm, dropout, bias,
-            num_res_units, checkpointing, route,
-        )
-        self.num_rotations = group.order
+    def preset_group(self, values: dict) -> Group:
+        return _se2_preset_group(type(self).__name__, values)
+
+    def preset_finish(self, values: dict) -> None:
+        self.num_rotations = self.group.order
 
 
 def _check_channels_first(net: str, channels: object, num_rotations: object) -> None:
