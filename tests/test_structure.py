@@ -166,3 +166,40 @@ def test_plain_export_of_a_net_holds_no_package_layers():
         # only the networks' own traversal classes remain: their forwards only compose plain children
         left = _package_modules(export(net))
         assert not [n for n in left if ".layers." in n or ".blocks.conv_block." in n], left
+
+
+def test_group_conv_pickled_before_the_renames_still_loads():
+    """``reduce_index`` is now ``inverse_index`` and ``in_group_size`` ``in_group_order``: both non-persistent or
+    plain attributes (never in a state dict); a layer pickled with the old names is migrated on loading."""
+    import pickle
+
+    import torch
+
+    conv = layers.GroupConv(2, 3, "p4")
+    assert set(conv.state_dict()) == {"weight", "bias"}
+    state = conv.__getstate__() if hasattr(conv, "__getstate__") else dict(conv.__dict__)
+    state = dict(state)
+    state["_buffers"] = {("reduce_index" if k == "inverse_index" else k): v for k, v in state["_buffers"].items()}
+    state["in_group_size"] = state.pop("in_group_order")
+    old = layers.GroupConv.__new__(layers.GroupConv)
+    old.__setstate__(state)
+    loaded = pickle.loads(pickle.dumps(old))
+    x = torch.randn(1, 8, 6, 6)
+    torch.testing.assert_close(loaded(x), conv(x), rtol=0, atol=0)
+    assert loaded.in_group_order == 4 and "reduce_index" not in dict(loaded.named_buffers())
+
+
+def test_steerable_code_is_one_subpackage_with_explicit_escnn_patches():
+    import monai_equivariant.steerable as steerable
+    from monai_equivariant.networks.nets import SteerableUNet
+
+    assert SteerableUNet is steerable.SteerableUNet
+    source = (PACKAGE / "layers" / "steerable.py").read_text()
+    assert "__hash__ =" not in source and "randomized_svd" not in source  # the patches live in escnn_compat
+    pytest.importorskip("escnn")
+    escnn = steerable.import_escnn()
+    from escnn.group import _numerical
+    from escnn.nn.modules import basismanager
+
+    assert escnn.nn is not None and getattr(_numerical, "randomized_svd", None) is None
+    assert basismanager.BlocksBasisExpansion.__hash__ is __import__("torch").nn.Module.__hash__

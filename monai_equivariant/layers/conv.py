@@ -33,7 +33,7 @@ class _GroupConvNd(nn.Module):
     """Shared implementation of lifting and group convolution (see :func:`expand_filter`).
 
     The expansion tables are built at construction and kept as non-persistent buffers (``expand_index``,
-    ``reduce_index``, ``tap_matrix``): they move with ``.to()`` and never appear in the state dict. In eval mode
+    ``inverse_index``, ``tap_matrix``): they move with ``.to()`` and never appear in the state dict. In eval mode
     with gradients off the expanded bank is cached (:class:`FilterCache`: a plain attribute, reused only while
     the weight and bias are equal in value to those it was built from; never under tracing, scripting,
     ``torch.compile`` or ``torch.export``). The layer is scriptable and traceable as it is.
@@ -65,16 +65,16 @@ class _GroupConvNd(nn.Module):
         self.kernel_size = int(kernel_size)
         self.group.kernel_action(self.kernel_size)  # validates the size (odd) and warms the table cache
         self.padding = self.kernel_size // 2 if padding is None else _check_padding(padding)
-        self.in_group_size = self.group.order if self.regular_input else 1
+        self.in_group_order = self.group.order if self.regular_input else 1
         self.group_order = self.group.order
         self.group_name = self.group.name
         self.input_kind = f"{self.in_channels} fields × |G|={self.group.order}" if self.regular_input else "plain"
-        shape = (out_channels, in_channels, self.in_group_size) + (self.kernel_size,) * self.spatial_dims
+        shape = (out_channels, in_channels, self.in_group_order) + (self.kernel_size,) * self.spatial_dims
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         tables = expansion_tables(self.group, self.in_channels, self.regular_input, self.kernel_size)
         self.register_buffer("expand_index", tables["index"], persistent=False)
-        self.register_buffer("reduce_index", tables["inverse"], persistent=False)
+        self.register_buffer("inverse_index", tables["inverse"], persistent=False)
         self.register_buffer("tap_matrix", tables["matrix"], persistent=False)
         self.interpolated = bool(tables["matrix"].numel() > 0)
         self._grid_matrices = self._derive_grid_matrices()
@@ -83,7 +83,7 @@ class _GroupConvNd(nn.Module):
 
     def reset_parameters(self) -> None:
         """He (fan-in) initialisation over all input taps of one output field."""
-        fan_in = self.in_channels * self.in_group_size * self.kernel_size**self.spatial_dims
+        fan_in = self.in_channels * self.in_group_order * self.kernel_size**self.spatial_dims
         nn.init.normal_(self.weight, std=math.sqrt(2.0 / fan_in))
         if self.bias is not None:
             nn.init.zeros_(self.bias)
@@ -91,7 +91,7 @@ class _GroupConvNd(nn.Module):
     @property
     def expected_in_channels(self) -> int:
         """Channels of the input tensor: C_in·|G| for group tensors, C_in for plain tensors."""
-        return self.in_channels * self.in_group_size
+        return self.in_channels * self.in_group_order
 
     def extra_repr(self) -> str:
         return (
@@ -107,7 +107,7 @@ class _GroupConvNd(nn.Module):
     def _expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Build the planar bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,) from the tables."""
         bank = expand_with_tables(
-            self.weight, self.expand_index, self.reduce_index, self.tap_matrix, self.group_order, self.interpolated
+            self.weight, self.expand_index, self.inverse_index, self.tap_matrix, self.group_order, self.interpolated
         )
         bias = self.bias
         if bias is not None:
@@ -125,6 +125,11 @@ class _GroupConvNd(nn.Module):
         return grid_matrices(self.group) if self.group.is_grid and not self.interpolated else []
 
     def __setstate__(self, state: dict) -> None:
+        buffers = state.get("_buffers", {})
+        if "reduce_index" in buffers:  # pickled before the rename (non-persistent: never in a state dict)
+            state["_buffers"] = {("inverse_index" if k == "reduce_index" else k): v for k, v in buffers.items()}
+        if "in_group_size" in state:
+            state["in_group_order"] = state.pop("in_group_size")
         super().__setstate__(state)
         if self.__dict__.get("_grid_matrices") is None:  # pickled before it existed: derive it here, not in forward
             self._grid_matrices = self._derive_grid_matrices()
@@ -230,7 +235,7 @@ class _GroupConvNd(nn.Module):
                 "group conv (" + self.group_name + ") expects a (B, C, *spatial) tensor with "
                 + str(self.spatial_dims) + " spatial dims, got " + str(x.dim()) + " dims"
             )
-        expected = self.in_channels * self.in_group_size
+        expected = self.in_channels * self.in_group_order
         if x.shape[1] != expected:
             raise ValueError(
                 "group conv (" + self.group_name + ") expects " + str(expected) + " input channels ("
@@ -247,7 +252,7 @@ class _GroupConvNd(nn.Module):
             ).to(device=bank.device, dtype=bank.dtype)
             conv.weight.copy_(bank)
             if self.bias is not None:
-                conv.bias.copy_(self.bias.repeat_interleave(self.group.order))
+                conv.bias.copy_(self.bias.repeat_interleave(self.group_order))
         return conv
 
 

@@ -33,8 +33,7 @@ def expansion_tables(
         ``inverse`` (|G|·L,) long: for weight entry j and element g, the position in ``[0, |G|·L)`` that reads it
         (``inverse[g·L + j] = g·L + p`` with ``index[g·L + p] = j``);
         ``matrix`` (|G|, K, K) float: the interpolation matrices with the kernel mask folded in on both sides
-        (empty (0,) for permutation actions);
-        ``mask`` (K,) float (empty for permutation actions), kept for reference.
+        (empty (0,) for permutation actions).
     """
     action = group.kernel_action(kernel_size)
     n, k_points = group.order, int(kernel_size) ** group.spatial_dims
@@ -55,14 +54,12 @@ def expansion_tables(
     inverse = order + torch.arange(n)[:, None] * length
     if action.index is not None:
         matrix = torch.zeros(0)
-        mask = torch.zeros(0)
     else:
         mask = action.mask if kernel_mask is None else kernel_mask
         matrix = action.matrix.clone()
         if mask is not None:
             matrix = matrix * mask[None, :, None] * mask[None, None, :]  # zero taps outside the disk, in and out
-        mask = torch.zeros(0) if mask is None else mask.clone()
-    return {"index": index.reshape(-1), "inverse": inverse.reshape(-1), "matrix": matrix, "mask": mask}
+    return {"index": index.reshape(-1), "inverse": inverse.reshape(-1), "matrix": matrix}
 
 
 class _PermuteColumns(torch.autograd.Function):

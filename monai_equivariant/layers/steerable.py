@@ -6,9 +6,12 @@ which escnn's ``ReLU``, ``PointwiseMaxPool2D`` and ``R2Upsampling`` wrap anyway.
 ``to_plain()`` returning a plain-torch module with the same eval output (for
 :func:`monai_equivariant.utils.export`).
 
-This module imports escnn at import time; it is not imported by ``monai_equivariant.layers`` so that
-``import monai_equivariant`` stays fast. :class:`~monai_equivariant.networks.nets.SteerableUNet` imports it
-lazily.
+This module imports escnn at import time, through :func:`monai_equivariant.steerable.escnn_compat.import_escnn`
+(which names the ``steerable`` extra when escnn is missing and applies the package's escnn patches explicitly);
+it is not imported by ``monai_equivariant.layers`` so that ``import monai_equivariant`` needs only the core.
+:class:`~monai_equivariant.steerable.unet.SteerableUNet` imports it lazily. It is the one module that needs escnn
+when imported (the installation tests pin it); the rest of the steerable code is the
+:mod:`monai_equivariant.steerable` subpackage.
 
 Channel layout: escnn's, which for regular fields is field-major ``c·|G| + g`` like the rest of the package.
 """
@@ -24,56 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_equivariant.layers.filter_cache import FilterCache
+from monai_equivariant.steerable.escnn_compat import ESCNN_MISSING, import_escnn  # noqa: F401 (ESCNN_MISSING: API)
 
-ESCNN_MISSING = (
-    "the steerable networks (SteerableUNet, monai_equivariant.layers.steerable) need escnn, which the 'steerable' "
-    "extra provides: run `python -m monai_equivariant.steerable_install` (no compiler needed: pip install "
-    "'monai_equivariant[steerable]' from a checkout or wheel, then pip install --no-deps escnn; escnn needs numpy<2). "
-    "See docs/installation.md"
-)
-
-try:
-    from escnn import gspaces
-    from escnn import nn as enn
-    from escnn.nn import FieldType, GeometricTensor
-except ImportError as error:  # escnn absent, or present but broken (e.g. its lie_learn under numpy 2)
-    raise ImportError(f"{ESCNN_MISSING}. ({type(error).__name__}: {error})") from error
-
-
-def _use_exact_svd_in_escnn() -> None:
-    """escnn's null-space solver calls scikit-learn's ``randomized_svd`` on an ``np.matrix`` when scikit-learn is
-    installed, which recent scikit-learn refuses (``TypeError: np.matrix is not supported``; D_N with N = 8, 12).
-    Make it take the path it takes without scikit-learn: SciPy's exact SVD (deterministic, as without
-    scikit-learn). escnn itself is not edited; only its module-level reference to the optional import is."""
-    from escnn.group import _numerical
-
-    if getattr(_numerical, "randomized_svd", None) is not None:
-        _numerical.randomized_svd = None
-
-
-_use_exact_svd_in_escnn()
-
-
-def _identity_hash_for_escnn_basis_modules() -> None:
-    """escnn's basis-expansion/-sampler modules hash and compare by content (reading their buffers through NumPy).
-    torch hashes and compares modules in ``named_modules()`` (a memo set): content hashing is slow, would merge
-    two layers whose bases are equal, and fails under ``torch.export``/``torch.compile`` where the buffers are fake
-    tensors (no data). Give those module classes the identity ``__hash__``/``__eq__`` every other ``nn.Module``
-    has (escnn itself is not edited)."""
-    from escnn.nn.modules import basismanager as bm
-
-    for cls in (
-        bm.BlocksBasisExpansion,
-        bm.SingleBlockBasisExpansion,
-        getattr(bm, "BlocksBasisSampler", None),
-        getattr(bm, "SingleBlockBasisSampler", None),
-    ):
-        if cls is not None and cls.__hash__ is not nn.Module.__hash__:
-            cls.__hash__ = nn.Module.__hash__  # type: ignore[method-assign]
-            cls.__eq__ = nn.Module.__eq__  # type: ignore[method-assign]
-
-
-_identity_hash_for_escnn_basis_modules()
+escnn = import_escnn()  # ImportError naming the 'steerable' extra; applies the escnn patches (escnn_compat)
+gspaces, enn = escnn.gspaces, escnn.nn
+FieldType, GeometricTensor = enn.FieldType, enn.GeometricTensor
 
 __all__ = [
     "FieldNormPool",

@@ -3,7 +3,7 @@
 from monai_equivariant.networks.nets.group_cnn import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
 from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
-from monai_equivariant.networks.nets.steerable_unet import PlainSteerableUNet, SteerableUNet
+from monai_equivariant.steerable.unet import PlainSteerableUNet, SteerableUNet
 
 __all__ = [
     "GroupCNN",
