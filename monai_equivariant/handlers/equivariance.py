@@ -10,45 +10,23 @@ from ``MeanDice``), which it finds on the engine through :data:`EquivarianceEven
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events, EventEnum
+from ignite.engine import Engine, Events
 from monai.utils import convert_to_tensor
 
+from monai_equivariant.handlers.equivariance_events import (
+    EquivarianceEvents,
+    EquivarianceReport,
+    register_equivariance_events,
+)
+from monai_equivariant.handlers.equivariance_saver import EquivarianceSaver
 from monai_equivariant.metrics.equivariance import EquivarianceMetric
 from monai_equivariant.metrics.equivariance_helper import EquivarianceHelper, reduce_metric
 
 __all__ = ["EquivarianceEvents", "EquivarianceHandler", "EquivarianceReport", "register_equivariance_events"]
-
-
-class EquivarianceEvents(EventEnum):
-    """Fired by :class:`EquivarianceHandler` after each measurement; ``engine.state.equivariance[prefix]`` then
-    holds the :class:`EquivarianceReport`."""
-
-    MEASURED = "equivariance_measured"
-
-
-def register_equivariance_events(engine: Engine) -> None:
-    """Register :class:`EquivarianceEvents` on ``engine`` once (the handler and the saver both call it)."""
-    if not engine.has_registered_events(EquivarianceEvents.MEASURED):
-        engine.register_events(*EquivarianceEvents)
-
-
-@dataclass
-class EquivarianceReport:
-    """One measurement of every network on the fixed images.
-
-    ``results``: network name -> {"axis" ("angle" or "element"), "values" (angles in degrees or element
-    indices), "labels", "means": {measure: (A,)}, "per_image": {measure: (N, A)}}; ``network_name`` names the
-    main (logged) network, ``measures`` the measures logged per angle/element (the first one is plotted)."""
-
-    epoch: int
-    network_name: str
-    measures: tuple[str, ...]
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _as_float(item: Any) -> torch.Tensor:
@@ -159,7 +137,6 @@ class EquivarianceHandler:
         self.options = dict(options)
         self.saver = None
         if output_dir is not None:
-            from monai_equivariant.handlers.equivariance_saver import EquivarianceSaver
 
             self.saver = EquivarianceSaver(output_dir, prefix=prefix)
         self._images: torch.Tensor | None = None if images is None else self._take(images)
@@ -317,7 +294,6 @@ class EquivarianceHandler:
     def save(self, output_dir: str | Path) -> dict[str, Path]:
         """Write the latest report's PNGs and per-angle CSV into ``output_dir`` now (see ``EquivarianceSaver``;
         the CSV holds the attached saver's history, if any, else the latest report)."""
-        from monai_equivariant.handlers.equivariance_saver import EquivarianceSaver
 
         if self.report is None:
             raise RuntimeError("nothing measured yet: evaluate first")

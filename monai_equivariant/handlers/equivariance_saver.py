@@ -13,7 +13,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from monai_equivariant.handlers.equivariance import (
+from monai_equivariant.handlers.equivariance_events import (
     EquivarianceEvents,
     EquivarianceReport,
     register_equivariance_events,
