@@ -8,6 +8,10 @@ The factory (:mod:`~monai_equivariant.networks.factory`), the bundles' override 
 a network is one :func:`register` call here.
 
 Networks are imported only when built (the steerable one needs escnn).
+
+To add a network: one :class:`NetworkEntry` in ``_builtin_entries()`` below (or :func:`register` from outside the
+package). It then builds by ``--network_name`` in every bundle of its task and dimension, its checkpoints are
+recognised by its group, and its exactness is checked against ``checked_group``.
 """
 
 from __future__ import annotations

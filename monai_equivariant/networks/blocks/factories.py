@@ -87,7 +87,7 @@ def as_kernel_size(kernel_size: Sequence[int] | int, spatial_dims: int, name: st
     return side
 
 
-def _group_norm_factory(cls: type, takes_spatial_dims: bool) -> Callable[[int], Callable[..., nn.Module]]:
+def _group_norm_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     def factory(dim: int = 2) -> Callable[..., nn.Module]:
         def make(num_features: int, group_size: int, **kwargs: Any) -> nn.Module:
             num_features, group_size = int(num_features), int(group_size)
@@ -96,8 +96,7 @@ def _group_norm_factory(cls: type, takes_spatial_dims: bool) -> Callable[[int], 
                     f"{cls.__name__} normalises fields of |G|={group_size} channels: num_features must be a multiple "
                     f"of group_size, got {num_features}"
                 )
-            if takes_spatial_dims:
-                kwargs.setdefault("spatial_dims", dim)
+            kwargs.setdefault("spatial_dims", dim)  # picks the plain norm of to_plain()
             return cls(num_features // group_size, group_size, **kwargs)
 
         make.__doc__ = f"{cls.__name__} over num_features = fields·group_size channels; kwargs go to it."
@@ -107,10 +106,10 @@ def _group_norm_factory(cls: type, takes_spatial_dims: bool) -> Callable[[int], 
     return factory
 
 
-_REGISTERED = {"GROUPBATCH": (GroupBatchNorm, True), "GROUPINSTANCE": (GroupInstanceNorm, True)}
-for _name, (_cls, _dims) in _REGISTERED.items():
+_REGISTERED = {"GROUPBATCH": GroupBatchNorm, "GROUPINSTANCE": GroupInstanceNorm}
+for _name, _cls in _REGISTERED.items():
     if _name not in Norm.names:  # idempotent under module reloads; never overrides another registration
-        Norm.add_factory_callable(_name.lower(), _group_norm_factory(_cls, _dims))
+        Norm.add_factory_callable(_name.lower(), _group_norm_factory(_cls))
 
 
 def _conv_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
@@ -128,7 +127,6 @@ if "GROUP" not in Pool.names:
     Pool.add_factory_callable("group", lambda dim=2: GroupPool, "GroupPool: max or mean over the group axis.")
 
 _MONAI_TO_GROUP = {"BATCH": "GROUPBATCH", "INSTANCE": "GROUPINSTANCE"}
-_CLASS_TO_GROUP = {GroupBatchNorm: "GROUPBATCH", GroupInstanceNorm: "GROUPINSTANCE"}
 
 
 def group_norm_spec(norm: NormSpec, group_size: int) -> tuple[str, dict] | None:
@@ -147,7 +145,7 @@ def group_norm_spec(norm: NormSpec, group_size: int) -> tuple[str, dict] | None:
     except (TypeError, ValueError) as error:
         raise ValueError(f"norm must be a name, (name, kwargs dict) or None, got {norm!r}") from error
     if isinstance(name, type):
-        key = next((k for c, k in _CLASS_TO_GROUP.items() if issubclass(name, c)), None)
+        key = next((k for k, c in _REGISTERED.items() if issubclass(name, c)), None)
     else:
         key = _MONAI_TO_GROUP.get(str(name).upper(), str(name).upper()) if isinstance(name, str) else None
     if key not in _REGISTERED:
