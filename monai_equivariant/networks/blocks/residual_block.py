@@ -69,8 +69,8 @@ class GroupResidualBlock(nn.Module):
         if in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = GroupConvBlock(in_channels, out_channels, group, kernel_size=1, act=None, norm=norm, bias=bias,
-                                           adn_ordering=adn_ordering)
+            self.shortcut = GroupConvBlock(in_channels, out_channels, group, kernel_size=1, act=None, norm=norm,
+                                           bias=bias, adn_ordering=adn_ordering)
         self.act = get_group_act_layer(act) or nn.Identity()
         self.checkpointing = False
 
@@ -114,7 +114,8 @@ class GroupResidualBlock(nn.Module):
         """Norm of the second unit, shortcut, sum and act."""
         second = self.second
         norm = second.norm
-        if second.layout == "CN" and isinstance(norm, (GroupBatchNorm, GroupInstanceNorm)) and type(self.act) is nn.ReLU:
+        group_norm = isinstance(norm, (GroupBatchNorm, GroupInstanceNorm))
+        if second.layout == "CN" and group_norm and type(self.act) is nn.ReLU:
             # the norm's flat output is a fresh tensor that no backward needs: add and ReLU in place on it (ReLU's
             # backward needs only its output), two activations fewer while this segment is recomputed
             y = norm.norm(pre_second.reshape(pre_second.shape[0], norm.num_fields, -1))
@@ -162,7 +163,8 @@ class GroupResidualUnit(nn.Module):
                     adn_ordering=adn_ordering)
         self.conv = nn.Sequential(
             *[
-                GroupConvBlock(in_channels if i == 0 else out_channels, out_channels, lifting=lifting and i == 0, **unit)
+                GroupConvBlock(in_channels if i == 0 else out_channels, out_channels, lifting=lifting and i == 0,
+                               **unit)
                 for i in range(int(subunits))
             ]
         )
