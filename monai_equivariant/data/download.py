@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from monai_equivariant.data.nodule_mnist3d import NODULE_MNIST3D_KEYS, nodule_mnist3d_file
+from monai_equivariant.data.fetch import DOWNLOAD_TIMEOUT_S, fetch_url
+from monai_equivariant.data.nodule_mnist3d import download_nodule_mnist3d
 from monai_equivariant.data.polyp import POLYP_LAYOUTS, find_polyp_pairs
 
 __all__ = [
@@ -34,9 +29,6 @@ __all__ = [
     "fetch_url",
 ]
 
-DOWNLOAD_TIMEOUT_S = 60.0
-"""Seconds a download may wait for the server at any one step (connect, each read) before it is retried."""
-
 KVASIR_SEG_URL = "https://datasets.simula.no/downloads/kvasir-seg.zip"
 """The archive linked from the dataset's home page (https://datasets.simula.no/kvasir-seg/)."""
 KVASIR_SEG_BYTES = 46_200_000
@@ -45,53 +37,6 @@ KVASIR_SEG_PAIRS = 1000
 """Image/mask pairs in Kvasir-SEG v2."""
 KVASIR_SEG_FOLDER = "Kvasir-SEG"
 """The archive's top folder, holding ``images/`` and ``masks/``."""
-
-
-@contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """Every new socket waits at most ``seconds`` per operation (MONAI's ``download_url`` sets no timeout)."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def fetch_url(
-    url: str,
-    filepath: str | os.PathLike,
-    hash_val: str | None = None,
-    hash_type: str = "md5",
-    progress: bool = True,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
-    retries: int = 3,
-) -> None:
-    """``monai.apps.download_url`` with a timeout and retries: a server that accepts and never answers (or a
-    network that drops) costs at most ``retries`` waits of ``timeout`` seconds per step, then a ``ConnectionError``
-    naming the URL and what to do offline. A hash mismatch (``HashCheckError``) is not retried.
-    """
-    from monai.apps.utils import HashCheckError, download_url
-
-    if timeout <= 0 or retries < 1:
-        raise ValueError(f"timeout must be > 0 s and retries >= 1, got timeout={timeout}, retries={retries}")
-    error: Exception | None = None
-    for attempt in range(retries):
-        if attempt:
-            time.sleep(min(2.0**attempt, 10.0))
-        try:
-            with _socket_timeout(timeout):
-                download_url(url, filepath=filepath, hash_val=hash_val, hash_type=hash_type, progress=progress)
-            return
-        except HashCheckError:
-            raise
-        except (OSError, RuntimeError) as caught:  # URLError, socket.timeout, ConnectionError are OSErrors
-            error = caught
-    raise ConnectionError(
-        f"could not download {url} ({retries} attempts, {timeout:g} s timeout each): {error}. Offline or behind a "
-        f"proxy? Download it by hand on a machine with access and put it at {Path(filepath)} (data on disk is "
-        "used without any network)"
-    ) from error
 
 
 def _has_pairs(folder: Path, image_dir: str, mask_dir: str) -> bool:
@@ -157,46 +102,6 @@ def download_kvasir_seg(
     if expected_pairs is not None and len(pairs) != expected_pairs:
         raise ValueError(f"{folder} holds {len(pairs)} image/mask pairs; Kvasir-SEG has {expected_pairs}")
     return folder
-
-
-def download_nodule_mnist3d(
-    root_dir: str | os.PathLike,
-    size: int = 28,
-    url: str | None = None,
-    md5: str | None = None,
-    progress: bool = True,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
-) -> Path:
-    """Fetch NoduleMNIST3D's ``.npz`` of ``size`` (28 or 64) from zenodo into ``root_dir`` unless it is there.
-
-    The published MD5 (MedMNIST's ``info.py``) is checked; ``url``/``md5`` override the published ones (tests,
-    mirrors); ``timeout`` as in :func:`fetch_url`. The file must hold the keys ``{train,val,test}_{images,labels}`` that
-    :func:`monai_equivariant.data.nodule_mnist3d` reads.
-
-    Returns:
-        The path of the ``.npz``.
-    """
-    from monai.apps.utils import HashCheckError
-
-    name, published_url, published_md5 = nodule_mnist3d_file(size)
-    path = Path(root_dir) / name
-    if path.is_file():
-        return path  # on disk: no network
-    url, md5 = url or published_url, md5 or published_md5
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fetch_url(url, path, hash_val=md5, hash_type="md5", progress=progress, timeout=timeout)
-    except HashCheckError as error:
-        which = "published MD5" if md5 == published_md5 else "MD5"
-        raise ValueError(
-            f"the download of {url} does not have the {which} {md5}; nothing was saved to {path}: {error}"
-        ) from error
-    with np.load(path) as archive:
-        missing = [key for key in NODULE_MNIST3D_KEYS if key not in archive.files]
-    if missing:
-        path.unlink()
-        raise ValueError(f"{url} is not NoduleMNIST3D: keys {missing} are missing; the download was deleted")
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:

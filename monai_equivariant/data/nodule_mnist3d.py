@@ -10,9 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_equivariant.data.fetch import DOWNLOAD_TIMEOUT_S, fetch_url
 from monai_equivariant.data.folders import refuse_file
 
-__all__ = ["NODULE_MNIST3D_FILES", "NODULE_MNIST3D_KEYS", "nodule_mnist3d", "nodule_mnist3d_file", "nodule_mnist3d_path"]
+__all__ = [
+    "NODULE_MNIST3D_FILES",
+    "NODULE_MNIST3D_KEYS",
+    "download_nodule_mnist3d",
+    "nodule_mnist3d",
+    "nodule_mnist3d_file",
+    "nodule_mnist3d_path",
+]
 
 NODULE_MNIST3D_FILES: dict[int, tuple[str, str, str]] = {
     28: (
@@ -44,7 +52,7 @@ def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: b
     """Path of the NoduleMNIST3D archive of ``size`` (28 or 64) in ``root_dir``; downloaded only if missing.
 
     An existing file is used as is (no network). ``download=True`` fetches a missing file with
-    :func:`~monai_equivariant.data.download.download_nodule_mnist3d` (timeout, retries, the published MD5 checked:
+    :func:`download_nodule_mnist3d` (timeout, retries, the published MD5 checked:
     a mismatch raises ValueError naming the hash).
     """
     name, url, _ = nodule_mnist3d_file(size)
@@ -56,9 +64,47 @@ def nodule_mnist3d_path(root_dir: str | os.PathLike, size: int = 28, download: b
             f"NoduleMNIST3D file not found: {path}. Expected layout: <root_dir>/{name} (an npz with keys "
             f"{', '.join(NODULE_MNIST3D_KEYS)}); get it from {url} or pass download=True"
         )
-    from monai_equivariant.data.download import download_nodule_mnist3d  # download.py imports this module
-
     return download_nodule_mnist3d(root_dir, size)
+
+
+def download_nodule_mnist3d(
+    root_dir: str | os.PathLike,
+    size: int = 28,
+    url: str | None = None,
+    md5: str | None = None,
+    progress: bool = True,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """Fetch NoduleMNIST3D's ``.npz`` of ``size`` (28 or 64) from zenodo into ``root_dir`` unless it is there.
+
+    The published MD5 (MedMNIST's ``info.py``) is checked; ``url``/``md5`` override the published ones (tests,
+    mirrors); ``timeout`` as in :func:`fetch_url`. The file must hold the keys ``{train,val,test}_{images,labels}`` that
+    :func:`monai_equivariant.data.nodule_mnist3d` reads.
+
+    Returns:
+        The path of the ``.npz``.
+    """
+    from monai.apps.utils import HashCheckError
+
+    name, published_url, published_md5 = nodule_mnist3d_file(size)
+    path = Path(root_dir) / name
+    if path.is_file():
+        return path  # on disk: no network
+    url, md5 = url or published_url, md5 or published_md5
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fetch_url(url, path, hash_val=md5, hash_type="md5", progress=progress, timeout=timeout)
+    except HashCheckError as error:
+        which = "published MD5" if md5 == published_md5 else "MD5"
+        raise ValueError(
+            f"the download of {url} does not have the {which} {md5}; nothing was saved to {path}: {error}"
+        ) from error
+    with np.load(path) as archive:
+        missing = [key for key in NODULE_MNIST3D_KEYS if key not in archive.files]
+    if missing:
+        path.unlink()
+        raise ValueError(f"{url} is not NoduleMNIST3D: keys {missing} are missing; the download was deleted")
+    return path
 
 
 def _check_md5(path: Path, md5: str) -> None:
