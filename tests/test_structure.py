@@ -203,3 +203,28 @@ def test_steerable_code_is_one_subpackage_with_explicit_escnn_patches():
 
     assert escnn.nn is not None and getattr(_numerical, "randomized_svd", None) is None
     assert basismanager.BlocksBasisExpansion.__hash__ is __import__("torch").nn.Module.__hash__
+
+
+def test_conv_block_pickled_before_adn_still_reads_its_layers():
+    import pickle
+
+    import torch.nn as nn
+
+    block = blocks.GroupConvBlock(1, 2, "p4", dropout=0.1)
+    state = dict(block.__dict__)
+    del state["layout"], state["adn_ordering"]
+    modules = list(block)
+    state["_modules"] = {str(i): m for i, m in enumerate([modules[0], modules[1], modules[3], modules[2]])}  # N A D
+    old = blocks.GroupConvBlock.__new__(blocks.GroupConvBlock)
+    old.__setstate__(state)
+    old = pickle.loads(pickle.dumps(old))
+    assert old.layout == "CNAD" and isinstance(old.act, nn.ReLU) and isinstance(old.dropout, nn.Dropout)
+
+
+@pytest.mark.parametrize("dims,group", [(2, "p4m"), (3, "O")])
+def test_group_conv_scripts_through_the_one_conv_dispatch(dims, group):
+    import torch
+
+    conv = layers.GroupConv(2, 3, group)
+    x = torch.randn(1, 2 * conv.group_order, *([5] * dims))
+    torch.testing.assert_close(torch.jit.script(conv)(x), conv(x))

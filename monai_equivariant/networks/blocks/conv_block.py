@@ -127,6 +127,12 @@ class GroupConvBlock(nn.Sequential):
         self.layout = layout
         self.adn_ordering = ordering
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "layout" not in self.__dict__:  # pickled before ADN: [conv, norm, act?, dropout?] (N, A, D)
+            letters = ["N"] + ["D" if isinstance(m, nn.modules.dropout._DropoutNd) else "A" for m in list(self)[2:]]
+            self.layout, self.adn_ordering = "C" + "".join(letters), "NAD"
+
     def _role(self, letter: str) -> nn.Module | None:
         return self[self.layout.index(letter)] if letter in self.layout else None
 
