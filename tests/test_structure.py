@@ -228,3 +228,23 @@ def test_group_conv_scripts_through_the_one_conv_dispatch(dims, group):
     conv = layers.GroupConv(2, 3, group)
     x = torch.randn(1, 2 * conv.group_order, *([5] * dims))
     torch.testing.assert_close(torch.jit.script(conv)(x), conv(x))
+
+
+LAYERS = {  # package layer -> the package modules it may import (besides itself)
+    "groups": (),
+    "layers": ("monai_equivariant.groups", "monai_equivariant.steerable.escnn_compat"),
+    "networks": ("monai_equivariant.groups", "monai_equivariant.layers", "monai_equivariant.steerable"),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_the_core_is_layered(layer):
+    """groups -> layers -> networks: no module imports a layer above its own (nor utils, bundle, metrics...)."""
+    allowed = (f"monai_equivariant.{layer}",) + LAYERS[layer]
+    wrong = {}
+    for path in (PACKAGE / layer).rglob("*.py"):
+        names = [n for n in _imports(path) if n.startswith("monai_equivariant.") or n == "monai_equivariant"]
+        bad = sorted(n for n in names if not any(n == a or n.startswith(a + ".") for a in allowed))
+        if bad:
+            wrong[str(path.relative_to(PACKAGE))] = bad
+    assert wrong == {}
