@@ -196,14 +196,12 @@ class P4UNet(Preset, GroupUNet):
     """:class:`GroupUNet` for p4 (90° rotations), with ``monai.networks.nets.UNet``'s argument order.
 
     Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters with 3 input channels, the same budget as the plain
-    U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``; with
-    ``adn_ordering`` always MONAI's default ``"NDA"``).
+    U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``), in MONAI's
+    order up to ``adn_ordering``, then ``route``.
     """
 
     __doc__ += _UNET_DIFFERENCES
     preset_defaults = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1, "channels": (8, 16, 32, 64, 128)}
-    # MONAI's UNet positional order, then ``route`` only (tests/test_unet_arguments.py)
-    preset_omitted = ("adn_ordering",)
 
     def preset_group(self, values: dict) -> str:
         return "p4"
@@ -214,13 +212,11 @@ class P4MUNet(Preset, GroupUNet):
     order.
 
     Default fields (6, 11, 23, 45, 91) match the plain U-Net (16, ..., 256) parameter budget (see
-    :func:`matched_channels`). Arguments as :class:`GroupUNet` (without ``group``; with ``adn_ordering`` always
-    MONAI's default ``"NDA"``).
+    :func:`matched_channels`). Arguments as :class:`P4UNet`.
     """
 
     __doc__ += _UNET_DIFFERENCES
     preset_defaults = {**P4UNet.preset_defaults, "channels": (6, 11, 23, 45, 91)}
-    preset_omitted = P4UNet.preset_omitted
 
     def preset_group(self, values: dict) -> str:
         return "p4m"

@@ -3,7 +3,6 @@ of ``monai.networks.nets.DynUNet``: a subclass of a base net (``GroupUNet``, ``G
 
 - ``preset_defaults``: new defaults of the base's parameters (``{"spatial_dims": 2, "channels": (8, ...)}``);
 - ``preset_parameters``: parameters that take the place of the base's ``group`` (``num_rotations``), or none;
-- ``preset_omitted``: base parameters it does not take (they keep the base's default);
 - ``preset_group(values)``: the group from the bound arguments (raising for values it refuses);
 
 and :class:`Preset` builds its ``__init__`` with an explicit signature (``inspect.signature`` shows every
@@ -23,7 +22,6 @@ class Preset:
 
     preset_defaults: ClassVar[dict[str, Any]] = {}
     preset_parameters: ClassVar[tuple[inspect.Parameter, ...]] = ()
-    preset_omitted: ClassVar[tuple[str, ...]] = ()
 
     def preset_group(self, values: dict[str, Any]) -> Any:
         """The ``group`` passed to the base, from the bound arguments (``values``, the preset's own included)."""
@@ -56,16 +54,14 @@ class Preset:
 
 
 def _preset_signature(base: inspect.Signature, cls: type) -> inspect.Signature:
-    """The base's signature with ``group`` replaced by the preset's parameters, the omitted ones dropped and the
-    preset's defaults applied (a default given to a required parameter makes the ones before it need one too)."""
+    """The base's signature with ``group`` replaced by the preset's parameters and the preset's defaults applied
+    (a default given to a required parameter makes the ones before it need one too)."""
     params: list[inspect.Parameter] = []
     for param in base.parameters.values():
         if param.name == "group":
             params.extend(cls.preset_parameters)
-        elif param.name not in cls.preset_omitted:
-            if param.name in cls.preset_defaults:
-                param = param.replace(default=cls.preset_defaults[param.name])
-            params.append(param)
+        else:
+            params.append(param.replace(default=cls.preset_defaults.get(param.name, param.default)))
     unknown = set(cls.preset_defaults) - {p.name for p in params}
     if unknown:
         raise TypeError(f"{cls.__name__}.preset_defaults names no parameter of its base: {sorted(unknown)}")
