@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 from helpers import assert_matches, depth_and_fan_in
-from test_export_tools import NETS, _build
+from test_export_tools import NETS, REGISTRY, _build
 
 from monai_equivariant.layers.conv import group_convs
 from monai_equivariant.networks.nets import P4UNet
@@ -132,28 +132,9 @@ def test_compiled_net_at_new_sizes_recompiles_once_per_mode_then_never():
     assert graphs == [2, 4, 4], f"graphs compiled after each size: {graphs}"
 
 
-def _factory_cases():
-    from monai_equivariant.networks.factory import (
-        CLASSIFICATION_NETWORKS,
-        SEGMENTATION_NETWORKS,
-        classification_network,
-        segmentation_network,
-    )
-
-    cases = {f"segmentation-{n}": (lambda n=n: segmentation_network(n, in_channels=1, channels=(2, 4)), 2, (8, 16))
-             for n in SEGMENTATION_NETWORKS}
-    for name in CLASSIFICATION_NETWORKS:
-        for dims in (2, 3):
-            if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):
-                continue
-            cases[f"classification-{name}-{dims}d"] = (
-                lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
-                dims, (4, 8) if dims == 3 else (8, 16),
-            )
-    return cases
-
-
-FACTORY = _factory_cases()
+FACTORY = {name: (make, len(shape) - 2, (4, 8) if len(shape) == 5 else (8, 16))
+           for name, (make, shape) in REGISTRY.items()}
+"""Every net the factory builds (test_export_tools' cases): builder, spatial dims, two input sizes (then their sum)."""
 
 
 @pytest.mark.slow
