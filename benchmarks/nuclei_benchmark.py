@@ -39,12 +39,11 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules reused below
-from cost_table import _search_equal_params, forward_gflops  # noqa: E402
+from cost_table import _search_equal_params, forward_gflops, unet_plain  # noqa: E402
 from polyp_comparison import CURVE_ANGLES, inference_ms, rotated_dice  # noqa: E402
 
 from monai_equivariant.data import load_bbbc038_sample  # noqa: E402
 from monai_equivariant.networks.nets import (  # noqa: E402
-    GroupUNet,
     P4MUNet,
     P4UNet,
     SE2UNet,
@@ -85,8 +84,8 @@ def steerable_unet(channels: Sequence[int]) -> nn.Module:
     return SteerableUNet(2, 1, 1, tuple(channels), num_rotations=8)
 
 
-def plain_unet(channels: Sequence[int]) -> nn.Module:
-    return GroupUNet(2, 1, 1, tuple(channels), group="trivial")
+plain_unet = unet_plain(1, 1)
+"""The plain U-Net (GroupUNet of the trivial group) of given channels, one input and one output channel."""
 
 
 def network_channels(fields: Sequence[int], nets: Sequence[str] = ("p4", "plain", "plain_flops", "p4m", "se2",
