@@ -23,7 +23,8 @@ import torch
 from monai.losses import DiceCELoss
 
 from monai_equivariant.data import synthetic_polyp
-from monai_equivariant.metrics import EquivarianceMetric, plot_equivariance_boxplots, plot_equivariance_curves
+from monai_equivariant.metrics import EquivarianceMetric
+from monai_equivariant.visualize import plot_equivariance_boxplots, plot_equivariance_curves
 from monai_equivariant.networks.nets import GroupUNet, matched_channels
 
 FIELDS = (8, 16, 32)

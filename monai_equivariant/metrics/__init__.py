@@ -1,5 +1,5 @@
 """Equivariance metrics (one ``EquivarianceHelper`` under ``compute_equivariance`` and the MONAI Cumulative metric);
-LUNA16 FROC and AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize` (re-exported here for older code)."""
+LUNA16 FROC and AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize`."""
 
 from monai_equivariant.metrics.equivariance import (
     CLASSIFICATION_MEASURES,
@@ -20,14 +20,6 @@ from monai_equivariant.metrics.froc import (
     luna16_froc,
 )
 
-# thin re-export: the plots moved to monai_equivariant.visualize
-from monai_equivariant.visualize import (
-    plot_equivariance_boxplots,
-    plot_equivariance_curves,
-    plot_per_angle_csvs,
-    save_figure,
-)
-
 __all__ = [
     "CLASSIFICATION_MEASURES",
     "DEFAULT_ANGLES_2D",
@@ -42,10 +34,6 @@ __all__ = [
     "equivariance_transformations",
     "froc_curve",
     "luna16_froc",
-    "plot_equivariance_boxplots",
-    "plot_equivariance_curves",
-    "plot_per_angle_csvs",
     "reduce_metric",
-    "save_figure",
     "valid_region",
 ]
