@@ -137,8 +137,17 @@ FACTORY = {name: (make, len(shape) - 2, (4, 8) if len(shape) == 5 else (8, 16))
 """Every net the factory builds (test_export_tools' cases): builder, spatial dims, two input sizes (then their sum)."""
 
 
+RECOMPILING = ("segmentation-p4m", "classification-O-3d")
+"""Nets that still recompile at every new input size after the second (issue 19 item 2, open): graphs after sizes
+8, 16, 24, 32, 40 of the p4m U-Net: 3, 6, 7, 8, 8 (dynamo's recompile limit, then eager). Dynamo's symbolic shapes
+carry the width after the first pooling as (s0**2)//(2*s0), which inductor's graph cache then specialises
+(guard ``((s*s)//s) == 16``)."""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(FACTORY))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
+    strict=True, reason="recompiles at every new size (issue 19 item 2, open)")) if n in RECOMPILING else n
+    for n in FACTORY])
 def test_every_factory_net_compiles_trains_and_validates_at_several_sizes(name):
     """Every network the factory builds, inductor, default options: training step, no_grad call in training mode,
     validation, at two sizes and a third; at most one compile per mode and size class (3 modes × static, then
