@@ -14,17 +14,10 @@ from monai.metrics import compute_dice
 
 from monai_equivariant.groups import get_group, rotate
 from monai_equivariant.handlers import EquivarianceHandler
-from monai_equivariant.metrics import (
-    DEFAULT_ANGLES_2D,
-    EquivarianceMetric,
-    compute_equivariance,
-    plot_equivariance_boxplots,
-    plot_equivariance_curves,
-    plot_per_angle_csvs,
-    valid_region,
-)
+from monai_equivariant.metrics import DEFAULT_ANGLES_2D, EquivarianceMetric, compute_equivariance, valid_region
 from monai_equivariant.networks.nets import GroupUNet, P4UNet
 from monai_equivariant.utils.equivariance import eval_mode_restored
+from monai_equivariant.visualize import plot_equivariance_boxplots, plot_equivariance_curves, plot_per_angle_csvs
 
 QUARTER_TURNS = [0.0, 90.0, 180.0, 270.0]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
