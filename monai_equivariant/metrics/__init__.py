@@ -1,5 +1,5 @@
 """Equivariance metrics (one ``EquivarianceHelper`` under ``compute_equivariance`` and the MONAI Cumulative metric);
-LUNA16 FROC and AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize`."""
+LUNA16 FROC and AUC/accuracy. The plots live in :mod:`monai_equivariant.visualize` (re-exported here for older code)."""
 
 from monai_equivariant.metrics.equivariance import (
     CLASSIFICATION_MEASURES,
@@ -20,6 +20,14 @@ from monai_equivariant.metrics.froc import (
     luna16_froc,
 )
 
+# thin re-export for code written before the plots moved to monai_equivariant.visualize (kept: users import them here)
+from monai_equivariant.visualize import (
+    plot_equivariance_boxplots,
+    plot_equivariance_curves,
+    plot_per_angle_csvs,
+    save_figure,
+)
+
 __all__ = [
     "CLASSIFICATION_MEASURES",
     "DEFAULT_ANGLES_2D",
@@ -34,6 +42,10 @@ __all__ = [
     "equivariance_transformations",
     "froc_curve",
     "luna16_froc",
+    "plot_equivariance_boxplots",
+    "plot_equivariance_curves",
+    "plot_per_angle_csvs",
     "reduce_metric",
+    "save_figure",
     "valid_region",
 ]
