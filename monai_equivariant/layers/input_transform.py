@@ -122,6 +122,19 @@ def _collect(y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(y.permute(1, 2, 0, 3), 3, index.view(1, 1, n, points).expand(b, c, n, points))
 
 
+def _spread_back(grad: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """The adjoint of :func:`_spread`: (|G|, B, C, L) -> (B, C, L), each copy gathered back by ``inverse`` (the
+    inverse permutations) and the |G| copies summed."""
+    n, b, c, length = grad.shape
+    return torch.gather(grad, 3, inverse.view(n, 1, 1, length).expand(n, b, c, length)).sum(0)
+
+
+def _collect_back(grad: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """The adjoint of :func:`_collect`: (B, C, |G|, S) -> (|G|, B, C, S), gathered back by ``inverse``."""
+    b, c, n, points = grad.shape
+    return torch.gather(grad.permute(2, 0, 1, 3), 3, inverse.view(n, 1, 1, points).expand(n, b, c, points))
+
+
 class _SpreadCopies(torch.autograd.Function):
     """``x`` (B, C, L) -> (|G|, B, C, L) with ``out[g, b, c, l] = x[b, c, index[g, l]]`` (each row of ``index`` a
     permutation of 0..L-1). Backward: a gather by ``inverse`` and a sum over the |G| copies (written with
@@ -135,9 +148,7 @@ class _SpreadCopies(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (inverse,) = ctx.saved_tensors
-        n, b, c, length = grad.shape
-        back = torch.gather(grad, 3, inverse.view(n, 1, 1, length).expand(n, b, c, length))
-        return back.sum(0), None, None
+        return _spread_back(grad, inverse), None, None
 
 
 class _CollectCopies(torch.autograd.Function):
@@ -152,9 +163,7 @@ class _CollectCopies(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (inverse,) = ctx.saved_tensors
-        b, c, n, points = grad.shape
-        source = grad.permute(2, 0, 1, 3)
-        return torch.gather(source, 3, inverse.view(n, 1, 1, points).expand(n, b, c, points)), None, None
+        return _collect_back(grad, inverse), None, None
 
 
 def conv_by_input_transform(
@@ -214,9 +223,8 @@ _GROUPS: dict[tuple[int, ...], Group] = {}
 def _group_of(matrices: list[int], spatial_dims: int) -> Group:
     key = (spatial_dims, *matrices)
     if key not in _GROUPS:
-        n = len(matrices) // spatial_dims**2
-        _GROUPS[key] = Group("input-route grid group", np.array(matrices, dtype=np.float64).reshape(n, spatial_dims,
-                                                                                                     spatial_dims))
+        shape = (_order(matrices, spatial_dims), spatial_dims, spatial_dims)
+        _GROUPS[key] = Group("input-route grid group", np.array(matrices, dtype=np.float64).reshape(shape))
     return _GROUPS[key]
 
 
@@ -244,10 +252,8 @@ def spread_copies_adjoint(grad: torch.Tensor, matrices: list[int], regular: bool
     batch = grad.shape[0] // n
     tables = input_transform_tables(_group_of(matrices, dims), regular, spatial[0], spatial[0], grad.device)
     fields = channels // (n if regular else 1)
-    length = tables["scatter_in"].shape[1]
-    view = grad.reshape(n, batch, fields, length)
-    back = torch.gather(view, 3, tables["scatter_in"].view(n, 1, 1, length).expand(n, batch, fields, length))
-    return back.sum(0).reshape([batch, channels] + list(spatial))
+    back = _spread_back(grad.reshape(n, batch, fields, -1), tables["scatter_in"])
+    return back.reshape([batch, channels] + list(spatial))
 
 
 @torch.library.custom_op("monai_equivariant::collect_copies", mutates_args=())
@@ -269,9 +275,7 @@ def collect_copies_adjoint(grad: torch.Tensor, matrices: list[int]) -> torch.Ten
     batch, channels = grad.shape[0], grad.shape[1] // n
     tables = input_transform_tables(_group_of(matrices, dims), False, spatial[0], spatial[0], grad.device)
     inverse = tables["scatter_out"]
-    points = inverse.shape[1]
-    source = grad.reshape(batch, channels, n, points).permute(2, 0, 1, 3)
-    back = torch.gather(source, 3, inverse.view(n, 1, 1, points).expand(n, batch, channels, points))
+    back = _collect_back(grad.reshape(batch, channels, n, -1), inverse)
     return back.reshape([n * batch, channels] + list(spatial))
 
 
