@@ -140,8 +140,6 @@ class _GroupConvNd(nn.Module):
 
         Read from a plain list set at construction, so ``torch.compile`` never traces the group's NumPy data (it
         graph-broke on ``Group.is_grid``'s ``np.allclose``)."""
-        if self._grid_matrices is None:
-            self._grid_matrices = self._derive_grid_matrices()
         return len(self._grid_matrices) > 0
 
     @property
