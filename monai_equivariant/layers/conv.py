@@ -23,7 +23,7 @@ from monai_equivariant.layers.input_transform import (
     input_transform_tables,
 )
 
-__all__ = ["ROUTES", "GroupConv", "LiftingConv", "expand_filter", "group_convs"]
+__all__ = ["ROUTES", "GroupConv", "LiftingConv", "check_route", "expand_filter", "group_convs"]
 
 ROUTES = ("auto", "filter", "input")
 """The routes of a group conv (see :attr:`GroupConv.route`)."""
@@ -41,7 +41,6 @@ class _GroupConvNd(nn.Module):
 
     regular_input: bool = True
     __jit_unused_properties__ = ["route", "grid_action"]
-    _ROUTES = ROUTES
     _route = "auto"  # the class default: also what a layer pickled before routes existed reads
     _grid_matrices = None  # list[int], set at construction (None: a layer pickled before it existed)
     __jit_ignored_attributes__ = ["_grid_matrices"]  # used by the input route only, which TorchScript skips
@@ -154,8 +153,7 @@ class _GroupConvNd(nn.Module):
 
     @route.setter
     def route(self, value: str) -> None:
-        if not isinstance(value, str) or value not in self._ROUTES:
-            raise ValueError(f"route must be one of {self._ROUTES}, got {value!r}")
+        check_route(value)
         if value == "input" and not self.grid_action:
             raise ValueError(
                 f"route='input' needs a group acting on the pixel grid by flips and axis permutations; "
@@ -282,6 +280,13 @@ class GroupConv(_GroupConvNd):
 def group_convs(module: nn.Module) -> list[_GroupConvNd]:
     """Every lifting and group conv in ``module`` (itself included)."""
     return [m for m in module.modules() if isinstance(m, _GroupConvNd)]
+
+
+def check_route(route: object, name: str = "route") -> str:
+    """``route`` if it is one of :data:`ROUTES`; else ValueError naming ``name``."""
+    if not isinstance(route, str) or route not in ROUTES:
+        raise ValueError(f"{name} must be one of {ROUTES}, got {route!r}")
+    return route
 
 
 def _check_padding(padding: object) -> int:

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from monai_equivariant.layers.conv import ROUTES, group_convs
+from monai_equivariant.layers.conv import check_route, group_convs
 
 __all__ = ["RoutedNetwork", "check_route"]
-
-
-def check_route(route: object, name: str = "route") -> str:
-    """``route`` if it is one of ``"auto"``, ``"filter"``, ``"input"``; else ValueError naming ``name``."""
-    if not isinstance(route, str) or route not in ROUTES:
-        raise ValueError(f"{name} must be one of {ROUTES}, got {route!r}")
-    return route
 
 
 class RoutedNetwork:
