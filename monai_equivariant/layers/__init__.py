@@ -2,6 +2,7 @@
 
 from monai_equivariant.layers.conv import GroupConv, LiftingConv, expand_filter
 from monai_equivariant.layers.filter_cache import frozen_filters
+from monai_equivariant.layers.lateral_head import LateralGroupHead
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
 
@@ -10,6 +11,7 @@ __all__ = [
     "GroupConv",
     "GroupInstanceNorm",
     "GroupPool",
+    "LateralGroupHead",
     "LiftingConv",
     "expand_filter",
     "frozen_filters",

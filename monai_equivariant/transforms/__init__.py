@@ -6,6 +6,7 @@ from monai_equivariant.transforms.group_element import (
     RandGroupElement,
     RandGroupElementd,
     group_element_affine,
+    permute_labels,
 )
 
-__all__ = ["GroupElement", "GroupElementd", "RandGroupElement", "RandGroupElementd", "group_element_affine"]
+__all__ = ["GroupElement", "GroupElementd", "RandGroupElement", "RandGroupElementd", "group_element_affine", "permute_labels"]
