@@ -112,3 +112,140 @@ def test_bad_arguments_give_clear_errors() -> None:
         GroupEnsembleInferer("O")(torch.zeros(1, 1, 8, 8), torch.nn.Identity())
     with pytest.raises(ValueError, match="mode='classification'"):
         GroupEnsembleInferer("p4")(torch.zeros(1, 1, 8, 8), lambda t: t.mean(dim=(2, 3)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batched ensemble (max_batch) and lateral labels (label_permutation)
+
+GRID_GROUPS = ["trivial", "p4", "p4m", "D4", "D4h", "O", "Oh"]
+
+
+class _Counting(torch.nn.Module):
+    """A plain (not equivariant) conv net that counts its calls and the inputs it saw."""
+
+    def __init__(self, dims: int, out_channels: int, classify: bool) -> None:
+        super().__init__()
+        conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
+        self.body = torch.nn.Sequential(conv(2, 4, 3, padding=1), torch.nn.ReLU(), conv(4, out_channels, 3, padding=1))
+        self.classify, self.calls, self.rows = classify, 0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls, self.rows = self.calls + 1, self.rows + x.shape[0]
+        y = self.body(x)
+        # classification: weight the pooled map by position, so the logits are not invariant by themselves
+        ramp = torch.linspace(0.5, 1.5, y.shape[-1])
+        return (y * ramp).flatten(2).mean(-1) if self.classify else y
+
+
+def _sequential_reference(group, net, x, mode, permutation=None) -> torch.Tensor:
+    """mean_g P_g g⁻¹·f(g·x) (or mean_g P_g f(g·x)) written out element by element."""
+    from monai_equivariant.layers.lateral_head import reflections
+
+    total = 0
+    for g in range(group.order):
+        y = net(group.spatial_transform(x, g))
+        if mode == "segmentation":
+            y = group.spatial_transform(y, int(group.inverse[g]))
+        if permutation is not None and reflections(group)[g]:
+            y = y[:, list(permutation)]
+        total = total + y
+    return total / group.order
+
+
+@pytest.mark.parametrize("name", GRID_GROUPS)
+@pytest.mark.parametrize("mode", ["segmentation", "classification"])
+@torch.no_grad()
+def test_batched_ensemble_equals_the_sequential_one_on_every_group(name: str, mode: str) -> None:
+    group = get_group(name, 2 if name == "trivial" else None)
+    dims = group.spatial_dims
+    torch.manual_seed(0)
+    net = _Counting(dims, 3, mode == "classification").eval()
+    batch = 2
+    for spatial in ((6, 6), (6, 8)) if dims == 2 else ((4, 4, 4), (4, 5, 6)):
+        x = torch.randn(batch, 2, *spatial)
+        expected = _sequential_reference(group, net, x, mode)
+        shapes = {tuple(group.spatial_transform(x[:1], g).shape) for g in range(group.order)}
+        for max_batch in (None, 1, 3, batch, batch * group.order + 5):
+            net.calls = net.rows = 0
+            out = GroupEnsembleInferer(group, mode=mode, max_batch=max_batch)(x, net)
+            assert_matches(out, expected, net, msg=f"{name} {spatial} max_batch={max_batch}")
+            assert net.rows == batch * group.order  # every copy once
+            if max_batch is None:  # one call per spatial shape of the copies
+                assert net.calls == len(shapes)
+            else:
+                assert net.calls >= -(-batch * group.order // max_batch)
+
+
+@torch.no_grad()
+def test_batched_ensemble_through_a_sliding_window_inferer() -> None:
+    torch.manual_seed(0)
+    net = _Counting(2, 2, classify=False).eval()
+    x = torch.randn(2, 2, 20, 20)
+    window = SlidingWindowInferer(roi_size=(12, 12), sw_batch_size=3, overlap=0.25, mode="gaussian")
+    group = get_group("p4m")
+    expected = _sequential_reference(group, lambda t: window(t, net), x, "segmentation")
+    for max_batch in (None, 3):
+        out = GroupEnsembleInferer(group, inferer=window, max_batch=max_batch)(x, net)
+        assert_matches(out, expected, net, msg=f"max_batch={max_batch}")
+    window3d = SlidingWindowInferer(roi_size=(4, 4, 4), sw_batch_size=4, overlap=0.25)
+    net3d, x3d, oh = _Counting(3, 2, classify=False).eval(), torch.randn(1, 2, 6, 6, 6), get_group("Oh")
+    expected = _sequential_reference(oh, lambda t: window3d(t, net3d), x3d, "segmentation")
+    assert_matches(GroupEnsembleInferer(oh, inferer=window3d, max_batch=20)(x3d, net3d), expected, net3d)
+
+
+@pytest.mark.parametrize("name", ["p4m", "D4h", "Oh"])
+@torch.no_grad()
+def test_ensemble_with_label_permutation_is_equivariant_with_the_swap(name: str) -> None:
+    from monai_equivariant.layers.lateral_head import reflections
+
+    group = get_group(name)
+    torch.manual_seed(0)
+    perm = [0, 2, 1]
+    for mode in ("segmentation", "classification"):
+        net = _Counting(group.spatial_dims, 3, mode == "classification").eval()
+        inferer = GroupEnsembleInferer(name, mode=mode, label_permutation=perm)
+        x = torch.randn(2, 2, *((8, 8) if group.spatial_dims == 2 else (4, 4, 4)))
+        reference = inferer(x, net)
+        assert_matches(reference, _sequential_reference(group, net, x, mode, perm), net)
+        for g in range(group.order):
+            expected = group.spatial_transform(reference, g) if mode == "segmentation" else reference
+            if reflections(group)[g]:
+                expected = expected[:, perm]
+            assert_matches(inferer(group.spatial_transform(x, g), net), expected, net, msg=f"{name} {mode} g={g}")
+        # without the permutation the ensemble is equivariant without the swap, so the two differ
+        plain = GroupEnsembleInferer(name, mode=mode)(x, net)
+        assert float((plain - reference).abs().max()) > 1e-3
+
+
+def test_batched_ensemble_and_label_permutation_refuse_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        GroupEnsembleInferer("p4", max_batch=0)
+    with pytest.raises(TypeError, match="max_batch"):
+        GroupEnsembleInferer("p4", max_batch=2.5)
+    with pytest.raises(ValueError, match="label_permutation .*no reflections"):
+        GroupEnsembleInferer("p4", label_permutation=[0, 2, 1])
+    with pytest.raises(ValueError, match="label_permutation must be a permutation"):
+        GroupEnsembleInferer("p4m", label_permutation=[0, 1, 1])
+    with pytest.raises(ValueError, match="label_permutation must swap classes in pairs"):
+        GroupEnsembleInferer("p4m", label_permutation=[1, 2, 0])
+    with pytest.raises(TypeError, match="label_permutation"):
+        GroupEnsembleInferer("p4m", label_permutation="0,2,1")
+    with pytest.raises(ValueError, match="label_permutation has 3 classes but the outputs have 2 channels"):
+        GroupEnsembleInferer("p4m", label_permutation=[0, 2, 1])(torch.zeros(1, 2, 8, 8), _Counting(2, 2, False))
+    with pytest.raises(ValueError, match="returned 1 outputs for a batch of 8"):
+        GroupEnsembleInferer("p4m")(torch.zeros(1, 2, 8, 8), lambda t: t[:1])
+
+
+def test_label_permutation_in_a_bundle_config() -> None:
+    parser = ConfigParser(
+        {
+            "inferer": {
+                "_target_": "monai_equivariant.inferers.GroupEnsembleInferer",
+                "group": "p4m",
+                "label_permutation": [0, 2, 1],
+                "max_batch": 4,
+            }
+        }
+    )
+    inferer = parser.get_parsed_content("inferer")
+    assert inferer.label_permutation == (0, 2, 1) and inferer.max_batch == 4

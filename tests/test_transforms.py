@@ -157,3 +157,101 @@ def test_inside_compose_and_cache_dataset_pipeline() -> None:
     sample = dataset[0]
     restored = Invertd(["image", "label"], transform=pipeline, orig_keys=["image", "label"])(sample)
     assert torch.equal(restored["label"][0].as_tensor(), torch.from_numpy(items[0]["label"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# lateral labels: label_permutation
+
+PERM = [0, 2, 1, 3]  # background, left, right, a midline organ
+
+
+def _lateral_item(name: str) -> dict[str, MetaTensor]:
+    """An image and its labels (integer map and one-hot) of unequal sides, 4 classes."""
+    image = _image(name, channels=1)
+    classes = (image.as_tensor().long() % 4).float()
+    onehot = torch.cat([(classes == c).float() for c in range(4)])
+    return {"image": image, "label": MetaTensor(classes, affine=image.affine), "onehot": MetaTensor(onehot, affine=image.affine)}
+
+
+@pytest.mark.parametrize("name", ["p4m", "D4h", "Oh"])
+def test_label_permutation_permutes_values_and_channels_under_reflections_only(name: str) -> None:
+    from monai_equivariant.layers.lateral_head import reflections
+
+    group = get_group(name)
+    item = _lateral_item(name)
+    mirrored = reflections(group)
+    assert mirrored.sum() * 2 == group.order
+    for element in range(group.order):
+        transform = GroupElementd(["image", "label", "onehot"], name, element, label_keys=["label", "onehot"],
+                                  label_permutation=PERM)
+        out = transform(item)
+        move = {key: group.spatial_transform(item[key].as_tensor()[None], element)[0] for key in item}
+        assert torch.equal(out["image"].as_tensor(), move["image"])  # images are never permuted
+        expected_map = torch.tensor(PERM, dtype=torch.float32)[move["label"].long()] if mirrored[element] else move["label"]
+        expected_onehot = move["onehot"][PERM] if mirrored[element] else move["onehot"]
+        assert torch.equal(out["label"].as_tensor(), expected_map)
+        assert torch.equal(out["onehot"].as_tensor(), expected_onehot)
+        # the integer map and the one-hot map agree after the transform
+        assert torch.equal(torch.cat([(out["label"] == c).float() for c in range(4)]).as_tensor(), out["onehot"].as_tensor())
+        restored = transform.inverse(out)
+        for key in item:
+            assert torch.equal(restored[key].as_tensor(), item[key].as_tensor())
+            assert torch.allclose(restored[key].affine, item[key].affine) and not restored[key].applied_operations
+
+
+def test_random_lateral_transform_inverted_on_a_prediction_with_invertd() -> None:
+    group = get_group("p4m")
+    item = _lateral_item("p4m")
+    rand = RandGroupElementd(["image", "label"], "p4m", label_keys="label", label_permutation=PERM).set_random_state(3)
+    invert = Invertd("pred", transform=rand, orig_keys="label", nearest_interp=False)
+    probabilities = torch.softmax(torch.randn(4, *item["image"].shape[1:]), 0)  # a "prediction" on the input grid
+    seen = set()
+    for _ in range(80):
+        out = rand(item)
+        seen.add(rand._element)
+        # the prediction of the transformed image of an exactly lateral-equivariant net: P_g g·probabilities
+        moved = torch.as_tensor(GroupElement("p4m", rand._element, label_permutation=PERM)(probabilities))
+        out["pred"] = MetaTensor(moved, affine=out["label"].affine, applied_operations=out["label"].applied_operations)
+        restored = invert(out)["pred"]
+        assert torch.equal(restored.as_tensor(), probabilities)  # spatial move and class swap undone
+        assert torch.equal(rand.inverse(out)["label"].as_tensor(), item["label"].as_tensor())
+    assert seen == set(range(group.order))
+
+
+def test_lateral_transform_is_lazy_and_array_forms_take_it() -> None:
+    item = _lateral_item("Oh")
+    keys = ["image", "label", "onehot"]
+    steps = [GroupElementd(keys, "Oh", e, label_keys=["label", "onehot"], label_permutation=PERM) for e in (30, 7)]
+    eager, lazy = Compose(steps)(item), Compose(steps, lazy=True)(item)
+    for key in keys:
+        assert torch.equal(lazy[key].as_tensor(), eager[key].as_tensor())
+    label = item["label"]
+    array = RandGroupElement("Oh", label_permutation=PERM).set_random_state(0)
+    for _ in range(10):
+        out = array(label)
+        assert torch.equal(out.as_tensor(), GroupElement("Oh", array._element, label_permutation=PERM)(label).as_tensor())
+        assert torch.equal(array.inverse(out).as_tensor(), label.as_tensor())
+
+
+def test_label_permutation_refuses_bad_arguments_and_data() -> None:
+    with pytest.raises(ValueError, match="label_permutation is given but group 'p4' has no reflections"):
+        GroupElement("p4", 1, label_permutation=[0, 2, 1])
+    with pytest.raises(ValueError, match="label_permutation must be a permutation"):
+        RandGroupElement("p4m", label_permutation=[0, 2, 2])
+    with pytest.raises(ValueError, match="label_permutation must swap classes in pairs"):
+        GroupElement("Oh", 1, label_permutation=[1, 2, 0])
+    with pytest.raises(TypeError, match="label_permutation must hold integers"):
+        GroupElement("p4m", 1, label_permutation=[0, 2.0, 1])
+    with pytest.raises(ValueError, match="label_permutation needs label_keys"):
+        GroupElementd(["image", "label"], "p4m", 4, label_permutation=[0, 2, 1])
+    with pytest.raises(ValueError, match="label_keys=.label. is given but label_permutation is not"):
+        RandGroupElementd(["image", "label"], "p4m", label_keys="label")
+    with pytest.raises(ValueError, match=r"label_keys \['seg'\] are not among keys"):
+        RandGroupElementd(["image", "label"], "p4m", label_keys="seg", label_permutation=[0, 2, 1])
+    reflection = GroupElement("p4m", 4, label_permutation=[0, 2, 1])
+    with pytest.raises(ValueError, match="label_permutation has 3 classes: a label must have 3 channels .* got 2"):
+        reflection(torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match="integer class values 0..2"):
+        reflection(torch.full((1, 4, 4), 3.0))
+    with pytest.raises(ValueError, match="not all integers"):
+        reflection(torch.full((1, 4, 4), 0.5))

@@ -83,13 +83,18 @@ class GroupEnsembleInferer(Inferer):
 
     def _calls(self, batch: int, spatial: tuple[int, ...]) -> list[list[tuple[int, int, int]]]:
         """The calls of the wrapped inferer: each a list of pieces (element, first row, end row) whose transformed
-        copies have one spatial shape and together at most ``max_batch`` rows; elements in order."""
+        copies have one spatial shape and together at most ``max_batch`` rows; the elements grouped by the shape
+        of their copies (in order of first appearance), in order within a shape."""
         cap = batch * self.group.order if self.max_batch is None else self.max_batch
+        shapes = [
+            tuple(int(n) for n in np.abs(np.round(matrix)) @ np.asarray(spatial)) for matrix in self.group.matrices
+        ]
+        elements = sorted(range(self.group.order), key=lambda g: shapes.index(shapes[g]))
         calls: list[list[tuple[int, int, int]]] = []
         current: list[tuple[int, int, int]] = []
         filled, shape = 0, None
-        for element in range(self.group.order):
-            moved = tuple(int(n) for n in np.abs(np.round(self.group.matrices[element])) @ np.asarray(spatial))
+        for element in elements:
+            moved = shapes[element]
             if current and moved != shape:
                 calls.append(current)
                 current, filled = [], 0
