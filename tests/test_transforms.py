@@ -211,7 +211,7 @@ def test_random_lateral_transform_inverted_on_a_prediction_with_invertd() -> Non
         seen.add(rand._element)
         # the prediction of the transformed image of an exactly lateral-equivariant net: P_g g·probabilities
         moved = torch.as_tensor(GroupElement("p4m", rand._element, label_permutation=PERM)(probabilities))
-        out["pred"] = MetaTensor(moved, affine=out["label"].affine, applied_operations=out["label"].applied_operations)
+        out["pred"] = MetaTensor(moved, meta=out["label"].meta, applied_operations=out["label"].applied_operations)
         restored = invert(out)["pred"]
         assert torch.equal(restored.as_tensor(), probabilities)  # spatial move and class swap undone
         assert torch.equal(rand.inverse(out)["label"].as_tensor(), item["label"].as_tensor())
