@@ -249,3 +249,23 @@ def test_label_permutation_in_a_bundle_config() -> None:
     )
     inferer = parser.get_parsed_content("inferer")
     assert inferer.label_permutation == (0, 2, 1) and inferer.max_batch == 4
+
+
+def test_ensemble_throughput_benchmark_quick(capsys) -> None:
+    """benchmarks/ensemble_throughput.py --quick: every case runs, both candidates give the same outputs."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ensemble_throughput.py"
+    spec = importlib.util.spec_from_file_location("_bench_ensemble_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        rows = module.main(["--quick", "--repeats", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(rows) == 5 and "| UNet p4m b2 16² |" in capsys.readouterr().out
+    for row in rows:
+        assert row["sequential_img_s"] > 0 and row["batched_img_s"] > 0 and row["ratio"] > 0
+        assert row["rel_diff"] < 1e-5  # float round-off: batching changes no output

@@ -132,12 +132,11 @@ class LateralGroupHead(nn.Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.group_name, self.group_size, self.spatial_dims = group.name, group.order, group.spatial_dims
         self.pool, self.label_permutation = pool, list(perm)
+        # input channel order that puts each field's rotations, then its reflections, side by side (det is a
+        # homomorphism onto ±1, so each coset holds half of the elements)
         mirrored = reflections(group)
-        rotations = np.flatnonzero(~mirrored)
-        if 2 * len(rotations) != group.order:
-            raise ValueError(f"group {group.name!r}: its rotations are not half of its elements")  # not a group
-        # input channel order that puts each field's rotations, then its reflections, side by side
-        order = [c * group.order + int(h) for c in range(in_channels) for h in (*rotations, *np.flatnonzero(mirrored))]
+        cosets = (*np.flatnonzero(~mirrored), *np.flatnonzero(mirrored))
+        order = [c * group.order + int(h) for c in range(in_channels) for h in cosets]
         self.register_buffer("coset_order", torch.tensor(order, dtype=torch.long), persistent=False)
         self.register_buffer("perm_index", torch.tensor(perm, dtype=torch.long), persistent=False)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *([1] * self.spatial_dims)))
