@@ -232,6 +232,8 @@ def test_batched_ensemble_and_label_permutation_refuse_bad_arguments() -> None:
         GroupEnsembleInferer("p4m", label_permutation="0,2,1")
     with pytest.raises(ValueError, match="label_permutation has 3 classes but the outputs have 2 channels"):
         GroupEnsembleInferer("p4m", label_permutation=[0, 2, 1])(torch.zeros(1, 2, 8, 8), _Counting(2, 2, False))
+    with pytest.raises(ValueError, match="at least one input"):
+        GroupEnsembleInferer("p4m")(torch.zeros(0, 2, 8, 8), _Counting(2, 2, False))
     with pytest.raises(ValueError, match="returned 1 outputs for a batch of 8"):
         GroupEnsembleInferer("p4m")(torch.zeros(1, 2, 8, 8), lambda t: t[:1])
 

@@ -248,10 +248,11 @@ def test_label_permutation_refuses_bad_arguments_and_data() -> None:
         RandGroupElementd(["image", "label"], "p4m", label_keys="label")
     with pytest.raises(ValueError, match=r"label_keys \['seg'\] are not among keys"):
         RandGroupElementd(["image", "label"], "p4m", label_keys="seg", label_permutation=[0, 2, 1])
-    reflection = GroupElement("p4m", 4, label_permutation=[0, 2, 1])
-    with pytest.raises(ValueError, match="label_permutation has 3 classes: a label must have 3 channels .* got 2"):
-        reflection(torch.zeros(2, 4, 4))
-    with pytest.raises(ValueError, match="integer class values 0..2"):
-        reflection(torch.full((1, 4, 4), 3.0))
-    with pytest.raises(ValueError, match="not all integers"):
-        reflection(torch.full((1, 4, 4), 0.5))
+    for element in (4, 1):  # a reflection and a rotation check the label alike
+        transform = GroupElement("p4m", element, label_permutation=[0, 2, 1])
+        with pytest.raises(ValueError, match="label_permutation has 3 classes: a label must have 3 channels .* got 2"):
+            transform(torch.zeros(2, 4, 4))
+        with pytest.raises(ValueError, match="integer class values 0..2"):
+            transform(torch.full((1, 4, 4), 3.0))
+        with pytest.raises(ValueError, match="not all integers"):
+            transform(torch.full((1, 4, 4), 0.5))

@@ -153,6 +153,8 @@ class GroupEnsembleInferer(Inferer):
                 f"group {self.group.name!r} acts on (B, C, *spatial) inputs with {dims} spatial dims; "
                 f"got shape {tuple(inputs.shape)}"
             )
+        if inputs.shape[0] == 0:
+            raise ValueError(f"GroupEnsembleInferer needs at least one input, got shape {tuple(inputs.shape)}")
         plain = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
         total: torch.Tensor | None = None
         for call in self._calls(plain.shape[0], tuple(plain.shape[2:])):

@@ -6,7 +6,16 @@ from monai_equivariant.transforms.group_element import (
     RandGroupElement,
     RandGroupElementd,
     group_element_affine,
+    label_layout,
     permute_labels,
 )
 
-__all__ = ["GroupElement", "GroupElementd", "RandGroupElement", "RandGroupElementd", "group_element_affine", "permute_labels"]
+__all__ = [
+    "GroupElement",
+    "GroupElementd",
+    "RandGroupElement",
+    "RandGroupElementd",
+    "group_element_affine",
+    "label_layout",
+    "permute_labels",
+]

@@ -35,6 +35,7 @@ __all__ = [
     "RandGroupElement",
     "RandGroupElementd",
     "group_element_affine",
+    "label_layout",
     "permute_labels",
 ]
 
@@ -53,32 +54,39 @@ def _label_permutation(group: Group, label_permutation: object) -> tuple[int, ..
     return None if label_permutation is None else check_label_permutation(label_permutation, group)
 
 
-def permute_labels(labels: torch.Tensor, permutation: tuple[int, ...] | list[int], channel_dim: int = 0) -> torch.Tensor:
-    """Permute the classes of ``labels`` (a plain tensor): ``len(permutation)`` channels along ``channel_dim``
-    (one-hot or probabilities: channel c takes channel ``permutation[c]``), or one channel holding integer class
-    values (value v becomes ``permutation[v]``, dtype kept).
+def label_layout(labels: torch.Tensor, classes: int, channel_dim: int = 0) -> str:
+    """How a label of ``classes`` lateral classes is stored: ``"channels"`` (``classes`` channels along
+    ``channel_dim``: one-hot or probabilities) or ``"values"`` (one channel of integer class values 0..classes-1).
 
     Raises:
-        ValueError naming ``label_permutation``: another channel count, or values that are not classes
-            0..C-1.
+        ValueError naming ``label_permutation``: another channel count, or values that are not classes.
     """
-    classes, channels = len(permutation), labels.shape[channel_dim]
+    channels = labels.shape[channel_dim]
     if channels == classes:
-        return labels.index_select(channel_dim, torch.as_tensor(permutation, device=labels.device))
+        return "channels"
     if channels != 1:
         raise ValueError(
             f"label_permutation has {classes} classes: a label must have {classes} channels (one-hot or "
             f"probabilities) or 1 (an integer label map), got {channels} channels (shape {tuple(labels.shape)})"
         )
-    values = labels.long()
-    if labels.numel() and (not torch.equal(values.to(labels.dtype), labels) or values.min() < 0 or values.max() >= classes):
-        raise ValueError(
-            f"label_permutation has {classes} classes: a one-channel label must hold integer class values "
-            f"0..{classes - 1}, got values in [{float(labels.min())}, {float(labels.max())}]"
-            + ("" if torch.equal(values.to(labels.dtype), labels) else " that are not all integers")
-        )
+    if labels.numel():
+        integral = torch.equal(labels.long().to(labels.dtype), labels)
+        if not integral or labels.min() < 0 or labels.max() >= classes:
+            raise ValueError(
+                f"label_permutation has {classes} classes: a one-channel label must hold integer class values "
+                f"0..{classes - 1}, got values in [{float(labels.min())}, {float(labels.max())}]"
+                + ("" if integral else " that are not all integers")
+            )
+    return "values"
+
+
+def permute_labels(labels: torch.Tensor, permutation: tuple[int, ...] | list[int], channel_dim: int = 0) -> torch.Tensor:
+    """Permute the classes of ``labels`` (a plain tensor, laid out as :func:`label_layout` says): channel c takes
+    channel ``permutation[c]``, or value v becomes ``permutation[v]`` (dtype kept)."""
     lookup = torch.as_tensor(permutation, device=labels.device)
-    return lookup[values].to(labels.dtype)
+    if label_layout(labels, len(permutation), channel_dim) == "channels":
+        return labels.index_select(channel_dim, lookup)
+    return lookup[labels.long()].to(labels.dtype)
 
 
 def group_element_affine(matrix: np.ndarray, in_shape: list[int], rank: int) -> torch.Tensor:
@@ -160,6 +168,8 @@ class GroupElement(InvertibleTransform, LazyTransform):
         plain = img.as_tensor() if isinstance(img, MetaTensor) else img
         if permutation is not None:
             plain = permute_labels(plain, permutation)
+        elif self.label_permutation is not None:  # a rotation: no permutation, but the same check of the label
+            label_layout(plain, len(self.label_permutation))
         if lazy:
             out = convert_to_tensor(plain, track_meta=get_track_meta())
             return out.copy_meta_from(meta_info) if isinstance(out, MetaTensor) else meta_info
