@@ -191,3 +191,17 @@ def test_transforms_ensemble_and_head_share_one_convention() -> None:
         assert torch.equal(net(moved_images).argmax(1), _swapped(reference, group, g).argmax(1))
     ensemble = GroupEnsembleInferer(group, label_permutation=PERM)
     assert_matches(ensemble(images, net), reference, net)
+
+
+@torch.no_grad()
+def test_lateral_head_plain_export_runs_in_onnxruntime() -> None:
+    import io
+
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    head = LateralGroupHead(2, 3, "D4h", PERM).eval()
+    x = torch.randn(1, 2 * 16, 4, 5, 6)
+    buffer = io.BytesIO()
+    torch.onnx.export(head.to_plain(), (x,), buffer, dynamo=False, input_names=["x"])
+    session = ort.InferenceSession(buffer.getvalue())
+    assert_matches(torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), head(x), head)
