@@ -110,29 +110,33 @@ class GroupEnsembleInferer(Inferer):
             calls.append(current)
         return calls
 
-    def _check_output(self, output: Any, rows: int) -> torch.Tensor:
+    def _check_output(self, output: Any, rows: int, batch: int) -> torch.Tensor:
+        """The wrapped inferer's output for ``rows`` copies, checked; messages give its shape per ``batch`` inputs
+        (the shape the caller's batch would have had)."""
         if not isinstance(output, torch.Tensor):
             raise TypeError(
                 f"GroupEnsembleInferer averages tensor outputs; the wrapped inferer returned {type(output).__name__}"
             )
         output = output.as_tensor() if isinstance(output, MetaTensor) else output
-        dims = self.group.spatial_dims
+        dims, shape = self.group.spatial_dims, (batch, *output.shape[1:])
         if self.mode == "segmentation" and output.dim() != dims + 2:
             raise ValueError(
                 f"mode='segmentation' needs spatial outputs (B, C, *spatial) with {dims} spatial dims, got "
-                f"shape {tuple(output.shape)}; use mode='classification' for (B, C) logits"
+                f"shape {shape}; use mode='classification' for (B, C) logits"
             )
         if self.mode == "classification" and output.dim() != 2:
             raise ValueError(
-                f"mode='classification' averages (B, C) logits, got shape {tuple(output.shape)}: spatial maps "
+                f"mode='classification' averages (B, C) logits, got shape {shape}: spatial maps "
                 "would be averaged without being mapped back; use mode='segmentation' for (B, C, *spatial)"
             )
         if output.shape[0] != rows:
-            raise ValueError(f"the wrapped inferer returned {output.shape[0]} outputs for a batch of {rows} inputs")
+            raise ValueError(
+                f"the wrapped inferer returned {output.shape[0]} outputs for a batch of {rows} inputs (transformed copies)"
+            )
         if self.label_permutation is not None and output.shape[1] != len(self.label_permutation):
             raise ValueError(
                 f"label_permutation has {len(self.label_permutation)} classes but the outputs have "
-                f"{output.shape[1]} channels (shape {tuple(output.shape)})"
+                f"{output.shape[1]} channels (shape {shape})"
             )
         return output
 
@@ -159,7 +163,7 @@ class GroupEnsembleInferer(Inferer):
         total: torch.Tensor | None = None
         for call in self._calls(plain.shape[0], tuple(plain.shape[2:])):
             batch = torch.cat([self.group.spatial_transform(plain[start:stop], g) for g, start, stop in call])
-            output = self._check_output(self.inferer(batch, network, *args, **kwargs), batch.shape[0])
+            output = self._check_output(self.inferer(batch, network, *args, **kwargs), batch.shape[0], plain.shape[0])
             row = 0
             for element, start, stop in call:
                 back = self._back(output[row : row + stop - start], element)
