@@ -140,7 +140,7 @@ class LateralGroupHead(nn.Module):
         self.register_buffer("coset_order", torch.tensor(order, dtype=torch.long), persistent=False)
         self.register_buffer("perm_index", torch.tensor(perm, dtype=torch.long), persistent=False)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *([1] * self.spatial_dims)))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.register_parameter("bias", nn.Parameter(torch.empty(out_channels)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
