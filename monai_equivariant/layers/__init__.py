@@ -4,10 +4,12 @@ from monai_equivariant.layers.conv import GroupConv, LiftingConv, expand_filter
 from monai_equivariant.layers.filter_cache import frozen_filters
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
+from monai_equivariant.layers.transposed import GroupConvTranspose
 
 __all__ = [
     "GroupBatchNorm",
     "GroupConv",
+    "GroupConvTranspose",
     "GroupInstanceNorm",
     "GroupPool",
     "LiftingConv",

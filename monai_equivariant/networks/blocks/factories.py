@@ -4,9 +4,10 @@ forms ``monai.networks.nets.UNet`` takes, and the package's layers in MONAI's fa
 
 Importing this module registers in ``monai.networks.layers.factories``:
 
-- ``Conv["lifting", d]`` / ``Conv["groupconv", d]``: :class:`~monai_equivariant.layers.LiftingConv` /
-  :class:`~monai_equivariant.layers.GroupConv` for ``spatial_dims=d`` (``(in_channels, out_channels, group,
-  kernel_size, ...)``);
+- ``Conv["lifting", d]`` / ``Conv["groupconv", d]`` / ``Conv["groupconvtrans", d]``:
+  :class:`~monai_equivariant.layers.LiftingConv` / :class:`~monai_equivariant.layers.GroupConv` /
+  :class:`~monai_equivariant.layers.GroupConvTranspose` for ``spatial_dims=d`` (``(in_channels, out_channels,
+  group, kernel_size, ...)``);
 - ``Pool["group", d]``: :class:`~monai_equivariant.layers.GroupPool` (``(group_size, mode)``);
 
 and two names in ``Norm``:
@@ -33,7 +34,14 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv, Norm, Pool, split_args
 from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
 
-from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupInstanceNorm, GroupPool, LiftingConv
+from monai_equivariant.layers import (
+    GroupBatchNorm,
+    GroupConv,
+    GroupConvTranspose,
+    GroupInstanceNorm,
+    GroupPool,
+    LiftingConv,
+)
 
 __all__ = [
     "ActSpec",
@@ -120,7 +128,7 @@ def _conv_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     return factory
 
 
-for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv}.items():
+for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv, "GROUPCONVTRANS": GroupConvTranspose}.items():
     if _name not in Conv.names:
         Conv.add_factory_callable(_name.lower(), _conv_factory(_cls))
 if "GROUP" not in Pool.names:
