@@ -91,9 +91,10 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
     Layout as MONAI's: an input block (lifting conv units), ``len(strides) - 2`` down-sampling blocks and a bottleneck
     (the first conv of each strided by ``strides[level]``), up-sampling blocks (transposed group conv, skip
     concatenation, two conv units), then group max-pooling (invariant fields) and a 1×1 plain conv; deep-supervision
-    heads (group pooling and a 1×1 conv) on the ``deep_supr_num`` levels above the output.
+    heads (group pooling and a 1×1 conv) on the ``deep_supr_num`` levels above the output. The arguments are MONAI's,
+    in its order, then ``group`` and ``route``.
 
-    Args (MONAI's, in its order, then ``group`` and ``route``):
+    Args:
         spatial_dims: 2 or 3.
         in_channels: channels of the plain input.
         out_channels: channels of the plain output.
