@@ -163,9 +163,9 @@ class _GroupConvNd(nn.Module):
         """The group's integer matrices flattened (the input route's operators take them), or [] when the layer has
         no input route: the group interpolates its kernels, or the layer is strided, transposed, or has a kernel or
         padding that is not the same odd size on every axis (the route's tables act on cubic grids)."""
-        kernel, padding = self.__dict__.get("kernel_shape", (1,)), self.__dict__.get("padding_shape", (0,))
-        cubic = len(set(kernel)) == 1 and kernel[0] % 2 == 1 and len(set(padding)) == 1
-        steps = all(s == 1 for s in self.__dict__.get("stride_shape", (1,))) and not self.__dict__.get("transposed")
+        kernel = self.kernel_shape
+        cubic = len(set(kernel)) == 1 and kernel[0] % 2 == 1 and len(set(self.padding_shape)) == 1
+        steps = all(s == 1 for s in self.stride_shape) and not self.transposed
         return grid_matrices(self.group) if self.group.is_grid and not self.interpolated and cubic and steps else []
 
     def __setstate__(self, state: dict) -> None:
