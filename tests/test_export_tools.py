@@ -233,11 +233,22 @@ def _registry_cases():
         segmentation_network,
     )
 
+    from monai_equivariant.networks.registry import network_entries
+
     cases = {}
     for name in SEGMENTATION_NETWORKS:
+        if name.startswith("dynunet"):
+            continue  # below: at least 3 levels, odd-grid sides 1 + m·P, in 2D and 3D
         cases[f"segmentation-{name}"] = (
             lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, 8, 8)
         )
+    for entry in network_entries("segmentation"):
+        if entry.name.startswith("dynunet"):
+            dims = entry.spatial_dims
+            cases[f"segmentation-{entry.name}-{dims}d"] = (
+                lambda n=entry.name, d=dims: segmentation_network(n, spatial_dims=d, in_channels=1, channels=(2, 3, 4)),
+                (1, 1) + ((3, 5, 5) if dims == 3 else (5, 5)),
+            )
     for name in CLASSIFICATION_NETWORKS:
         for dims in (2, 3):
             if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):

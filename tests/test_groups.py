@@ -110,7 +110,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="C·4"):
         g.transform(torch.randn(1, 3, 4, 4), 1, regular=True)
     with pytest.raises(ValueError, match="odd"):
-        g.kernel_action(4)
+        get_group("se2_8").kernel_action(4)  # interpolated kernels need a centre tap (grid groups act on even grids)
+    with pytest.raises(ValueError, match=r"element 2 = \[\[0, 0, -1\]"):
+        get_group("O").kernel_action((1, 3, 3))  # O swaps depth with the plane: the (1, 3, 3) box is not preserved
 
 
 def test_custom_group_cannot_shadow_a_builtin_name():

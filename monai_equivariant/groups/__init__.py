@@ -1,7 +1,8 @@
 """Finite groups as data: elements, Cayley table, and their action on kernels and tensors."""
 
+from monai_equivariant.groups.admissible import first_misfit, largest_admissible_group
 from monai_equivariant.groups.catalogue import GROUP_NAMES, as_group, get_group
-from monai_equivariant.groups.group import Group, KernelAction
+from monai_equivariant.groups.group import Group, KernelAction, kernel_shape
 from monai_equivariant.groups.rotate import resample, rotate, rotation_matrix_2d
 
 __all__ = [
@@ -9,7 +10,10 @@ __all__ = [
     "Group",
     "KernelAction",
     "as_group",
+    "first_misfit",
     "get_group",
+    "kernel_shape",
+    "largest_admissible_group",
     "resample",
     "rotate",
     "rotation_matrix_2d",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -19,14 +20,14 @@ from scipy.spatial import cKDTree
 from monai_equivariant.groups.matrices import builtin_matrices
 from monai_equivariant.groups.rotate import grid_transform, resample
 
-__all__ = ["Group", "KernelAction"]
+__all__ = ["GRID_GROUPS_BY_SIZE", "Group", "KernelAction", "kernel_shape", "largest_fitting_group"]
 
 _ATOL = 1e-6
 
 
 @dataclass(frozen=True)
 class KernelAction:
-    """How every group element acts on a flattened kernel grid of ``K = k**d`` points.
+    """How every group element acts on a flattened kernel grid of ``K = prod(kernel shape)`` points.
 
     ``index`` (|G|, K) is set when each element permutes the grid (exact grid groups): the transformed
     kernel of element g is ``kernel[..., index[g]]``. Otherwise ``matrix`` (|G|, K, K) holds the
@@ -121,14 +122,30 @@ class Group:
         """(|G|,) int array: index of each element's inverse."""
         return np.argmax(self.cayley == 0, axis=1)
 
-    def kernel_action(self, kernel_size: int) -> KernelAction:
-        """The action ``kernel_g(y) = kernel(g^-1 y)`` on an odd k^d grid (multilinear in between points),
-        built once per kernel size and kept by the group (its matrices are read-only)."""
+    def kernel_action(self, kernel_size: int | Sequence[int]) -> KernelAction:
+        """The action ``kernel_g(y) = kernel(g^-1 y)`` on a kernel grid (centred coordinates; multilinear in between
+        points for interpolated groups), built once per kernel shape and kept by the group (its matrices are
+        read-only).
+
+        ``kernel_size``: an int k (a k^d cube) or one side per axis, e.g. ``(1, 3, 3)``. A grid group acts on any
+        box whose every axis its elements send to an axis of the same length (even sides too: their centre lies
+        between taps); otherwise ValueError naming the first element that does not fit. Interpolated groups (se2_N)
+        need an odd square kernel.
+        """
         cache = self.__dict__.setdefault("_kernel_actions", {})  # setdefault: groups pickled before it existed
-        kernel_size = int(kernel_size)
-        if kernel_size not in cache:
-            cache[kernel_size] = _kernel_action(self, kernel_size)
-        return cache[kernel_size]
+        shape = kernel_shape(kernel_size, self.spatial_dims)
+        if shape not in cache:
+            cache[shape] = _kernel_action(self, shape)
+        return cache[shape]
+
+    def misfit(self, sides: Sequence[int]) -> int | None:
+        """The first element that does not map a box with these ``sides`` (one per axis: a kernel's sides, or a
+        stride) onto itself, or None when every element does. A signed permutation fits when it sends each axis to
+        an axis of the same length; an interpolated rotation only when all sides are equal."""
+        sides = tuple(int(s) for s in sides)
+        if len(sides) != self.spatial_dims:
+            raise ValueError(f"{self.name} acts on {self.spatial_dims} axes, got sides {sides}")
+        return _first_misfit(self.matrices, sides)
 
     @cached_property
     def regular_index(self) -> torch.Tensor:
@@ -203,12 +220,69 @@ def _check_matrices(name: str, matrices: np.ndarray) -> None:
         raise ValueError(f"group {name!r}: elements {same[0][0]} and {same[0][1]} are the same matrix")
 
 
+def kernel_shape(kernel_size: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    """``kernel_size`` (an int or ``spatial_dims`` ints, each ≥ 1) as a tuple of one side per axis; ValueError
+    naming what was expected otherwise."""
+    expected = f"kernel_size must be an int ≥ 1 or {spatial_dims} ints ≥ 1 (one per spatial axis)"
+    if isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
+        sides = tuple(kernel_size)
+        if len(sides) != spatial_dims:
+            raise ValueError(f"{expected}, got {kernel_size!r}")
+    else:
+        sides = (kernel_size,) * spatial_dims
+    for side in sides:
+        if isinstance(side, (bool, np.bool_)) or not isinstance(side, (int, np.integer)) or side < 1:
+            raise ValueError(f"{expected}, got {kernel_size!r}")
+    return tuple(int(side) for side in sides)
+
+
 @lru_cache(maxsize=None)
-def _grid_points(kernel_size: int, dims: int) -> np.ndarray:
-    """(k^d, d) centred integer coordinates of a k^d kernel in row-major (tensor) order."""
-    r = kernel_size // 2
-    axes = [np.arange(-r, r + 1)] * dims
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dims).astype(np.float64)
+def _grid_points(shape: tuple[int, ...]) -> np.ndarray:
+    """(prod(shape), d) centred coordinates of a kernel grid in row-major (tensor) order: integers for odd sides,
+    half-integers for even ones."""
+    axes = [np.arange(side) - (side - 1) / 2.0 for side in shape]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(shape)).astype(np.float64)
+
+
+GRID_GROUPS_BY_SIZE: dict[int, tuple[str, ...]] = {3: ("Oh", "O", "D4h", "D4", "trivial"), 2: ("p4m", "p4", "trivial")}
+"""The named grid groups a plan may admit, largest first, per spatial dimension (see
+:func:`~monai_equivariant.groups.admissible.largest_admissible_group`)."""
+
+
+def _first_misfit(matrices: np.ndarray, sides: tuple[int, ...]) -> int | None:
+    sides_array = np.asarray(sides)
+    rounded = np.round(matrices)
+    for g, matrix in enumerate(matrices):
+        if not np.allclose(matrix, rounded[g], atol=_ATOL):  # an interpolated rotation mixes every axis
+            if len(set(sides)) > 1:
+                return g
+            continue
+        # column j of M is where axis j goes: the axis holding its non-zero entry
+        if not np.array_equal(sides_array[np.argmax(np.abs(rounded[g]), axis=0)], sides_array):
+            return g
+    return None
+
+
+def largest_fitting_group(spatial_dims: int, boxes: Sequence[Sequence[int]]) -> str:
+    """The name of the largest group of :data:`GRID_GROUPS_BY_SIZE` whose every element maps every box (sides per
+    axis) onto itself."""
+    if spatial_dims not in GRID_GROUPS_BY_SIZE:
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    for name in GRID_GROUPS_BY_SIZE[spatial_dims]:
+        matrices = builtin_matrices(name, spatial_dims)
+        if all(_first_misfit(matrices, tuple(int(s) for s in box)) is None for box in boxes):
+            return name
+    raise AssertionError("the trivial group fits every box")  # pragma: no cover
+
+
+def _refuse_shape(group: Group, shape: tuple[int, ...], g: int) -> None:
+    matrix = np.round(group.matrices[g]).astype(np.int64).tolist()
+    fits = largest_fitting_group(group.spatial_dims, [shape]) if group.spatial_dims in (2, 3) else "trivial"
+    raise ValueError(
+        f"group {group.name!r} does not map the kernel grid {shape} onto itself: element {g} = {matrix} sends an "
+        f"axis to one of another length; a kernel of this shape admits at most the group {fits!r} (or use a kernel "
+        f"with equal sides on the axes the group permutes)"
+    )
 
 
 def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
@@ -218,13 +292,17 @@ def _disk_mask(points: np.ndarray, kernel_size: int) -> np.ndarray:
     return (np.sum(points**2, axis=1) <= radius**2 + _ATOL).astype(np.float64)
 
 
-def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
-    if kernel_size < 1 or kernel_size % 2 == 0:
+def _kernel_action(group: Group, shape: tuple[int, ...]) -> KernelAction:
+    if group.is_grid:
+        return _grid_kernel_action(group, shape)
+    if len(set(shape)) != 1 or shape[0] % 2 == 0:
         raise ValueError(
-            f"equivariant kernels must have an odd size (a centre pixel), got kernel_size={kernel_size}"
+            f"{group.name} interpolates its kernels: they must be square with an odd side (a centre pixel), got "
+            f"kernel_size={shape}"
         )
+    kernel_size = shape[0]
     d, k = group.spatial_dims, kernel_size
-    points = _grid_points(k, d)  # (K, d)
+    points = _grid_points((k,) * d)  # (K, d)
     r = k // 2
     n_points = points.shape[0]
     strides = k ** np.arange(d - 1, -1, -1)
@@ -247,3 +325,20 @@ def _kernel_action(group: Group, kernel_size: int) -> KernelAction:
     index = torch.from_numpy(matrix.argmax(axis=2)) if is_perm else None
     mask = None if is_perm else torch.from_numpy(_disk_mask(points, k).astype(np.float32))
     return KernelAction(matrix=torch.from_numpy(matrix.astype(np.float32)), index=index, mask=mask)
+
+
+def _grid_kernel_action(group: Group, shape: tuple[int, ...]) -> KernelAction:
+    """The permutation action of a grid group on the box ``shape`` (each element sends an axis to one of the same
+    length, so the centred grid maps onto itself; refused otherwise)."""
+    misfit = group.misfit(shape)
+    if misfit is not None:
+        _refuse_shape(group, shape, misfit)
+    doubled = np.round(2 * _grid_points(shape)).astype(np.int64)  # exact integers, also for half-integer taps
+    sides = np.array(shape)
+    strides = np.array([int(np.prod(shape[i + 1:])) for i in range(len(shape))])
+    matrices = np.round(group.matrices).astype(np.int64)
+    index = np.stack([((doubled @ m + sides - 1) // 2) @ strides for m in matrices])  # source g^-1 y = M^T y
+    n_points = doubled.shape[0]
+    matrix = np.zeros((group.order, n_points, n_points), dtype=np.float32)
+    np.put_along_axis(matrix, index[:, :, None], 1.0, axis=2)
+    return KernelAction(matrix=torch.from_numpy(matrix), index=torch.from_numpy(index), mask=None)

@@ -5,10 +5,12 @@ from monai_equivariant.layers.filter_cache import frozen_filters
 from monai_equivariant.layers.lateral_head import LateralGroupHead
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
+from monai_equivariant.layers.transposed import GroupConvTranspose
 
 __all__ = [
     "GroupBatchNorm",
     "GroupConv",
+    "GroupConvTranspose",
     "GroupInstanceNorm",
     "GroupPool",
     "LateralGroupHead",

@@ -1,18 +1,21 @@
 """Lifting and group convolutions for any group and 2D/3D: expand the weight into a planar filter bank by
-precomputed tables (:mod:`~monai_equivariant.layers.expansion`), then run one ``conv2d``/``conv3d``."""
+precomputed tables (:mod:`~monai_equivariant.layers.expansion`), then run one ``conv2d``/``conv3d`` (strided and
+per-axis kernels too; the transposed conv in :mod:`~monai_equivariant.layers.transposed` shares the class)."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from collections.abc import Sequence
+from typing import Callable, List
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 
-from monai_equivariant.groups import Group, as_group
-from monai_equivariant.layers.functional import conv_nd
+from monai_equivariant.groups import Group, as_group, kernel_shape
+from monai_equivariant.layers.functional import CONV_FUNCTIONS
 from monai_equivariant.layers.expansion import expand_filter, expand_with_tables, expansion_tables
 from monai_equivariant.layers.filter_cache import FilterCache, plain_tensor
 from monai_equivariant.layers.input_transform import (
@@ -25,12 +28,26 @@ from monai_equivariant.layers.input_transform import (
 
 __all__ = ["ROUTES", "GroupConv", "LiftingConv", "check_route", "expand_filter", "group_convs"]
 
+TRANSPOSED_CONV_FUNCTIONS: dict[int, Callable[..., torch.Tensor]] = {
+    1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+"""spatial_dims -> ``F.conv_transposeNd`` (the transposed twin of ``functional.CONV_FUNCTIONS``)."""
+
 ROUTES = ("auto", "filter", "input")
 """The routes of a group conv (see :attr:`GroupConv.route`)."""
 
 
 class _GroupConvNd(nn.Module):
     """Shared implementation of lifting and group convolution (see :func:`expand_filter`).
+
+    Kernels may differ per axis (``kernel_size=(1, 3, 3)``) when every group element sends each axis to one of the
+    same length (the group refuses the shape otherwise, naming the element). Sides are odd, except along a strided
+    axis (``kernel_size = stride = 2``, padding 0: exact on even sides) and in the transposed conv.
+
+    Exactness of a strided conv: with stride s, kernel k and padding p on an axis, the output samples a grid that
+    the group maps onto itself exactly when ``(n + 2p - k) % s == 0`` for every input side n (the first and last
+    windows then touch both padded ends); with the default padding ``k // 2`` and odd k that is
+    ``(n - 1) % s == 0`` (odd n for s = 2), with even k ``n % s == 0``. The layer does not refuse other sizes (the
+    networks do, naming the sizes they accept).
 
     The expansion tables are built at construction and kept as non-persistent buffers (``expand_index``,
     ``inverse_index``, ``tap_matrix``): they move with ``.to()`` and never appear in the state dict. In eval mode
@@ -40,6 +57,9 @@ class _GroupConvNd(nn.Module):
     """
 
     regular_input: bool = True
+    # True for GroupConvTranspose: weight (C_in, C_out, |G|, *k), run by conv_transpose (no annotation: TorchScript
+    # reads the instance attribute set in __init__)
+    transposed = False
     __jit_unused_properties__ = ["route", "grid_action"]
     _route = "auto"  # the class default: also what a layer pickled before routes existed reads
     _grid_matrices = None  # list[int], set at construction (None: a layer pickled before it existed)
@@ -50,10 +70,11 @@ class _GroupConvNd(nn.Module):
         in_channels: int,
         out_channels: int,
         group: str | Group,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         spatial_dims: int | None = None,
-        padding: int | None = None,
+        padding: int | Sequence[int] | None = None,
         bias: bool = True,
+        stride: int | Sequence[int] = 1,
     ) -> None:
         super().__init__()
         self.group = as_group(group, spatial_dims)
@@ -61,17 +82,32 @@ class _GroupConvNd(nn.Module):
         if int(in_channels) < 1 or int(out_channels) < 1:
             raise ValueError(f"in_channels and out_channels must be ≥ 1, got {in_channels}, {out_channels}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = int(kernel_size)
-        self.group.kernel_action(self.kernel_size)  # validates the size (odd) and warms the table cache
-        self.padding = self.kernel_size // 2 if padding is None else _check_padding(padding)
+        self.kernel_shape = kernel_shape(kernel_size, self.spatial_dims)
+        self.group.kernel_action(self.kernel_shape)  # validates the shape against the group, warms the table cache
+        self.stride_shape = _per_axis(stride, self.spatial_dims, "stride", minimum=1)
+        even = [axis for axis, side in enumerate(self.kernel_shape) if side % 2 == 0 and self.stride_shape[axis] == 1]
+        if even and not self.transposed:
+            raise ValueError(
+                f"kernel_size {kernel_size!r}: a stride-1 group conv needs odd sides (a centre tap keeps the output on "
+                f"the input's grid), axis {even[0]} has an even side; even sides go with a stride on that axis (e.g. "
+                "kernel_size = stride = 2, padding 0, on even sizes) or in GroupConvTranspose"
+            )
+        self.padding_shape = (tuple(side // 2 for side in self.kernel_shape) if padding is None
+                              else _check_padding(padding, self.spatial_dims))
+        self.kernel_size = _compact(self.kernel_shape)  # an int for a cube (as before), else the sides
+        self.stride, self.padding = _compact(self.stride_shape), _compact(self.padding_shape)
+        self._stride, self._padding = list(self.stride_shape), list(self.padding_shape)  # for the scriptable forward
+        self.transposed = type(self).transposed
         self.in_group_order = self.group.order if self.regular_input else 1
         self.group_order = self.group.order
         self.group_name = self.group.name
         self.input_kind = f"{self.in_channels} fields × |G|={self.group.order}" if self.regular_input else "plain"
-        shape = (out_channels, in_channels, self.in_group_order) + (self.kernel_size,) * self.spatial_dims
+        rows, columns = (self.in_channels, self.out_channels) if self.transposed else (self.out_channels,
+                                                                                        self.in_channels)
+        shape = (rows, columns, self.in_group_order) + self.kernel_shape
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        tables = expansion_tables(self.group, self.in_channels, self.regular_input, self.kernel_size)
+        tables = expansion_tables(self.group, columns, self.regular_input, self.kernel_shape)
         self.register_buffer("expand_index", tables["index"], persistent=False)
         self.register_buffer("inverse_index", tables["inverse"], persistent=False)
         self.register_buffer("tap_matrix", tables["matrix"], persistent=False)
@@ -81,8 +117,11 @@ class _GroupConvNd(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He (fan-in) initialisation over all input taps of one output field."""
-        fan_in = self.in_channels * self.in_group_order * self.kernel_size**self.spatial_dims
+        """He (fan-in) initialisation over all input taps of one output field (for a transposed conv: the taps that
+        reach one output pixel, prod(k / stride) per input channel)."""
+        fan_in = self.in_channels * self.in_group_order * math.prod(self.kernel_shape)
+        if self.transposed:
+            fan_in = max(1, fan_in // math.prod(self.stride_shape))
         nn.init.normal_(self.weight, std=math.sqrt(2.0 / fan_in))
         if self.bias is not None:
             nn.init.zeros_(self.bias)
@@ -96,15 +135,17 @@ class _GroupConvNd(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, group={self.group.name}, "
             f"kernel_size={self.kernel_size}, padding={self.padding}, bias={self.bias is not None}"
+            + ("" if self.stride == 1 else f", stride={self.stride}")
         )
 
     def kernel_mask(self) -> torch.Tensor | None:
         """(K,) mask on the kernel taps: the group's disk when its kernel action interpolates (se2_N for
         N ∉ {1, 2, 4}, k > 1); None for permutation actions (so se2_4 equals p4 exactly)."""
-        return self.group.kernel_action(self.kernel_size).mask
+        return self.group.kernel_action(self.kernel_shape).mask
 
     def _expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Build the planar bank (C_out·|G|, C_in·|G_in|, *k) and bias (C_out·|G|,) from the tables."""
+        """Build the planar bank (C_out·|G|, C_in·|G_in|, *k) (transposed: (C_in·|G|, C_out·|G|, *k), the layout
+        of ``conv_transpose``) and bias (C_out·|G|,) from the tables."""
         bank = expand_with_tables(
             self.weight, self.expand_index, self.inverse_index, self.tap_matrix, self.group_order, self.interpolated
         )
@@ -119,9 +160,13 @@ class _GroupConvNd(nn.Module):
         return self._cache.get(self, [self.weight, self.bias], self._expand)
 
     def _derive_grid_matrices(self) -> list[int]:
-        """The group's integer matrices flattened (the input route's operators take them), or [] when the group
-        interpolates its kernels (no input route)."""
-        return grid_matrices(self.group) if self.group.is_grid and not self.interpolated else []
+        """The group's integer matrices flattened (the input route's operators take them), or [] when the layer has
+        no input route: the group interpolates its kernels, or the layer is strided, transposed, or has a kernel or
+        padding that is not the same odd size on every axis (the route's tables act on cubic grids)."""
+        kernel = self.kernel_shape
+        cubic = len(set(kernel)) == 1 and kernel[0] % 2 == 1 and len(set(self.padding_shape)) == 1
+        steps = all(s == 1 for s in self.stride_shape) and not self.transposed
+        return grid_matrices(self.group) if self.group.is_grid and not self.interpolated and cubic and steps else []
 
     def __setstate__(self, state: dict) -> None:
         buffers = state.get("_buffers", {})
@@ -129,6 +174,12 @@ class _GroupConvNd(nn.Module):
             state["_buffers"] = {("inverse_index" if k == "reduce_index" else k): v for k, v in buffers.items()}
         if "in_group_size" in state:
             state["in_group_order"] = state.pop("in_group_size")
+        if "kernel_shape" not in state:  # pickled before per-axis kernels and strides: cubic, stride 1
+            dims = len(state["_parameters"]["weight"].shape) - 3
+            state["kernel_shape"] = (int(state["kernel_size"]),) * dims
+            state["padding_shape"] = (int(state["padding"]),) * dims
+            state["stride_shape"], state["stride"], state["transposed"] = (1,) * dims, 1, False
+            state["_stride"], state["_padding"] = list(state["stride_shape"]), list(state["padding_shape"])
         super().__setstate__(state)
         if self.__dict__.get("_grid_matrices") is None:  # pickled before it existed: derive it here, not in forward
             self._grid_matrices = self._derive_grid_matrices()
@@ -214,7 +265,8 @@ class _GroupConvNd(nn.Module):
         return super()._apply(_fold_group_axis(fn, self.spatial_dims), recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in·|G_in|, *spatial) -> (B, C_out·|G|, *spatial') with a plain conv of the expanded bank."""
+        """(B, C_in·|G_in|, *spatial) -> (B, C_out·|G|, *spatial') with a plain (transposed) conv of the expanded
+        bank."""
         if not torch.jit.is_tracing():  # a trace would only record the outcome (the nets check their input)
             self._check_input(x)
         if torch.jit.is_scripting() or torch.jit.is_tracing():
@@ -223,7 +275,15 @@ class _GroupConvNd(nn.Module):
             if self._transforms_input(x):
                 return self._forward_by_input_transform(x)
             bank, bias = self.expanded()
-        return conv_nd(x, bank, bias, self.padding)
+        return self._convolve(x, bank, bias)
+
+    def _convolve(self, x: torch.Tensor, bank: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The planar (transposed) convolution of ``x`` with the bank, with this layer's stride and padding."""
+        if torch.jit.is_scripting():  # TorchScript cannot call a function looked up in a dict: the same op
+            ones: List[int] = [1] * len(self._stride)
+            zeros: List[int] = [0] * len(self._stride)
+            return torch.convolution(x, bank, bias, self._stride, self._padding, ones, self.transposed, zeros, 1)
+        return _conv_eager(x, bank, bias, self._stride, self._padding, self.transposed)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != self.spatial_dims + 2:
@@ -239,12 +299,15 @@ class _GroupConvNd(nn.Module):
             )
 
     def to_plain(self) -> nn.Module:
-        """A plain ``nn.ConvNd`` holding the expanded bank; same outputs as this layer."""
+        """A plain ``nn.ConvNd`` (``nn.ConvTransposeNd`` for a transposed conv) holding the expanded bank; same
+        outputs as this layer."""
         with torch.no_grad():
             bank, _ = self._expand()
-            conv_cls = Conv[Conv.CONV, self.spatial_dims]
+            conv_cls = Conv[Conv.CONVTRANS if self.transposed else Conv.CONV, self.spatial_dims]
+            channels = (bank.shape[0], bank.shape[1]) if self.transposed else (bank.shape[1], bank.shape[0])
             conv = conv_cls(
-                bank.shape[1], bank.shape[0], self.kernel_size, padding=self.padding, bias=self.bias is not None
+                *channels, self.kernel_shape, stride=self.stride_shape, padding=self.padding_shape,
+                bias=self.bias is not None,
             ).to(device=bank.device, dtype=bank.dtype)
             conv.weight.copy_(bank)
             if self.bias is not None:
@@ -259,10 +322,13 @@ class LiftingConv(_GroupConvNd):
         in_channels: input channels C_in.
         out_channels: output fields C_out (the tensor has C_out·|G| channels).
         group: group name or :class:`Group`.
-        kernel_size: odd kernel size k.
+        kernel_size: an int k or one side per axis (``(1, 3, 3)``); the group must map the kernel grid onto itself
+            (D4h, not O, for (1, 3, 3)); interpolated groups (se2_N) need an odd square kernel.
         spatial_dims: optional; checked against the group.
-        padding: defaults to k // 2 (needed for exact equivariance).
+        padding: an int or one per axis; defaults to k // 2 per axis (what exact equivariance needs).
         bias: one bias per output field, shared over the group.
+        stride: an int or one per axis (default 1); exact on input sides n with ``(n + 2·padding - k) % stride == 0``
+            (odd k, default padding: ``(n - 1) % stride == 0``), see :class:`_GroupConvNd`.
     """
 
     regular_input = False
@@ -289,14 +355,37 @@ def check_route(route: object, name: str = "route") -> str:
     return route
 
 
-def _check_padding(padding: object) -> int:
-    """``padding`` as an int ≥ 0; ValueError naming it otherwise (a bool, a float such as 1.5, a negative int)."""
-    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+def _check_padding(padding: object, spatial_dims: int = 1) -> tuple[int, ...]:
+    """``padding`` (an int ≥ 0 or ``spatial_dims`` of them) per axis; ValueError naming it otherwise (a bool, a float
+    such as 1.5, a negative int)."""
+    return _per_axis(padding, spatial_dims, "padding", minimum=0,
+                     hint=" (None: kernel_size // 2 per axis, which exact equivariance needs)")
+
+
+def _per_axis(value: object, spatial_dims: int, name: str, minimum: int, hint: str = "") -> tuple[int, ...]:
+    """``value`` (an int ≥ ``minimum`` or ``spatial_dims`` of them) as one int per axis; ValueError naming ``name``."""
+    sides = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else (value,) * spatial_dims
+    if len(sides) != spatial_dims or any(
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum for v in sides):
         raise ValueError(
-            f"padding must be an integer ≥ 0 (None: kernel_size // 2, which exact equivariance needs), "
-            f"got {padding!r}"
+            f"{name} must be an integer ≥ {minimum} or {spatial_dims} of them (one per spatial axis){hint}, "
+            f"got {value!r}"
         )
-    return int(padding)
+    return tuple(int(v) for v in sides)
+
+
+def _compact(sides: tuple[int, ...]) -> int | tuple[int, ...]:
+    """One int when every axis has the same value (how the layers reported sizes before per-axis ones), else the
+    tuple."""
+    return sides[0] if len(set(sides)) == 1 else sides
+
+
+@torch.jit.unused
+def _conv_eager(x: torch.Tensor, bank: torch.Tensor, bias: torch.Tensor | None, stride: List[int],
+                padding: List[int], transposed: bool) -> torch.Tensor:
+    """``F.convNd`` / ``F.conv_transposeNd`` (what ``torch.autocast`` casts; ``torch.convolution`` it does not)."""
+    functions = TRANSPOSED_CONV_FUNCTIONS if transposed else CONV_FUNCTIONS
+    return functions[x.dim() - 2](x, bank, bias, stride=stride, padding=padding)
 
 
 def _channels_last(spatial_dims: int) -> torch.memory_format:

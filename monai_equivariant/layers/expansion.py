@@ -15,28 +15,37 @@ all see as such.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 
-from monai_equivariant.groups.group import Group
+from monai_equivariant.groups.group import Group, kernel_shape
 
 __all__ = ["expand_filter", "expand_with_tables", "expansion_tables"]
 
 
 def expansion_tables(
-    group: Group, in_channels: int, regular_input: bool, kernel_size: int, kernel_mask: torch.Tensor | None = None
+    group: Group,
+    in_channels: int,
+    regular_input: bool,
+    kernel_size: int | Sequence[int],
+    kernel_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Index tables of the one-pass expansion of a ``(C_out, in_channels, |G_in|, k^d)`` weight.
+    """Index tables of the one-pass expansion of a ``(C_out, in_channels, |G_in|, *k)`` weight, ``kernel_size`` an
+    int (a cube) or one side per axis (K = prod(k) taps below).
 
     Returns a dict of tensors:
-        ``index`` (|G|·L,) long, with L = C_in·|G_in|·k^d: ``bank.view(C_out, |G|·L) = w.view(C_out, L)[:, index]``
+        ``index`` (|G|·L,) long, with L = C_in·|G_in|·K: ``bank.view(C_out, |G|·L) = w.view(C_out, L)[:, index]``
         (before the tap matmul for interpolated groups);
         ``inverse`` (|G|·L,) long: for weight entry j and element g, the position in ``[0, |G|·L)`` that reads it
         (``inverse[g·L + j] = g·L + p`` with ``index[g·L + p] = j``);
         ``matrix`` (|G|, K, K) float: the interpolation matrices with the kernel mask folded in on both sides
         (empty (0,) for permutation actions).
     """
-    action = group.kernel_action(kernel_size)
-    n, k_points = group.order, int(kernel_size) ** group.spatial_dims
+    shape = kernel_shape(kernel_size, group.spatial_dims)
+    action = group.kernel_action(shape)
+    n, k_points = group.order, math.prod(shape)
     if regular_input:
         group_index = torch.as_tensor(group.cayley[group.inverse], dtype=torch.long)  # (|G|, |G|): g^-1 h
     else:
@@ -131,7 +140,7 @@ def expand_filter(
     Returns:
         (C_out·|G|, C_in·|G_in|, *k): ``bank[o·|G|+g, i·|G_in|+h] = g·weight[o, i, g^-1 h]``.
     """
-    tables = expansion_tables(group, weight.shape[1], regular_input, weight.shape[3], kernel_mask)
+    tables = expansion_tables(group, weight.shape[1], regular_input, tuple(weight.shape[3:]), kernel_mask)
     if kernel_mask is not None and tables["matrix"].numel() == 0:  # permutation action: masking once suffices
         weight = weight * kernel_mask.to(weight).reshape(weight.shape[3:])
     device = weight.device

@@ -184,6 +184,21 @@ def _group_cnn(group: str) -> Callable[..., nn.Module]:
     return build
 
 
+def _dyn_unet(group: str) -> Callable[..., nn.Module]:
+    """GroupDynUNet with ``channels`` as its ``filters`` and, unless given in kwargs, the default plan of
+    :func:`~monai_equivariant.networks.nets.dyn_unet.default_plan` for that many levels."""
+
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.dyn_unet import GroupDynUNet, default_plan
+
+        plan = default_plan(int(kwargs.get("spatial_dims", 3)), len(channels))
+        for key, value in plan.items():
+            kwargs.setdefault(key, value)
+        return GroupDynUNet(filters=channels, group=group, **kwargs)
+
+    return build
+
+
 def _builtin_entries() -> Sequence[NetworkEntry]:
     seg, cls = "segmentation", "classification"
     return (
@@ -210,6 +225,10 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
                      "GroupCNN(group='D4h'): 3D, in-plane 90° rotations and flips"),
         NetworkEntry("plain", cls, 3, _group_cnn("trivial"), _matched("O", "trivial", 3), "trivial", "O",
                      "GroupCNN(group='trivial'): 3D, the plain CNN of matched parameters"),
+        NetworkEntry("dynunet_d4h", seg, 3, _dyn_unet("D4h"), _same, "D4h", "D4h",
+                     "GroupDynUNet(group='D4h'): 3D nnU-Net, in-plane 90° rotations and flips (anisotropic plans)"),
+        NetworkEntry("dynunet", seg, 3, _dyn_unet("trivial"), _matched("D4h", "trivial", 3), "trivial", "D4h",
+                     "GroupDynUNet(group='trivial'): 3D, the plain nnU-Net of matched parameters"),
     )
 
 

@@ -19,7 +19,7 @@ from monai_equivariant.networks.blocks.factories import (
     ActSpec,
     DropoutSpec,
     NormSpec,
-    as_kernel_size,
+    as_kernel_shape,
     check_adn_ordering,
     check_group_act,
     get_group_dropout_layer,
@@ -71,7 +71,9 @@ class GroupConvBlock(nn.Sequential):
         in_channels: input fields C_in (input channels for ``lifting=True``).
         out_channels: output fields C_out (the tensor has C_out·|G| channels).
         group: group name or :class:`~monai_equivariant.groups.Group`.
-        kernel_size: odd int, or a sequence of equal odd ints (one per spatial dim).
+        kernel_size: odd int, or a sequence of equal odd ints (one per spatial dim); per-axis sides such as
+            ``(1, 3, 3)`` where the group maps that kernel grid onto itself (D4h, not O); an even side only along a
+            strided axis.
         act: MONAI act spec (``"relu"``, ``("leakyrelu", {"negative_slope": 0.1})``) or None.
         norm: ``"batch"``, ``"instance"`` (group-shared statistics; also ``("batch", {...})``, ``"groupbatch"``)
             or None.
@@ -80,6 +82,8 @@ class GroupConvBlock(nn.Sequential):
         lifting: the conv is a :class:`~monai_equivariant.layers.LiftingConv` (plain input).
         adn_ordering: MONAI's order of the layers after the conv: N = norm, D = dropout, A = act; ``"NDA"``
             (default, as MONAI's ``UNet``) is norm, dropout, act.
+        stride: the conv's stride, an int or one per axis (default 1; see
+            :class:`~monai_equivariant.layers.GroupConv` for the sizes it is exact on).
 
     ``to_plain()`` gives an ``nn.Sequential`` of the plain exports of its layers.
 
@@ -103,14 +107,15 @@ class GroupConvBlock(nn.Sequential):
         bias: bool = True,
         lifting: bool = False,
         adn_ordering: str = "NDA",
+        stride: Sequence[int] | int = 1,
     ) -> None:
         check_block_order(type(self).__name__, in_channels, out_channels)
         group = as_group(group)
         dims = group.spatial_dims
-        size = as_kernel_size(kernel_size, dims)
+        size = as_kernel_shape(kernel_size, group, stride)
         ordering = check_adn_ordering(adn_ordering)
         conv = Conv[Conv.LIFTING if lifting else Conv.GROUPCONV, dims](in_channels, out_channels, group, size,
-                                                                        bias=bias)
+                                                                        bias=bias, stride=stride)
         get_group_dropout_layer(dropout)  # ValueError naming a bad dropout spec
         adn = ADN(
             ordering, in_channels=out_channels * group.order, act=None if act == "" else act,

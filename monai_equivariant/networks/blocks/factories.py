@@ -4,9 +4,10 @@ forms ``monai.networks.nets.UNet`` takes, and the package's layers in MONAI's fa
 
 Importing this module registers in ``monai.networks.layers.factories``:
 
-- ``Conv["lifting", d]`` / ``Conv["groupconv", d]``: :class:`~monai_equivariant.layers.LiftingConv` /
-  :class:`~monai_equivariant.layers.GroupConv` for ``spatial_dims=d`` (``(in_channels, out_channels, group,
-  kernel_size, ...)``);
+- ``Conv["lifting", d]`` / ``Conv["groupconv", d]`` / ``Conv["groupconvtrans", d]``:
+  :class:`~monai_equivariant.layers.LiftingConv` / :class:`~monai_equivariant.layers.GroupConv` /
+  :class:`~monai_equivariant.layers.GroupConvTranspose` for ``spatial_dims=d`` (``(in_channels, out_channels,
+  group, kernel_size, ...)``);
 - ``Pool["group", d]``: :class:`~monai_equivariant.layers.GroupPool` (``(group_size, mode)``);
 
 and two names in ``Norm``:
@@ -33,12 +34,21 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv, Norm, Pool, split_args
 from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
 
-from monai_equivariant.layers import GroupBatchNorm, GroupConv, GroupInstanceNorm, GroupPool, LiftingConv
+from monai_equivariant.groups import Group, kernel_shape
+from monai_equivariant.layers import (
+    GroupBatchNorm,
+    GroupConv,
+    GroupConvTranspose,
+    GroupInstanceNorm,
+    GroupPool,
+    LiftingConv,
+)
 
 __all__ = [
     "ActSpec",
     "DropoutSpec",
     "NormSpec",
+    "as_kernel_shape",
     "as_kernel_size",
     "check_adn_ordering",
     "check_group_act",
@@ -87,6 +97,35 @@ def as_kernel_size(kernel_size: Sequence[int] | int, spatial_dims: int, name: st
     return side
 
 
+def as_kernel_shape(
+    kernel_size: Sequence[int] | int, group: Group, stride: Sequence[int] | int = 1, name: str = "kernel_size"
+) -> int | tuple[int, ...]:
+    """The kernel of a block as its conv takes it: the side (an int) of a square/cubic kernel as
+    :func:`as_kernel_size` reads it, or per-axis sides (``(1, 3, 3)``) when ``group`` maps that box onto itself (D4h
+    does, O does not) and every axis with stride 1 has an odd side (``kernel_size = stride = 2`` is allowed).
+
+    Anything else raises :func:`as_kernel_size`'s ValueError (what a square/cubic kernel needs), followed by why the
+    per-axis form does not fit either.
+    """
+    dims = group.spatial_dims
+    try:
+        return as_kernel_size(kernel_size, dims, name)
+    except ValueError as cubic_error:
+        try:
+            shape = kernel_shape(kernel_size, dims)
+        except ValueError:
+            raise cubic_error from None
+        steps = stride if isinstance(stride, Sequence) and not isinstance(stride, str) else (stride,) * dims
+        element = group.misfit(shape)
+        even = [axis for axis, side in enumerate(shape) if side % 2 == 0 and int(steps[axis]) == 1]
+        if element is None and not even:
+            return shape if len(set(shape)) > 1 else shape[0]
+        reason = (f"group {group.name!r} does not map it onto itself (element {element})" if element is not None
+                  else f"axis {even[0]} has an even side and stride 1")
+        raise ValueError(f"{cubic_error}; per-axis sides are accepted when the group maps the kernel grid onto "
+                         f"itself and stride-1 axes have odd sides, but {reason}") from None
+
+
 def _group_norm_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     def factory(dim: int = 2) -> Callable[..., nn.Module]:
         def make(num_features: int, group_size: int, **kwargs: Any) -> nn.Module:
@@ -120,7 +159,7 @@ def _conv_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     return factory
 
 
-for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv}.items():
+for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv, "GROUPCONVTRANS": GroupConvTranspose}.items():
     if _name not in Conv.names:
         Conv.add_factory_callable(_name.lower(), _conv_factory(_cls))
 if "GROUP" not in Pool.names:

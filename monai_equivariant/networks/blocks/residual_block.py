@@ -26,8 +26,9 @@ __all__ = ["GroupResidualBlock", "GroupResidualUnit"]
 class GroupResidualBlock(nn.Module):
     """``act(norm(conv(act(norm(conv(x))))) + shortcut(x))`` on group tensors (ResNet basic block).
 
-    (B, C_in·|G|, *spatial) -> (B, C_out·|G|, *spatial). The shortcut is the identity when C_in == C_out, else a
-    1×1 group conv followed by a group norm. Every piece is equivariant, so the block is.
+    (B, C_in·|G|, *spatial) -> (B, C_out·|G|, *spatial'). The shortcut is the identity when C_in == C_out (stride 1,
+    group input), else a 1×1 group conv (lifting conv for ``lifting=True``) with the block's stride, followed by a
+    group norm (MONAI's ``UnetResBlock`` with ``lifting``/``stride``). Every piece is equivariant, so the block is.
 
     Args:
         in_channels, out_channels: fields C_in, C_out.
@@ -37,6 +38,8 @@ class GroupResidualBlock(nn.Module):
         dropout: dropout (probability or MONAI spec) in the first unit.
         bias: conv biases.
         adn_ordering: order of norm (N), dropout (D) and act (A) after each conv (MONAI's, default ``"NDA"``).
+        stride: stride of the first conv and the shortcut (an int or one per axis; default 1).
+        lifting: the first conv and the shortcut take a plain input (B, C_in, *spatial).
 
     ``checkpointing`` (attribute, default False; set by :class:`~monai_equivariant.networks.nets.GroupCNN`): in
     training with gradients on, keep only the first conv's output and the second conv's output for the backward
@@ -57,20 +60,24 @@ class GroupResidualBlock(nn.Module):
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
         adn_ordering: str = "NDA",
+        stride: Sequence[int] | int = 1,
+        lifting: bool = False,
     ) -> None:
         super().__init__()
         check_block_order(type(self).__name__, in_channels, out_channels)
         group = as_group(group)
         unit = dict(group=group, kernel_size=kernel_size, norm=norm, bias=bias, adn_ordering=adn_ordering)
         self.residual = nn.Sequential(
-            GroupConvBlock(in_channels, out_channels, act=act, dropout=dropout, **unit),
+            GroupConvBlock(in_channels, out_channels, act=act, dropout=dropout, stride=stride, lifting=lifting,
+                           **unit),
             GroupConvBlock(out_channels, out_channels, act=None, **unit),
         )
-        if in_channels == out_channels:
+        strided = stride != 1 and any(int(s) != 1 for s in (stride if isinstance(stride, Sequence) else [stride]))
+        if in_channels == out_channels and not strided and not lifting:
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.shortcut = GroupConvBlock(in_channels, out_channels, group, kernel_size=1, act=None, norm=norm,
-                                           bias=bias, adn_ordering=adn_ordering)
+                                           bias=bias, adn_ordering=adn_ordering, stride=stride, lifting=lifting)
         self.act = get_group_act_layer(act) or nn.Identity()
         self.checkpointing = False
 

@@ -1,5 +1,6 @@
 """Equivariant networks with MONAI-style constructors; plain tensors in, plain tensors out."""
 
+from monai_equivariant.networks.nets.dyn_unet import GroupDynUNet
 from monai_equivariant.networks.nets.group_cnn import GroupCNN, count_parameters, matched_baseline
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
 from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
@@ -7,6 +8,7 @@ from monai_equivariant.steerable.unet import PlainSteerableUNet, SteerableUNet
 
 __all__ = [
     "GroupCNN",
+    "GroupDynUNet",
     "GroupUNet",
     "P4MUNet",
     "P4UNet",
