@@ -161,3 +161,14 @@ def test_equal_per_axis_strides_stay_as_today():
     assert per_axis.strides == (2, 2) and per_axis.axis_multiples is None and per_axis.size_multiple == 4
     x = torch.randn(1, 1, 8, 8)
     torch.testing.assert_close(per_axis.eval()(x), today.eval()(x), rtol=0, atol=0)
+
+
+def test_steerable_unet_by_params_matches_monais_unet():
+    pytest.importorskip("escnn")
+    from monai_equivariant.networks.nets import SteerableUNet
+
+    channels = (8, 16, 32)
+    net = SteerableUNet(2, 1, 1, channels, num_rotations=4, channels_as="params")
+    plain = UNet(2, 1, 1, channels, (2, 2))  # no residual units: SteerableUNet has two convs per level
+    assert net.channels_as == "params"
+    assert count_parameters(net) == pytest.approx(count_parameters(plain), rel=0.05)

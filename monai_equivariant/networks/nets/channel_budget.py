@@ -42,14 +42,22 @@ def trainable_parameters(net: nn.Module) -> int:
 
 
 def _planar_weights(module: nn.Module) -> int:
-    """Weights of the planar conv the module runs (a group conv runs its expanded bank: |G|× its weight)."""
+    """Weights of the planar conv the module runs (a group conv runs its expanded bank: |G|× its weight; a
+    steerable conv one of out_type.size × in_type.size × k^d)."""
     if isinstance(module, (GroupConv, LiftingConv)):
         return module.weight.numel() * module.group_order
+    if _is_steerable_conv(module):
+        return module.out_type.size * module.in_type.size * module.kernel_size ** module.in_type.gspace.dimensionality
     return module.weight.numel()
 
 
+def _is_steerable_conv(module: nn.Module) -> bool:
+    """escnn's ``R2Conv``/``R3Conv`` (and subclasses), recognised without importing escnn."""
+    return any(c.__name__ in ("R2Conv", "R3Conv") for c in type(module).__mro__)
+
+
 def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, (GroupConv, LiftingConv, nn.modules.conv._ConvNd))
+    return isinstance(module, (GroupConv, LiftingConv, nn.modules.conv._ConvNd)) or _is_steerable_conv(module)
 
 
 @torch.no_grad()
@@ -64,7 +72,8 @@ def conv_pixel_ratios(net: nn.Module, input_shape: Sequence[int]) -> dict[str, f
         if _is_conv(module):
             def hook(m: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
                 transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
-                ratios[name] = math.prod((args[0] if transposed else out).shape[2:]) / pixels
+                seen = args[0] if transposed else out
+                ratios[name] = math.prod(getattr(seen, "tensor", seen).shape[2:]) / pixels  # escnn: .tensor
             hooks.append(module.register_forward_hook(hook))
     training = net.training
     try:
