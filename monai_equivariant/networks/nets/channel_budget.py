@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from monai_equivariant.layers import GroupConv, LiftingConv
 
@@ -101,6 +102,30 @@ def conv_macs_per_pixel(net: nn.Module, input_shape: Sequence[int], ratios: dict
                 return conv_macs_per_pixel(net, input_shape)  # a conv the probe did not have: measure this net
             total += _planar_weights(module) * ratios[name]
     return total
+
+
+class _SkipInit(TorchFunctionMode):
+    """Candidate nets are only counted: skip the random initialisation of their weights (half of a build's time)."""
+
+    SKIPPED = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, nn.init.normal_, nn.init.uniform_,
+                         nn.init.kaiming_normal_, nn.init.kaiming_uniform_, nn.init.trunc_normal_})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if func in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def _counted(build: Callable[[Fields], nn.Module], count: Callable[[nn.Module], float]) -> Callable[[Fields], float]:
+    """``count(build(fields))`` with the weights left uninitialised (never run)."""
+
+    def cost(fields: Fields) -> float:
+        with _SkipInit():
+            net = build(fields)
+        return float(count(net))
+
+    return cost
 
 
 def solve_fields(channels: Sequence[int], cost: Callable[[Fields], float], target: float, start: float) -> Fields:
@@ -205,14 +230,15 @@ def budget_fields(
         return channels
     with torch.random.fork_rng(devices=[]):
         if channels_as == "params":
-            target = trainable_parameters(plain())
-            cost: Callable[[Fields], float] = lambda f: trainable_parameters(build(f))  # noqa: E731
+            with _SkipInit():
+                target = trainable_parameters(plain())
+            cost = _counted(build, trainable_parameters)
             fields = solve_fields(channels, cost, target, 1 / math.sqrt(group_order))
         else:
-            target = conv_macs_per_pixel(plain(), input_shape)
+            target = conv_macs_per_pixel(plain(), input_shape)  # runs a forward: initialised weights
             probe = build(tuple(range(1, len(channels) + 1)))  # distinct widths: every shortcut conv exists
             ratios = conv_pixel_ratios(probe, input_shape)
-            cost = lambda f: conv_macs_per_pixel(build(f), input_shape, ratios)  # noqa: E731
+            cost = _counted(build, lambda net: conv_macs_per_pixel(net, input_shape, ratios))
             fields = solve_fields(channels, cost, target, 1 / group_order)
         achieved = cost(fields)
     if abs(achieved - target) > 0.05 * target:
