@@ -21,7 +21,8 @@ plain baselines — the same architecture with ``group="trivial"`` and the chann
 The row group "MONAI UNet" is issue 21's swap: MONAI's ``UNet(2, 3, 1, (16, 32, 64, 128, 256), (2, 2, 2, 2),
 num_res_units=2)`` and ``P4UNet`` / ``P4MUNet`` with the same arguments, reading ``channels`` as fields (the default)
 and with ``channels_as="params"`` / ``"flops"``; the column "× first row" gives each net's parameters and FLOPs over
-the first row of its group (for the swap: MONAI's UNet).
+the first row of its group (for the swap: MONAI's UNet). The row group "MONAI ResNet" is the same for MONAI's 2D
+ResNet-10 layout (block_inplanes (16, 32, 64, 128)) and ``GroupResNet`` (p4).
 
 SteerableUNet's parameters follow escnn's steerable basis (fewer than |G|·C² per tap), so its equal-parameter
 plain U-Net is found by scaling the equal-FLOPs channels until the count matches (closest of the candidates);
@@ -103,6 +104,26 @@ def unet_swap(tiny: bool = False) -> NetSpec:
                    twins=twins)
 
 
+def resnet_swap(tiny: bool = False) -> NetSpec:
+    """MONAI's 2D ResNet-10 layout, then GroupResNet (p4) with its arguments, read as fields, by params, by FLOPs."""
+    from monai.networks.nets import ResNet
+
+    from monai_equivariant.networks.nets import GroupResNet
+
+    planes = (4, 8, 8, 16) if tiny else (16, 32, 64, 128)
+    args = dict(spatial_dims=2, n_input_channels=3, num_classes=2)
+
+    def twins() -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+        rows = {}
+        for reading in ("fields", "params", "flops"):
+            net = GroupResNet("basic", (1, 1, 1, 1), planes, **args, group="p4", channels_as=reading)
+            rows[f"GroupResNet (p4), channels_as={reading!r}"] = (net.block_inplanes, net)
+        return rows
+
+    return NetSpec("MONAI ResNet", "trivial", lambda: ResNet("basic", [1, 1, 1, 1], list(planes), **args), planes,
+                   "trivial", 2, 3, unet_plain(), twins=twins)
+
+
 def steerable_unet(channels: Sequence[int]) -> nn.Module:
     from monai_equivariant.networks.nets import SteerableUNet
 
@@ -148,6 +169,7 @@ def specs(tiny: bool = False) -> list[NetSpec]:
         ),
         *cube,
         unet_swap(tiny),
+        resnet_swap(tiny),
     ]
 
 
