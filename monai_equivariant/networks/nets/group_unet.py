@@ -48,7 +48,10 @@ def matched_channels(
       up to the group pooling before the head). Example: p4 fields (8, ..., 128) <-> plain channels
       (32, ..., 512). Interpolated groups (se2_N) count their disk-masked taps too: the planar conv runs them.
 
-    Channels are rounded to the nearest integer (at least 1), so matches are approximate for small widths.
+    Channels are rounded to the nearest integer (at least 1), so matches are approximate for small widths. The rule
+    counts the |G|·C² of the inner convs only (not the lifting layer, the head, shortcuts or norms, nor MONAI's
+    strided and transposed convs): for a swap at a given cost pass ``channels_as="params"`` (or ``"flops"``) to
+    the net instead, which solves for the fields on the real nets (:mod:`.channel_budget`).
 
     Args:
         channels: channels (fields) per level under ``from_group``.
