@@ -140,3 +140,26 @@ def test_resnet_entries_build_through_the_factory():
     finally:
         for entry in entries:
             registry.NETWORKS.pop((entry.task, entry.spatial_dims, entry.name), None)
+
+
+@pytest.mark.slow  # about 12 s on 2 shared cores (dynamo + AOT autograd)
+def test_torch_compile_one_graph_train_then_eval():
+    import copy
+
+    torch._dynamo.reset()
+    net = small_2d(shortcut_type="A").double()
+    x = torch.randn(2, 2, 16, 16, dtype=torch.float64)
+    reference = copy.deepcopy(net)
+    explanation = torch._dynamo.explain(copy.deepcopy(net))(x)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    out = compiled(x)  # a training step first
+    out.square().mean().backward()
+    expected = reference(x)
+    expected.square().mean().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+    for p, q in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9)
+    net.eval(), reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
