@@ -18,6 +18,12 @@ plain baselines — the same architecture with ``group="trivial"`` and the chann
                  ``torch.autograd.graph.saved_tensors_hooks``: deterministic, and what the backward pass holds
                  at the peak.
 
+The row group "MONAI UNet" is issue 21's swap: MONAI's ``UNet(2, 3, 1, (16, 32, 64, 128, 256), (2, 2, 2, 2),
+num_res_units=2)`` and ``P4UNet`` / ``P4MUNet`` with the same arguments, reading ``channels`` as fields (the default)
+and with ``channels_as="params"`` / ``"flops"``; the column "× first row" gives each net's parameters and FLOPs over
+the first row of its group (for the swap: MONAI's UNet). The row group "MONAI ResNet" is the same for MONAI's 2D
+ResNet-10 layout (block_inplanes (16, 32, 64, 128)) and ``GroupResNet`` (p4).
+
 SteerableUNet's parameters follow escnn's steerable basis (fewer than |G|·C² per tap), so its equal-parameter
 plain U-Net is found by scaling the equal-FLOPs channels until the count matches (closest of the candidates);
 its equal-FLOPs plain U-Net uses |G| = 8 (C8 regular fields).
@@ -66,6 +72,7 @@ class NetSpec:
     in_channels: int
     plain: Callable[[Sequence[int]], nn.Module]  # plain net from channels
     params_by_search: bool = False  # no |G|·C² parameter rule (steerable basis)
+    twins: Callable[[], dict[str, tuple[tuple[int, ...], nn.Module]]] | None = None  # rows instead of the baselines
 
 
 def unet_plain(in_channels: int = 3, out_channels: int = 1) -> Callable[[Sequence[int]], nn.Module]:
@@ -74,6 +81,47 @@ def unet_plain(in_channels: int = 3, out_channels: int = 1) -> Callable[[Sequenc
 
 def cnn_plain(spatial_dims: int, in_channels: int, out_channels: int, **kwargs) -> Callable[[Sequence[int]], nn.Module]:
     return lambda ch: GroupCNN(spatial_dims, in_channels, out_channels, tuple(ch), group="trivial", **kwargs)
+
+
+def unet_swap(tiny: bool = False) -> NetSpec:
+    """MONAI's UNet, then P4UNet and P4MUNet with its arguments, read as fields, by parameters and by FLOPs."""
+    from monai.networks.nets import UNet
+
+    args = dict(spatial_dims=2, in_channels=3, out_channels=1, channels=(16, 32, 64, 128, 256),
+                strides=(2, 2, 2, 2), num_res_units=2)
+    if tiny:
+        args.update(channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+
+    def twins() -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+        rows = {}
+        for cls in (P4UNet, P4MUNet):
+            for reading in ("fields", "params", "flops"):
+                net = cls(**args, channels_as=reading)
+                rows[f"{cls.__name__}, channels_as={reading!r}"] = (net.channels, net)
+        return rows
+
+    return NetSpec("MONAI UNet", "trivial", lambda: UNet(**args), args["channels"], "trivial", 2, 3, unet_plain(),
+                   twins=twins)
+
+
+def resnet_swap(tiny: bool = False) -> NetSpec:
+    """MONAI's 2D ResNet-10 layout, then GroupResNet (p4) with its arguments, read as fields, by params, by FLOPs."""
+    from monai.networks.nets import ResNet
+
+    from monai_equivariant.networks.nets import GroupResNet
+
+    planes = (4, 8, 8, 16) if tiny else (16, 32, 64, 128)
+    args = dict(spatial_dims=2, n_input_channels=3, num_classes=2)
+
+    def twins() -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+        rows = {}
+        for reading in ("fields", "params", "flops"):
+            net = GroupResNet("basic", (1, 1, 1, 1), planes, **args, group="p4", channels_as=reading)
+            rows[f"GroupResNet (p4), channels_as={reading!r}"] = (net.block_inplanes, net)
+        return rows
+
+    return NetSpec("MONAI ResNet", "trivial", lambda: ResNet("basic", [1, 1, 1, 1], list(planes), **args), planes,
+                   "trivial", 2, 3, unet_plain(), twins=twins)
 
 
 def steerable_unet(channels: Sequence[int]) -> nn.Module:
@@ -120,6 +168,8 @@ def specs(tiny: bool = False) -> list[NetSpec]:
             cnn_plain(2, 3, 2, kernel_size=5),
         ),
         *cube,
+        unet_swap(tiny),
+        resnet_swap(tiny),
     ]
 
 
@@ -207,7 +257,7 @@ def measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> 
     torch.manual_seed(0)
     net = spec.build()
     n_params = count_parameters(net)
-    nets = {spec.name: (spec.fields, net), **plain_baselines(spec, n_params)}
+    nets = {spec.name: (spec.fields, net), **(spec.twins() if spec.twins else plain_baselines(spec, n_params))}
     shape = (spec.in_channels,) + (size,) * spec.spatial_dims
     x1 = torch.randn((1,) + shape, device=device)
     xb = torch.randn((batch,) + shape, device=device)
@@ -217,7 +267,7 @@ def measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> 
         rows.append(
             dict(
                 net=label,
-                group=spec.group_label if label == spec.name else "trivial",
+                group=spec.group_label if label == spec.name else _group_name(model) if spec.twins else "trivial",
                 channels=tuple(channels),
                 params=count_parameters(model),
                 gflops=forward_gflops(model, x1),
@@ -229,20 +279,27 @@ def measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> 
     times = interleaved_ms(steps, repeats)
     for row in rows:
         row["train_ms"] = times[row["net"]]
+        row["vs_first"] = (row["params"] / rows[0]["params"], row["gflops"] / rows[0]["gflops"])
     return rows
+
+
+def _group_name(net: nn.Module) -> str:
+    group = getattr(net, "group", None)
+    return "trivial" if group is None else group.name
 
 
 def markdown(rows: list[dict], batch: int) -> str:
     lines = [
-        f"| net | group | channels (fields) | params | GFLOPs/image | train ms/step | activation MiB (batch {batch}) |",
-        "|---|---|---|---|---|---|---|",
+        f"| net | group | channels (fields) | params | GFLOPs/image | × first row (params, FLOPs) | train ms/step | "
+        f"activation MiB (batch {batch}) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name = r["net"] if not r["net"].startswith("plain") else f"↳ {r['net']}"
+        name = f"↳ {r['net']}" if r["vs_first"] != (1.0, 1.0) or r["net"].startswith("plain") else r["net"]
         channels = ", ".join(str(c) for c in r["channels"])
         lines.append(
             f"| {name} | {r['group']} | ({channels}) | {r['params']:,} | {r['gflops']:.3f} | "
-            f"{r['train_ms']:.1f} | {r['act_mib']:.1f} |"
+            f"{r['vs_first'][0]:.2f}×, {r['vs_first'][1]:.2f}× | {r['train_ms']:.1f} | {r['act_mib']:.1f} |"
         )
     return "\n".join(lines)
 

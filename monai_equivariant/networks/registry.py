@@ -234,3 +234,63 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
 
 for _entry in _builtin_entries():
     register(_entry)
+
+
+# ------------------------------------------------------------------------------------ ResNet classifiers (issue 21)
+
+
+def _resnet_stages(rule: Callable[[Channels, int], Channels]) -> Callable[[Channels, int], Channels]:
+    """The four stage widths of a ResNet from the asked channels (fewer than four: the last doubled; more: the first
+    four), then ``rule``."""
+
+    def stages(channels: Channels, num_rotations: int) -> Channels:
+        widths = list(channels[:4])
+        while len(widths) < 4:
+            widths.append(2 * widths[-1])
+        return rule(tuple(widths), num_rotations)
+
+    return stages
+
+
+def _group_resnet(group: str) -> Callable[..., nn.Module]:
+    """GroupResNet with MONAI's resnet10 layout (basic blocks, one per stage) and ``channels`` as its fields."""
+
+    def build(channels: Channels, num_rotations: int, spatial_dims: int, in_channels: int, out_channels: int,
+              **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_resnet import GroupResNet
+
+        return GroupResNet("basic", (1, 1, 1, 1), channels, spatial_dims=spatial_dims, n_input_channels=in_channels,
+                           num_classes=out_channels, group=group, **kwargs)
+
+    return build
+
+
+def _monai_resnet(channels: Channels, num_rotations: int, spatial_dims: int, in_channels: int, out_channels: int,
+                  **kwargs) -> nn.Module:
+    """MONAI's own ResNet (resnet10 layout) with ``block_inplanes=channels``."""
+    from monai.networks.nets import ResNet
+
+    return ResNet("basic", [1, 1, 1, 1], list(channels), spatial_dims=spatial_dims, n_input_channels=in_channels,
+                  num_classes=out_channels, **kwargs)
+
+
+def resnet_entries() -> tuple[NetworkEntry, ...]:
+    """The ResNet classifiers' entries ("resnet_p4" 2D, "resnet_O" 3D, and the plain twin "resnet" = MONAI's ResNet
+    at about the same parameters), ready for :func:`register`.
+
+    Not registered by default: every entry of a task and dimension is offered by that task's bundles, and the
+    ResNet takes only sizes that are multiples of 16 (three stage pools and the stem's), while the
+    histopathology and nodule bundles declare inputs of 8·n and 4·n pixels and their tests list their names.
+    Register them (``for e in resnet_entries(): register(e)``) where the inputs fit.
+    """
+    cls = "classification"
+    return (
+        NetworkEntry("resnet_p4", cls, 2, _group_resnet("p4"), _resnet_stages(_same), "p4", "p4",
+                     "GroupResNet(group='p4'): 2D ResNet-10 layout, logits invariant to 90° rotations"),
+        NetworkEntry("resnet", cls, 2, _monai_resnet, _resnet_stages(_matched("p4", "trivial", 2)), "trivial", "p4",
+                     "monai.networks.nets.ResNet: 2D, the plain twin of resnet_p4 at about its parameters"),
+        NetworkEntry("resnet_O", cls, 3, _group_resnet("O"), _resnet_stages(_same), "O", "O",
+                     "GroupResNet(group='O'): 3D ResNet-10 layout, logits invariant to the 24 cube rotations"),
+        NetworkEntry("resnet", cls, 3, _monai_resnet, _resnet_stages(_matched("O", "trivial", 3)), "trivial", "O",
+                     "monai.networks.nets.ResNet: 3D, the plain twin of resnet_O at about its parameters"),
+    )

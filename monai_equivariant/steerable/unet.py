@@ -24,7 +24,8 @@ from monai_equivariant.networks.blocks.factories import (
     get_group_dropout_layer,
     get_group_norm_layer,
 )
-from monai_equivariant.networks.nets.group_unet import GroupUpStep
+from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
+from monai_equivariant.networks.nets.group_unet import GroupUpStep, _monai_unet
 from monai_equivariant.networks.nets.input_check import check_levels
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 from monai_equivariant.layers.plain import replace_with_plain
@@ -71,6 +72,11 @@ class SteerableUNet(PlainSteerableUNet):
             ``("batch", {"momentum": 0.01})``, or None.
         dropout: probability or MONAI dropout spec, after every activation.
         bias: conv biases (on the invariant part of each field).
+        channels_as: how ``channels`` is read: ``"fields"`` (default: fields per level), ``"params"`` (the channels
+            of the plain twin, ``monai.networks.nets.UNet`` with the same channels, strides and kernel size, no
+            residual units and MONAI's default act and norm: the fields are the channels scaled uniformly so that the
+            parameter count, escnn's basis coefficients, is the closest to the twin's) or ``"flops"`` (the same,
+            matching conv multiply-adds per pixel of the expanded filters). ``net.channels`` holds the fields built.
 
     ``to_plain()`` (used by :func:`monai_equivariant.utils.export`) returns a :class:`PlainSteerableUNet` of plain
     torch modules; ``torch.jit.script(net)`` scripts that export (via ``__prepare_scriptable__``). State-dict
@@ -98,6 +104,7 @@ class SteerableUNet(PlainSteerableUNet):
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
         bias: bool = True,
+        channels_as: str = "fields",
     ) -> None:
         if spatial_dims != 2:
             raise ValueError(f"SteerableUNet is 2D (escnn R2Conv): spatial_dims must be 2, got {spatial_dims}")
@@ -105,6 +112,19 @@ class SteerableUNet(PlainSteerableUNet):
         kernel_size = as_kernel_size(kernel_size, spatial_dims)
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
+        channels_as = check_channels_as(channels_as)
+        if channels_as != "fields":
+            same = dict(num_rotations=num_rotations, reflections=reflections, max_frequency=max_frequency,
+                        strides=strides, kernel_size=kernel_size, frequencies_cutoff=frequencies_cutoff, act=act,
+                        norm=norm, dropout=dropout, bias=bias)
+            field_size = (int(num_rotations) if num_rotations >= 1 else 2 * int(max_frequency) + 1) * (
+                2 if reflections else 1)
+            channels = list(budget_fields(
+                channels_as, channels, lambda fields: SteerableUNet(2, in_channels, out_channels, fields, **same),
+                lambda: _monai_unet(2, in_channels, out_channels, channels, strides, kernel_size, kernel_size, 0,
+                                    bias),
+                (in_channels, *(2 * math.prod(strides),) * 2), field_size,
+            ))
         from monai_equivariant.layers import steerable as st  # escnn: imported only when a net is built
 
         gspace = st.steerable_gspace(int(num_rotations), bool(reflections), int(max_frequency))
@@ -143,6 +163,7 @@ class SteerableUNet(PlainSteerableUNet):
         self.kernel_size = kernel_size
         self.num_rotations, self.reflections = int(num_rotations), bool(reflections)
         self.max_frequency = int(max_frequency)
+        self.channels_as = channels_as
 
     def to_plain(self) -> PlainSteerableUNet:
         """A plain-torch copy (eval mode) with the same eval outputs: steerable convs become ``nn.Conv2d`` with the

@@ -5,6 +5,7 @@ from monai_equivariant.networks.nets.group_cnn import GroupCNN, count_parameters
 from monai_equivariant.networks.nets.group_unet import GroupUNet, P4MUNet, P4UNet, matched_channels
 from monai_equivariant.networks.nets.se2 import SE2CNN, SE2UNet
 from monai_equivariant.steerable.unet import PlainSteerableUNet, SteerableUNet
+from monai_equivariant.networks.nets.group_resnet import GroupResNet, group_resnet10, group_resnet18, group_resnet34
 
 __all__ = [
     "GroupCNN",
@@ -19,4 +20,8 @@ __all__ = [
     "count_parameters",
     "matched_baseline",
     "matched_channels",
+    "GroupResNet",
+    "group_resnet10",
+    "group_resnet18",
+    "group_resnet34",
 ]

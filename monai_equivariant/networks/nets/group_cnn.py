@@ -17,8 +17,15 @@ from monai_equivariant.groups import Group, as_group
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.group_unet import matched_channels
-from monai_equivariant.networks.nets.input_check import check_input, check_levels
+from monai_equivariant.networks.nets.input_check import (
+    Stride,
+    _check_plan_group,
+    axis_products,
+    check_input,
+    check_levels,
+)
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.layers.plain import ScriptsAsExport
 
@@ -27,7 +34,8 @@ __all__ = ["GroupCNN", "count_parameters", "default_group", "matched_baseline"]
 _CLASSIFIER_DIFFERENCES = """
     Compared with MONAI's classifiers (e.g. ``monai.networks.nets.Classifier`` / ``UNet``-style defaults):
     ``channels`` counts *fields* per stage (the tensors carry fields·|G| channels, so equal ``channels`` mean
-    |G|× wider maps; :func:`matched_baseline` gives the plain net of equal parameters); the defaults are ReLU +
+    |G|× wider maps; ``channels_as="params"``/``"flops"`` reads them as the plain twin's channels instead, and
+    :func:`matched_baseline` gives the plain net of equal parameters); the defaults are ReLU +
     batch norm (statistics shared over the group) instead of PReLU + instance norm; down-sampling is max-pooling
     by ``strides`` instead of strided convs (a stride-2 3×3 conv is not exactly equivariant).
 """
@@ -56,7 +64,9 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         channels: fields per stage (the tensors carry fields·|G| channels).
         group: ``"O"``, ``"Oh"``, ``"D4h"``, ``"D4"``, ``"p4"``, ``"p4m"``, ``"se2_8"``, ``"trivial"``... or a
             :class:`~monai_equivariant.groups.Group`; None (default) picks ``"p4"`` in 2D and ``"O"`` in 3D.
-        strides: max-pool factor between consecutive stages (default 2 each).
+        strides: max-pool factor between consecutive stages (default 2 each): an int, or one int per axis
+            (``((2, 1), ...)``); per-axis strides that differ admit only the group elements mapping each axis onto
+            one of the same stride (others: ValueError naming the level and the largest named group that fits).
         kernel_size: odd kernel size: an int or ``spatial_dims`` equal ints.
         act: MONAI act spec (``"relu"``, ``("leakyrelu", {...})``, None).
         norm: MONAI norm spec (``"batch"``, ``"instance"``, ``("batch", {...})``, ``"groupbatch"``, None), with
@@ -78,9 +88,13 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
             norm, dropout, act).
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
+        channels_as: how ``channels`` is read: ``"fields"`` (default: fields per stage), ``"params"`` (the channels
+            of the plain twin, this net with ``group="trivial"`` and the same other arguments: the fields are the
+            channels scaled uniformly so that the parameter count is the closest to the twin's) or ``"flops"``
+            (the same, matching conv multiply-adds per pixel). ``net.channels`` holds the fields built.
 
-    Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
-    (B, out_channels).
+    Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides) (per-axis strides: each
+    axis by the product of its strides); output (B, out_channels).
     """
 
     __doc__ += _CLASSIFIER_DIFFERENCES
@@ -93,7 +107,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         out_channels: int,
         channels: Sequence[int] = (4, 8, 16),
         group: str | Group | None = None,
-        strides: Sequence[int] | None = None,
+        strides: Sequence[Stride | Sequence[int]] | None = None,
         kernel_size: Sequence[int] | int = 3,
         act: ActSpec = Act.RELU,
         norm: NormSpec = "batch",
@@ -103,21 +117,36 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         checkpointing: bool = False,
         adn_ordering: str = "NDA",
         route: str = "auto",
+        channels_as: str = "fields",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.group = as_group(default_group(spatial_dims) if group is None else group, spatial_dims)
         route = check_route(route)
-        channels, strides = check_levels(channels, strides, min_levels=1)
+        self.channels_as = check_channels_as(channels_as)
+        channels, strides = check_levels(channels, strides, min_levels=1, spatial_dims=spatial_dims)
+        _check_plan_group(self.group, {"strides": strides})
         if isinstance(num_res_units, bool) or not isinstance(num_res_units, numbers.Integral) or num_res_units < 1:
             raise ValueError(f"num_res_units must be an integer ≥ 1, got {num_res_units!r}")
+        multiples = axis_products(strides, spatial_dims)
+        if self.channels_as != "fields":
+            same = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
+                        strides=strides, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias,
+                        num_res_units=num_res_units, adn_ordering=adn_ordering)
+            channels = list(budget_fields(
+                self.channels_as, channels, lambda fields: GroupCNN(channels=fields, group=self.group, **same),
+                lambda: GroupCNN(channels=channels, group="trivial", **same),
+                (in_channels, *(2 * m for m in multiples)), self.group.order,
+            ))
         self.spatial_dims = int(spatial_dims)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.channels, self.strides = tuple(channels), tuple(strides)
         self.kernel_size = as_kernel_size(kernel_size, spatial_dims)
         self.num_res_units = int(num_res_units)
-        self.size_multiple = math.prod(strides)
+        self.size_multiple = math.lcm(*multiples)
+        # per-axis size multiples where the strides differ between axes (None: one multiple, as before)
+        self.axis_multiples = multiples if len(set(multiples)) > 1 else None
         self.adn_ordering = check_adn_ordering(adn_ordering)
         block = dict(group=self.group, kernel_size=self.kernel_size, act=act, norm=norm, bias=bias,
                      adn_ordering=self.adn_ordering)
@@ -153,7 +182,13 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with positive sizes divisible by
         ``size_multiple``, in the network's dtype."""
-        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype)
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype,
+                    self.axis_multiples)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("axis_multiples", None)  # pickled before per-axis strides
+        self.__dict__.setdefault("channels_as", "fields")
 
     @torch.jit.unused
     def _checkpointed_body(self, x: torch.Tensor) -> torch.Tensor:

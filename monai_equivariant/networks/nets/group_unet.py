@@ -13,8 +13,15 @@ from monai.networks.layers.factories import Act, Conv, Pool
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.presets import Preset
-from monai_equivariant.networks.nets.input_check import check_levels
+from monai_equivariant.networks.nets.input_check import (
+    Stride,
+    _check_plan_group,
+    axis_products,
+    check_input,
+    check_levels,
+)
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 
@@ -41,7 +48,10 @@ def matched_channels(
       up to the group pooling before the head). Example: p4 fields (8, ..., 128) <-> plain channels
       (32, ..., 512). Interpolated groups (se2_N) count their disk-masked taps too: the planar conv runs them.
 
-    Channels are rounded to the nearest integer (at least 1), so matches are approximate for small widths.
+    Channels are rounded to the nearest integer (at least 1), so matches are approximate for small widths. The rule
+    counts the |G|·C² of the inner convs only (not the lifting layer, the head, shortcuts or norms, nor MONAI's
+    strided and transposed convs): for a swap at a given cost pass ``channels_as="params"`` (or ``"flops"``) to
+    the net instead, which solves for the fields on the real nets (:mod:`.channel_budget`).
 
     Args:
         channels: channels (fields) per level under ``from_group``.
@@ -73,8 +83,12 @@ class GroupUpStep(nn.Module):
 _UNET_DIFFERENCES = """
     Differences from ``monai.networks.nets.UNet`` (same argument names and order, so it swaps in):
 
-    - ``channels`` counts *fields* per level: the tensors carry fields·|G| channels (|G| = 4 for p4), so equal
-      ``channels`` mean |G|× wider feature maps; use :func:`matched_channels` for equal parameters.
+    - ``channels`` counts *fields* per level (``channels_as="fields"``, the default): the tensors carry
+      fields·|G| channels (|G| = 4 for p4), so equal ``channels`` mean |G|× wider feature maps and about |G|×
+      the parameters. ``channels_as="params"`` (or ``"flops"``) reads ``channels`` as the plain
+      ``monai.networks.nets.UNet``'s and picks the fields giving that net's parameters (conv multiply-adds per pixel)
+      within a few %: ``P4UNet(2, 3, 1, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2,
+      channels_as="params")`` has UNet's 1.6M parameters, not 8.3M;
     - defaults ReLU + batch norm (group-shared statistics) instead of PReLU + instance norm;
     - down-sampling is max-pooling by ``strides`` and up-sampling (bi/tri)linear interpolation, instead of
       strided convs and transposed convs: a stride-2 3×3 conv does not map the pixel grid onto itself under
@@ -106,7 +120,11 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         channels: fields per level (the tensors carry fields·|G| channels).
         group: group name (``"p4"``, ``"p4m"``, ``"se2_8"``, ``"O"``, ``"trivial"``...) or a
             :class:`~monai_equivariant.groups.Group`.
-        strides: down-sampling factor between consecutive levels (default 2 each; max-pool kernel = stride).
+        strides: down-sampling factor between consecutive levels (default 2 each; max-pool kernel = stride): an int,
+            or one int per axis as MONAI's (``((2, 1), (2, 2))``). Per-axis strides that differ admit only the
+            group elements mapping each axis onto one of the same stride (in 2D not the 90° rotations: the axis
+            flips); a group with other elements is refused (ValueError naming the level and the largest named
+            group that fits).
         kernel_size: odd kernel size of the encoder convs: an int or ``spatial_dims`` equal ints.
         up_kernel_size: odd kernel size of the decoder convs (same forms).
         num_res_units: 0 for two conv-norm-act units per level; n > 0 for one residual unit (n units and a
@@ -120,10 +138,17 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
             norm, dropout, act).
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
+        channels_as: how ``channels`` is read: ``"fields"`` (default: fields per level), ``"params"`` (the channels
+            of the plain twin, ``monai.networks.nets.UNet`` with the same channels, strides, kernel sizes,
+            ``num_res_units`` and bias and MONAI's default act and norm, which hold under 1 % of its parameters; the
+            fields are the channels scaled uniformly so that this net's parameter count is the closest to the
+            twin's) or ``"flops"`` (the same, matching conv multiply-adds per pixel). ``net.channels`` holds the
+            fields built. MONAI's UNet is the twin because it is what a swap replaces (strided and transposed convs
+            included); ``GroupUNet(group="trivial")`` is the same architecture without the group.
 
-    Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
-    (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)`` to float round-off; other sizes raise
-    ValueError naming the multiple.
+    Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides) (with per-axis strides: each
+    axis by the product of its strides); output (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)``
+    to float round-off; other sizes raise ValueError naming the multiple.
     """
 
     __doc__ += _UNET_DIFFERENCES
@@ -135,7 +160,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         out_channels: int,
         channels: Sequence[int] = (8, 16, 32, 64, 128),
         group: str | Group = "p4",
-        strides: Sequence[int] | None = None,
+        strides: Sequence[Stride | Sequence[int]] | None = None,
         kernel_size: Sequence[int] | int = 3,
         up_kernel_size: Sequence[int] | int = 3,
         num_res_units: int = 0,
@@ -145,15 +170,27 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         bias: bool = True,
         adn_ordering: str = "NDA",
         route: str = "auto",
+        channels_as: str = "fields",
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         group = as_group(group, spatial_dims)
         route = check_route(route)
-        channels, strides = check_levels(channels, strides, min_levels=2)
+        channels_as = check_channels_as(channels_as)
+        channels, strides = check_levels(channels, strides, min_levels=2, spatial_dims=spatial_dims)
+        _check_plan_group(group, {"strides": strides})
         kernel_size = as_kernel_size(kernel_size, spatial_dims)
         up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
         num_res_units = _check_num_res_units(num_res_units)
+        multiples = axis_products(strides, spatial_dims)
+        channels = list(budget_fields(
+            channels_as, channels,
+            lambda fields: GroupUNet(spatial_dims, in_channels, out_channels, fields, group, strides, kernel_size,
+                                     up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering),
+            lambda: _monai_unet(spatial_dims, in_channels, out_channels, channels, strides, kernel_size,
+                                up_kernel_size, num_res_units, bias),
+            (in_channels, *(2 * m for m in multiples)), group.order,
+        ))
         common = dict(group=group, act=act, norm=norm, dropout=dropout, bias=bias,
                       adn_ordering=check_adn_ordering(adn_ordering))
 
@@ -174,7 +211,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         decoder = nn.ModuleList(
             [
                 GroupUpStep(
-                    nn.Upsample(scale_factor=float(strides[i]), mode=mode, align_corners=False),
+                    nn.Upsample(scale_factor=_scale_factor(strides[i]), mode=mode, align_corners=False),
                     level(channels[i + 1] + channels[i], channels[i], up_kernel_size),
                 )
                 for i in range(len(channels) - 2, -1, -1)
@@ -182,14 +219,46 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         )
         project = Pool["group", spatial_dims](group.order, mode="max")
         head = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=1)
-        super().__init__(encoder, decoder, project, head, in_channels, math.prod(strides), spatial_dims)
+        super().__init__(encoder, decoder, project, head, in_channels, math.lcm(*multiples), spatial_dims)
         self.group = group
         self.out_channels = int(out_channels)
         self.channels, self.strides = tuple(channels), tuple(strides)
+        self.channels_as = channels_as
+        # per-axis size multiples where the strides differ between axes (None: one multiple, as before)
+        self.axis_multiples = multiples if len(set(multiples)) > 1 else None
         self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
         self.num_res_units = num_res_units
         self.adn_ordering = common["adn_ordering"]
         set_network_route(self, route)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("axis_multiples", None)  # pickled before per-axis strides
+        self.__dict__.setdefault("channels_as", "fields")
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with positive sizes divisible by
+        ``size_multiple`` (per axis by ``axis_multiples`` when the strides differ between axes), in the network's
+        dtype."""
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype,
+                    self.axis_multiples)
+
+
+def _scale_factor(stride: Stride) -> float | tuple[float, ...]:
+    """``nn.Upsample``'s scale factor undoing a (per-axis) max-pool stride."""
+    return tuple(float(s) for s in stride) if isinstance(stride, tuple) else float(stride)
+
+
+def _monai_unet(
+    spatial_dims: int, in_channels: int, out_channels: int, channels: Sequence[int], strides: Sequence[Stride],
+    kernel_size: int, up_kernel_size: int, num_res_units: int, bias: bool,
+) -> nn.Module:
+    """The plain twin of ``channels_as="params"``/``"flops"``: MONAI's UNet with the same structure (its own act
+    and norm defaults)."""
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims, in_channels, out_channels, channels, strides, kernel_size, up_kernel_size,
+                num_res_units, bias=bias)
 
 
 class P4UNet(Preset, GroupUNet):
@@ -197,7 +266,8 @@ class P4UNet(Preset, GroupUNet):
 
     Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters with 3 input channels, the same budget as the plain
     U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``), in MONAI's
-    order up to ``adn_ordering``, then ``route``.
+    order up to ``adn_ordering``, then ``route`` and ``channels_as``: a swap for ``UNet(2, 3, 1, channels, strides,
+    ...)`` keeping its arguments and cost is ``P4UNet(2, 3, 1, channels, strides, ..., channels_as="params")``.
     """
 
     __doc__ += _UNET_DIFFERENCES

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
-from typing import Optional
+from typing import List, Optional, Union
 
+import numpy as np
 import torch
 
-__all__ = ["check_input", "check_levels"]
+from monai_equivariant.groups import GROUP_NAMES, Group, get_group
+
+__all__ = ["axis_products", "check_input", "check_levels"]
+
+Stride = Union[int, tuple[int, ...]]
+"""A down-sampling factor: one int for every axis, or one per axis (anisotropic, as MONAI's ``strides``)."""
 
 
 def check_input(
-    x: torch.Tensor, spatial_dims: int, in_channels: int, size_multiple: int, dtype: Optional[torch.dtype] = None
+    x: torch.Tensor, spatial_dims: int, in_channels: int, size_multiple: int, dtype: Optional[torch.dtype] = None,
+    axis_multiples: Optional[List[int]] = None,
 ) -> None:
     """Raise ValueError unless x is (B, in_channels, *spatial) with B ≥ 1 and ``spatial_dims`` spatial axes, each
     a positive multiple of ``size_multiple`` (the down-sampling product: 2×2 pooling maps the grid onto itself only
-    then), and, when ``dtype`` (the network's parameter dtype) is given, of that dtype (outside ``torch.autocast``).
+    then) or, when ``axis_multiples`` is given (anisotropic strides), axis i a multiple of ``axis_multiples[i]``,
+    and, when ``dtype`` (the network's parameter dtype) is given, of that dtype (outside ``torch.autocast``).
 
     Written for TorchScript, so exported networks keep the check (the dtype check runs in Python only).
     """
@@ -33,13 +43,22 @@ def check_input(
         raise ValueError(
             "got an empty batch (shape " + str(list(x.shape)) + "): expected a (B, C, *spatial) input with B ≥ 1"
         )
-    for size in x.shape[2:]:
+    for axis in range(spatial_dims):
+        size = x.shape[2 + axis]
         if size < 1:
             raise ValueError(
                 "spatial size " + str(size) + " in shape " + str(list(x.shape)) + ": expected every spatial size to "
                 "be a positive multiple of " + str(size_multiple)
             )
-        if size % size_multiple != 0:
+        if axis_multiples is not None:
+            if size % axis_multiples[axis] != 0:
+                raise ValueError(
+                    "spatial size " + str(size) + " along axis " + str(axis) + " is not a multiple of "
+                    + str(axis_multiples[axis]) + " (the product of the down-sampling strides along that axis, "
+                    + str(axis_multiples) + " for the axes); exact equivariance needs each axis divisible by its "
+                    "product: crop or pad the input"
+                )
+        elif size % size_multiple != 0:
             raise ValueError(
                 "spatial size " + str(size) + " is not a multiple of " + str(size_multiple)
                 + " (the product of the down-sampling strides); exact equivariance needs every spatial size"
@@ -64,16 +83,105 @@ def _check_dtype(x: torch.Tensor, dtype: torch.dtype) -> None:
 
 
 def check_levels(
-    channels: Sequence[int], strides: Sequence[int] | None, min_levels: int = 1
-) -> tuple[list[int], list[int]]:
+    channels: Sequence[int], strides: Sequence[Stride] | None, min_levels: int = 1, spatial_dims: int | None = None
+) -> tuple[list[int], list[Stride]]:
     """Validate per-level ``channels`` and the ``strides`` between levels (default 2 each).
 
-    Returns (channels, strides) as int lists; ValueError names what was expected.
+    With ``spatial_dims`` a stride may also be a sequence of ``spatial_dims`` positive ints (one per axis, as
+    MONAI's ``strides=((2, 1), (2, 2))``); equal per-axis entries become one int (so ``(2, 2)`` is ``2``).
+    Returns (channels, strides): ints, or per-axis tuples where the axes differ; ValueError names what was expected.
     """
     channels = [int(c) for c in channels]
     if len(channels) < min_levels or (channels and min(channels) < 1):
         raise ValueError(f"channels needs at least {min_levels} positive entries, got {channels}")
-    strides = [2] * (len(channels) - 1) if strides is None else [int(s) for s in strides]
-    if len(strides) != len(channels) - 1 or (strides and min(strides) < 1):
-        raise ValueError(f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints, got {strides}")
+    if strides is None:
+        strides = [2] * (len(channels) - 1)
+    elif spatial_dims is None:
+        strides = [int(s) for s in strides]
+    else:
+        strides = [_check_stride(s, spatial_dims, level) for level, s in enumerate(strides)]
+    if len(strides) != len(channels) - 1 or any(min(_axes(s, 1)) < 1 for s in strides):
+        per_axis = "" if spatial_dims is None else f" (or sequences of {spatial_dims} positive ints)"
+        raise ValueError(
+            f"strides needs len(channels) - 1 = {len(channels) - 1} positive ints{per_axis}, got {strides}"
+        )
     return channels, strides
+
+
+def _check_stride(stride: object, spatial_dims: int, level: int) -> Stride:
+    """One stride as an int (isotropic) or a tuple of ``spatial_dims`` ints; ValueError naming the level."""
+    if isinstance(stride, Sequence) and not isinstance(stride, str):
+        axes = list(stride)
+        if len(axes) != spatial_dims or not all(_is_int(a) for a in axes):
+            raise ValueError(
+                f"strides[{level}] must be an int or a sequence of {spatial_dims} ints (one per axis), got {stride!r}"
+            )
+        axes = [int(a) for a in axes]
+        return axes[0] if len(set(axes)) == 1 else tuple(axes)
+    if not _is_int(stride):
+        raise ValueError(f"strides[{level}] must be an int or a sequence of {spatial_dims} ints, got {stride!r}")
+    return int(stride)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _axes(stride: Stride, spatial_dims: int) -> tuple[int, ...]:
+    return tuple(stride) if isinstance(stride, tuple) else (int(stride),) * spatial_dims
+
+
+def axis_products(strides: Sequence[Stride], spatial_dims: int) -> list[int]:
+    """The product of the strides along each axis: each input size must be a multiple of its axis' product."""
+    return [math.prod(_axes(s, spatial_dims)[axis] for s in strides) for axis in range(spatial_dims)]
+
+
+def _check_plan_group(group: Group, plan: dict[str, Sequence[Stride]]) -> None:
+    """ValueError unless every element of ``group`` maps each axis onto an axis of the same stride (kernel size) at
+    every level of ``plan`` (``{"strides": [...], "kernel_size": [...]}``, entries int or per-axis tuples): a
+    rotation that swaps a stride-2 axis with a stride-1 axis does not map the pooling grid onto itself. The message
+    names the level and the largest named group that fits. Isotropic plans fit every group.
+
+    (A stand-in for ``monai_equivariant.groups.admissible.largest_admissible_group``, which the lead may point here.)
+    """
+    dims = group.spatial_dims
+    for what, entries in plan.items():
+        for level, entry in enumerate(entries):
+            axes = _axes(entry, dims)
+            if len(set(axes)) == 1:
+                continue
+            bad = [g for g in range(group.order) if not _keeps_axes(group.matrices[g], axes)]
+            if bad:
+                fits = _largest_named_group(dims, [_axes(e, dims) for es in plan.values() for e in es])
+                flips = "" if fits != "trivial" else (
+                    f" (the {2 ** dims} axis flips diag(±1, ...) fit too: pass them as a custom Group)"
+                )
+                where = f"between levels {level} and {level + 1}" if what == "strides" else f"at level {level}"
+                raise ValueError(
+                    f"{what}[{level}] = {axes} differs between axes, and {len(bad)} of the {group.order} elements of "
+                    f"group {group.name!r} (element {bad[0]} first) map an axis onto an axis of another "
+                    f"{what.replace('_', ' ').rstrip('s')} {where}, which breaks exact equivariance there: the largest "
+                    f"named group that fits is {fits!r}{flips}"
+                )
+
+
+def _keeps_axes(matrix: np.ndarray, axes: tuple[int, ...]) -> bool:
+    """True when ``matrix`` is a signed permutation mapping every axis onto one with the same entry of ``axes``."""
+    rounded = np.round(matrix)
+    if not np.allclose(matrix, rounded, atol=1e-9) or not (np.abs(rounded).sum(axis=0) == 1).all():
+        return False
+    return all(axes[int(np.abs(rounded[:, i]).argmax())] == axes[i] for i in range(len(axes)))
+
+
+def _largest_named_group(spatial_dims: int, plans: list[tuple[int, ...]]) -> str:
+    """The named grid group of ``spatial_dims`` with the most elements that keeps every plan's axes; "trivial"."""
+    fitting = [("trivial", 1)]
+    for name in GROUP_NAMES:
+        if name in ("trivial", "se2_N"):
+            continue
+        group = get_group(name)
+        if group.spatial_dims == spatial_dims and all(
+            _keeps_axes(m, axes) for m in group.matrices for axes in plans
+        ):
+            fitting.append((name, group.order))
+    return max(fitting, key=lambda item: item[1])[0]

@@ -54,6 +54,8 @@ class SE2UNet(Preset, GroupUNet):
         num_rotations: N ≥ 1 (the group ``se2_N``).
         strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering, route: as
             :class:`GroupUNet` (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their kernels).
+        channels_as: ``"fields"`` (default), ``"params"`` or ``"flops"``: as :class:`GroupUNet` (the plain twin is
+            MONAI's UNet; disk-masked taps count, as the parameters and the planar conv hold them).
     """
 
     __doc__ += _UNET_DIFFERENCES
@@ -82,6 +84,8 @@ class SE2CNN(Preset, GroupCNN):
         kernel_size: odd kernel size (int or two equal ints); the disk mask keeps 13 of the 25 taps of a 5×5
             kernel (5 of 9 at 3×3).
         act, norm, dropout, bias, adn_ordering, num_res_units, checkpointing, route: as :class:`GroupCNN`.
+        channels_as: ``"fields"`` (default), ``"params"`` or ``"flops"``: as :class:`GroupCNN` (the plain twin is
+            ``GroupCNN(group="trivial")`` with the same other arguments).
 
     Same argument order as :class:`SE2UNet`: ``SE2CNN(2, 3, 2, (8, 16, 32))`` is a 3-stage net on RGB patches.
     Input (B, in_channels, H, W) with H and W divisible by prod(strides); output (B, out_channels) logits,
