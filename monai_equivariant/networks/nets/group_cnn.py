@@ -16,7 +16,13 @@ from monai.networks.layers.factories import Act, Pool
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.blocks.factories import (
+    ActSpec,
+    DropoutSpec,
+    NormSpec,
+    check_adn_ordering,
+    check_separable,
+)
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import check_input, check_levels
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
@@ -78,6 +84,9 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
             norm, dropout, act).
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
+        separable: every group conv after the lifting stem (but the 1×1 shortcuts) is a
+            :class:`~monai_equivariant.layers.SeparableGroupConv` (pointwise group mixing, then a depthwise conv of
+            the group-transformed kernels; exact too). With ``checkpointing`` its blocks are recomputed, not streamed.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels).
@@ -103,6 +112,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         checkpointing: bool = False,
         adn_ordering: str = "NDA",
         route: str = "auto",
+        separable: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -119,8 +129,9 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         self.num_res_units = int(num_res_units)
         self.size_multiple = math.prod(strides)
         self.adn_ordering = check_adn_ordering(adn_ordering)
+        self.separable = check_separable(separable)
         block = dict(group=self.group, kernel_size=self.kernel_size, act=act, norm=norm, bias=bias,
-                     adn_ordering=self.adn_ordering)
+                     adn_ordering=self.adn_ordering, separable=self.separable)
         pool_cls = Pool[Pool.MAX, spatial_dims]
 
         self.stem = GroupConvBlock(in_channels, channels[0], lifting=True, **block)

@@ -12,7 +12,13 @@ from monai.networks.layers.factories import Act, Conv, Pool
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.blocks.factories import (
+    ActSpec,
+    DropoutSpec,
+    NormSpec,
+    check_adn_ordering,
+    check_separable,
+)
 from monai_equivariant.networks.nets.presets import Preset
 from monai_equivariant.networks.nets.input_check import check_levels
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
@@ -120,6 +126,9 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
             norm, dropout, act).
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
+        separable: every group conv after the lifting (but the 1×1 shortcuts) is a
+            :class:`~monai_equivariant.layers.SeparableGroupConv`: pointwise group mixing then a depthwise conv of
+            the group-transformed kernels, exact too, about k^d× fewer weights and mixing FLOPs at equal fields.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides); output
     (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)`` to float round-off; other sizes raise
@@ -145,6 +154,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         bias: bool = True,
         adn_ordering: str = "NDA",
         route: str = "auto",
+        separable: bool = False,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -155,7 +165,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
         num_res_units = _check_num_res_units(num_res_units)
         common = dict(group=group, act=act, norm=norm, dropout=dropout, bias=bias,
-                      adn_ordering=check_adn_ordering(adn_ordering))
+                      adn_ordering=check_adn_ordering(adn_ordering), separable=check_separable(separable))
 
         def level(in_fields: int, out_fields: int, size: int, lifting: bool = False) -> nn.Module:
             if num_res_units > 0:
@@ -189,6 +199,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
         self.num_res_units = num_res_units
         self.adn_ordering = common["adn_ordering"]
+        self.separable = common["separable"]
         set_network_route(self, route)
 
 
@@ -197,7 +208,7 @@ class P4UNet(Preset, GroupUNet):
 
     Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters with 3 input channels, the same budget as the plain
     U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``), in MONAI's
-    order up to ``adn_ordering``, then ``route``.
+    order up to ``adn_ordering``, then ``route`` and ``separable``.
     """
 
     __doc__ += _UNET_DIFFERENCES

@@ -52,8 +52,9 @@ class SE2UNet(Preset, GroupUNet):
         in_channels, out_channels: channels of the plain input and output.
         channels: fields per level (the tensors carry fields·N channels).
         num_rotations: N ≥ 1 (the group ``se2_N``).
-        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering, route: as
-            :class:`GroupUNet` (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their kernels).
+        strides, kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering, route,
+            separable: as :class:`GroupUNet` (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their
+            kernels).
     """
 
     __doc__ += _UNET_DIFFERENCES
@@ -81,7 +82,8 @@ class SE2CNN(Preset, GroupCNN):
         strides: max-pool factor between stages (default 2 each).
         kernel_size: odd kernel size (int or two equal ints); the disk mask keeps 13 of the 25 taps of a 5×5
             kernel (5 of 9 at 3×3).
-        act, norm, dropout, bias, adn_ordering, num_res_units, checkpointing, route: as :class:`GroupCNN`.
+        act, norm, dropout, bias, adn_ordering, num_res_units, checkpointing, route, separable: as
+            :class:`GroupCNN`.
 
     Same argument order as :class:`SE2UNet`: ``SE2CNN(2, 3, 2, (8, 16, 32))`` is a 3-stage net on RGB patches.
     Input (B, in_channels, H, W) with H and W divisible by prod(strides); output (B, out_channels) logits,
