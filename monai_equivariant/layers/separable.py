@@ -31,7 +31,8 @@ class SeparableGroupConv(nn.Module):
     1. ``pointwise``: a :class:`~monai_equivariant.layers.GroupConv` with ``kernel_size=1`` and no bias (mixing over
        fields × group with the Cayley-table structure, weight (C_out, C_in, |G|, 1, ...));
     2. a depthwise spatial conv over the C_out·|G| channels (``groups=C_out·|G|``) whose kernel for channel
-       (c, g) is ``g·weight[c]``: one base kernel per output field (``weight`` (C_out, *k)), moved by the group's
+       (c, g) is ``g·weight[c]``: one base kernel per output field (``weight`` (C_out, 1, *k), the layout of a
+       depthwise ``nn.ConvNd``, so ``.to(memory_format=...)`` applies), moved by the group's
        kernel action — the expansion of :func:`~monai_equivariant.layers.expansion.expand_with_tables` with one
        plain input channel (a lifting-style weight (C_out, 1, 1, *k)), so grid groups permute the taps and
        interpolated groups (se2_N) rotate them inside the disk mask, exactly as in ``GroupConv``. Stride, padding
@@ -108,7 +109,7 @@ class SeparableGroupConv(nn.Module):
         self.stride, self.padding = _compact(self.stride_shape), _compact(self.padding_shape)
         self._stride: List[int] = list(self.stride_shape)
         self._padding: List[int] = list(self.padding_shape)
-        self.weight = nn.Parameter(torch.empty((self.out_channels,) + self.kernel_shape))
+        self.weight = nn.Parameter(torch.empty((self.out_channels, 1) + self.kernel_shape))
         self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
         tables = expansion_tables(group, 1, False, self.kernel_shape)
         self.register_buffer("expand_index", tables["index"], persistent=False)
