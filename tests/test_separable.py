@@ -304,3 +304,24 @@ def test_registry_names_build_the_separable_nets():
     assert isinstance(seg, GroupUNet) and seg.separable and seg.channels == (2, 4) and seg.group.name == "p4"
     cls = classification_network("O_separable", spatial_dims=3, in_channels=1, channels=(2, 4))
     assert isinstance(cls, GroupCNN) and cls.separable and cls.group.name == "O"
+
+
+def test_cost_table_separable_section_reports_ratios(capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cost_table.py"
+    spec = importlib.util.spec_from_file_location("_bench_cost_table_separable", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    rows = module.main(["--separable", "--smoke", "--threads", "1", "--only", "P4UNet", "GroupCNN (O)"])
+    assert "| separable net | params ×full / ×plain |" in capsys.readouterr().out
+    assert [r["net"] for r in rows] == ["P4UNet separable", "P4UNet", "plain, equal params",
+                                        "GroupCNN (O) separable", "GroupCNN (O)", "plain, equal params"]
+    for separable, full, plain in (rows[0:3], rows[3:6]):
+        assert separable["channels"] == full["channels"] and separable["params"] < full["params"] / 3
+        assert separable["gflops"] < full["gflops"] / 3
+        assert separable["ratio_full"]["params"] == separable["params"] / full["params"]
+        assert separable["ratio_plain"]["train_ms"] == separable["train_ms"] / plain["train_ms"]
