@@ -1,8 +1,8 @@
 """Separable group convolution (Knigge, Romero & Bekkers, ICML 2022; Lengyel & van Gemert, ICIP 2021): a regular
 group conv factorised into a pointwise group-mixing conv and a depthwise spatial conv, exactly equivariant.
 
-Cost per output pixel: ``C_in·C_out·|G|² + C_out·|G|·k^d`` multiply-adds instead of ``C_in·C_out·|G|²·k^d``, and
-``C_in·C_out·|G| + C_out·k^d`` weights instead of ``C_in·C_out·|G|·k^d``.
+Cost per output pixel: ``C_in·C_out·|G|² + C_out·|G|·k^d`` multiply-adds instead of ``C_in·C_out·|G|²·k^d``,
+and ``C_in·C_out·|G| + C_out·k^d`` weights instead of ``C_in·C_out·|G|·k^d``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class SeparableGroupConv(nn.Module):
     (``C_out·|G|·k^d``); in a U-Net decoder the input is the concatenation of a skip and the up-sampled features
     (C_in = 2–3·C_out), so mixing first shrinks the channels before the spatial conv; and one base kernel per
     output field is the parametrisation of Knigge et al. (depthwise first would give one per input field). With a
-    stride the pointwise conv runs at the input's resolution (``s^d``× more mixing FLOPs than a strided full conv
+    stride the pointwise conv runs at the input's resolution (s^d times the mixing FLOPs a strided full conv
     would spend on it).
 
     A depthwise kernel shared over the group *without* transforming it (channel (c, g) convolved with ``weight[c]``

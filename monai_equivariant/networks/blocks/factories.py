@@ -145,11 +145,11 @@ def group_conv_class(group: Group, kernel_size: Sequence[int] | int, lifting: bo
     """The conv a block builds, from MONAI's ``Conv`` factory: ``"lifting"`` for a plain input, else
     ``"separable_groupconv"`` when ``separable`` and the kernel has more than one tap (a 1×1 group conv is already
     pointwise), else ``"groupconv"``."""
-    dims = group.spatial_dims
+    dims, separable = group.spatial_dims, check_separable(separable)
     if lifting:
         return Conv[Conv.LIFTING, dims]
     taps = math.prod(kernel_shape(kernel_size, dims))
-    return Conv["separable_groupconv" if check_separable(separable) and taps > 1 else Conv.GROUPCONV, dims]
+    return Conv["separable_groupconv" if separable and taps > 1 else Conv.GROUPCONV, dims]
 
 
 def _group_norm_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
