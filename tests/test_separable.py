@@ -325,3 +325,24 @@ def test_cost_table_separable_section_reports_ratios(capsys):
         assert separable["gflops"] < full["gflops"] / 3
         assert separable["ratio_full"]["params"] == separable["params"] / full["params"]
         assert separable["ratio_plain"]["train_ms"] == separable["train_ms"] / plain["train_ms"]
+
+
+def test_compiled_separable_net_trains_then_validates_in_one_graph():
+    """``torch.compile(fullgraph=True)`` (aot_eager, float64): a training step and an eval call equal eager."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = P4UNet(2, 1, 1, channels=(2, 3), separable=True).double()
+    x = torch.randn(2, 1, 8, 8, dtype=torch.double)
+    reference = copy.deepcopy(net)
+    explanation = torch._dynamo.explain(copy.deepcopy(net))(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    out, expected = compiled(x), reference(x)
+    out.square().mean().backward()
+    expected.square().mean().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+    for p, q in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9)
+    net.eval(), reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
