@@ -346,3 +346,15 @@ def test_compiled_separable_net_trains_then_validates_in_one_graph():
     net.eval(), reference.eval()
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
+
+
+def test_both_routes_of_the_pointwise_convs_agree():
+    torch.manual_seed(0)
+    net = P4UNet(2, 1, 1, channels=(2, 3), separable=True)
+    x = torch.randn(2, 1, 8, 8)
+    outputs = {}
+    for route in ("filter", "input"):
+        net.route = route
+        assert all(conv.route == route for conv in net.modules() if isinstance(conv, GroupConv))
+        outputs[route] = net(x)  # training mode: batch statistics, no cache
+    assert_matches(outputs["input"], outputs["filter"], net)
