@@ -1,7 +1,7 @@
 """What each network in the package costs, next to the plain net of equal parameters and of equal FLOPs.
 
 Usage: python benchmarks/cost_table.py [--size2d 64] [--size3d 16] [--batch 2] [--repeats 3] [--smoke]
-       [--only P4UNet SE2CNN ...]
+       [--only P4UNet SE2CNN ...] [--separable]
 
 For every network (P4UNet, P4MUNet, SE2UNet, SteerableUNet, SE2CNN, GroupCNN with O / Oh / D4h) and two
 plain baselines — the same architecture with ``group="trivial"`` and the channels of
@@ -27,6 +27,10 @@ ResNet-10 layout (block_inplanes (16, 32, 64, 128)) and ``GroupResNet`` (p4).
 SteerableUNet's parameters follow escnn's steerable basis (fewer than |G|·C² per tap), so its equal-parameter
 plain U-Net is found by scaling the equal-FLOPs channels until the count matches (closest of the candidates);
 its equal-FLOPs plain U-Net uses |G| = 8 (C8 regular fields).
+
+``--separable`` prints the separable section instead (:func:`separable_main`): each net with
+``separable=True`` (every group conv after the lifting a ``SeparableGroupConv``), its full group twin of the same
+fields and the plain net of the full one's parameters, timed together, with the separable net's ratios to both.
 """
 
 from __future__ import annotations
@@ -316,6 +320,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny nets (1-4 fields), 16² / 8³ inputs, 1 round (tests)"
     )
+    parser.add_argument("--separable", action="store_true",
+                        help="the separable nets next to their full group twins and plain nets (separable_main)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.size2d, args.size3d, args.repeats = 16, 8, 1
@@ -325,6 +331,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.separable:
+        return separable_main(args)
     start = time.perf_counter()
     wanted = lambda spec: args.only is None or spec.name in args.only or spec.group_label in args.only  # noqa: E731
     chosen = [spec for spec in specs(tiny=args.smoke) if wanted(spec)]
@@ -340,6 +348,85 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"repeats={args.repeats}; 2D nets at {args.size2d}², 3D nets at {args.size3d}³\n"
     )
     print(markdown(rows, args.batch))
+    print(f"\nwall time {time.perf_counter() - start:.0f} s")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ separable section
+SEPARABLE_NETS = ("P4UNet", "P4MUNet", "SE2UNet", "GroupCNN (O)", "GroupCNN (Oh)", "GroupCNN (D4h)")
+"""The nets of :func:`specs` that have a ``separable`` option (GroupUNet's presets and GroupCNN; SteerableUNet and
+SE2CNN's kernel-5 default are left out)."""
+
+_RATIO_KEYS = ("params", "gflops", "train_ms", "act_mib")
+
+
+def separable_measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> list[dict]:
+    """Rows for ``spec``'s net with ``separable=True``, its full twin (same fields) and the plain net of the full
+    twin's parameters, timed round by round; the separable row also holds its ratios to the other two
+    (``ratio_full``, ``ratio_plain``: {measure: separable / other})."""
+    torch.manual_seed(0)
+    full = spec.build()
+    separable = _with_separable(spec)
+    by_params = plain_baselines(spec, count_parameters(full))["plain, equal params"]
+    nets = {f"{spec.name} separable": (spec.fields, separable), spec.name: (spec.fields, full),
+            "plain, equal params": by_params}
+    shape = (spec.in_channels,) + (size,) * spec.spatial_dims
+    x1 = torch.randn((1,) + shape, device=device)
+    xb = torch.randn((batch,) + shape, device=device)
+    rows, steps = [], {}
+    for label, (channels, model) in nets.items():
+        model.to(device)
+        rows.append(dict(net=label, group="trivial" if label.startswith("plain") else spec.group_label,
+                         channels=tuple(channels), params=count_parameters(model), gflops=forward_gflops(model, x1),
+                         act_mib=activation_mib(model, xb)))
+        model.train()
+        steps[label] = train_step_fn(model, xb, device)
+    times = interleaved_ms(steps, repeats)
+    for row in rows:
+        row["train_ms"] = times[row["net"]]
+    head, full_row, plain_row = rows
+    head["ratio_full"] = {key: head[key] / full_row[key] for key in _RATIO_KEYS}
+    head["ratio_plain"] = {key: head[key] / plain_row[key] for key in _RATIO_KEYS}
+    return rows
+
+
+def _with_separable(spec: NetSpec) -> nn.Module:
+    """``spec``'s net built again with ``separable=True`` (same class, fields and arguments)."""
+    net = spec.build()
+    if isinstance(net, GroupCNN):
+        return GroupCNN(net.spatial_dims, net.in_channels, net.out_channels, spec.fields, group=net.group,
+                        kernel_size=net.kernel_size, separable=True)
+    return GroupUNet(net.spatial_dims, net.in_channels, net.out_channels, spec.fields, group=net.group,
+                     kernel_size=net.kernel_size, separable=True)
+
+
+def separable_markdown(rows: list[dict], batch: int) -> str:
+    """The measures of every net, then the separable nets' ratios to their full twins and plain nets."""
+    lines = [markdown(rows, batch), "",
+             "| separable net | params ×full / ×plain | GFLOPs ×full / ×plain | train step ×full / ×plain | "
+             "activation ×full / ×plain |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "ratio_full" in r:
+            cells = [f"{r['ratio_full'][k]:.2f} / {r['ratio_plain'][k]:.2f}" for k in _RATIO_KEYS]
+            lines.append(f"| {r['net']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def separable_main(args: argparse.Namespace) -> list[dict]:
+    """The separable section (``--separable``), for the nets of :data:`SEPARABLE_NETS` (``--only`` filters)."""
+    start = time.perf_counter()
+    chosen = [spec for spec in specs(tiny=args.smoke) if spec.name in SEPARABLE_NETS
+              and (args.only is None or spec.name in args.only or spec.group_label in args.only)]
+    if not chosen:
+        raise SystemExit(f"--only matched no network with a separable option; names: {list(SEPARABLE_NETS)}")
+    rows = []
+    for spec in chosen:
+        size = args.size2d if spec.spatial_dims == 2 else args.size3d
+        rows.extend(separable_measure(spec, size, args.batch, args.repeats, args.device))
+        print(f"  {spec.name} separable: done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    print(f"device={args.device} torch={torch.__version__} threads={args.threads} batch={args.batch} "
+          f"repeats={args.repeats}; 2D nets at {args.size2d}², 3D nets at {args.size3d}³\n")
+    print(separable_markdown(rows, args.batch))
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
     return rows
 

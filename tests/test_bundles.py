@@ -208,9 +208,9 @@ def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, nam
         verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
 
 
-NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain"],
+NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain", "p4_separable"],
                  "histopathology_classification": ["se2", "p4", "plain"],
-                 "nodule_classification": ["O", "Oh", "D4h", "plain"]}
+                 "nodule_classification": ["O", "Oh", "D4h", "plain", "O_separable"]}
 
 
 @pytest.mark.parametrize("name, network_name", [(b, n) for b, names in NETWORK_NAMES.items() for n in names])

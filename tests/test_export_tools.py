@@ -251,7 +251,7 @@ def _registry_cases():
             )
     for name in CLASSIFICATION_NETWORKS:
         for dims in (2, 3):
-            if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):
+            if (dims == 2 and name in ("O", "Oh", "D4h", "O_separable")) or (dims == 3 and name in ("se2", "p4")):
                 continue
             cases[f"classification-{name}-{dims}d"] = (
                 lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),

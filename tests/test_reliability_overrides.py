@@ -86,7 +86,7 @@ BAD_OVERRIDES = [
     ("polyp_segmentation", "ensemble_group", "Oh", r"--ensemble_group 'Oh' is not a group of 2D images"),
     ("polyp_segmentation", "augmentation_group", "se2_12", r"--augmentation_group 'se2_12' is not a grid group"),
     ("polyp_segmentation", "network_name", "O",
-     r"--network_name must be one of \['p4', 'p4m', 'se2', 'steerable', 'plain'\]"),
+     r"--network_name must be one of \['p4', 'p4m', 'se2', 'steerable', 'plain', 'p4_separable'\]"),
     ("polyp_segmentation", "network_channels", [4], r"--network_channels needs at least 2 levels"),
     ("polyp_segmentation", "network_norm", "layer", r"--network_norm must be one of"),
     ("polyp_segmentation", "epochs", 0, r"--epochs must be an integer ≥ 1, got 0"),
@@ -113,7 +113,8 @@ BAD_OVERRIDES = [
     ("nodule_classification", "augmentation_group", "p4m", r"--augmentation_group 'p4m' is not a group of 3D images"),
     ("nodule_classification", "patch_size", 18, r"--patch_size 18 is not a multiple of 4"),
     ("nodule_classification", "max_samples", "all but one", r"--max_samples must be"),
-    ("nodule_classification", "network_name", "p4", r"--network_name must be one of \['O', 'Oh', 'D4h', 'plain'\]"),
+    ("nodule_classification", "network_name", "p4",
+     r"--network_name must be one of \['O', 'Oh', 'D4h', 'plain', 'O_separable'\]"),
 ]
 
 

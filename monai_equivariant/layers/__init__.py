@@ -5,6 +5,7 @@ from monai_equivariant.layers.filter_cache import frozen_filters
 from monai_equivariant.layers.lateral_head import LateralGroupHead
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
+from monai_equivariant.layers.separable import SeparableGroupConv
 from monai_equivariant.layers.transposed import GroupConvTranspose
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GroupPool",
     "LateralGroupHead",
     "LiftingConv",
+    "SeparableGroupConv",
     "expand_filter",
     "frozen_filters",
 ]

@@ -131,11 +131,11 @@ def _matched(from_group: str, to_group: str, spatial_dims: int) -> Callable[[Cha
     return rule
 
 
-def _group_unet(group: str) -> Callable[..., nn.Module]:
+def _group_unet(group: str, separable: bool = False) -> Callable[..., nn.Module]:
     def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
         from monai_equivariant.networks.nets.group_unet import GroupUNet
 
-        return GroupUNet(channels=channels, group=group, **kwargs)
+        return GroupUNet(channels=channels, group=group, separable=separable, **kwargs)
 
     return build
 
@@ -175,11 +175,11 @@ def _se2_cnn(rotations: int | None) -> Callable[..., nn.Module]:
     return build
 
 
-def _group_cnn(group: str) -> Callable[..., nn.Module]:
+def _group_cnn(group: str, separable: bool = False) -> Callable[..., nn.Module]:
     def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
         from monai_equivariant.networks.nets.group_cnn import GroupCNN
 
-        return GroupCNN(channels=channels, group=group, **kwargs)
+        return GroupCNN(channels=channels, group=group, separable=separable, **kwargs)
 
     return build
 
@@ -229,6 +229,12 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
                      "GroupDynUNet(group='D4h'): 3D nnU-Net, in-plane 90° rotations and flips (anisotropic plans)"),
         NetworkEntry("dynunet", seg, 3, _dyn_unet("trivial"), _matched("D4h", "trivial", 3), "trivial", "D4h",
                      "GroupDynUNet(group='trivial'): 3D, the plain nnU-Net of matched parameters"),
+        NetworkEntry("p4_separable", seg, 2, _group_unet("p4", separable=True), _same, "p4", "p4",
+                     "GroupUNet(group='p4', separable=True): the p4 fields with separable group convs (about 1/9 "
+                     "of the weights and mixing FLOPs)"),
+        NetworkEntry("O_separable", cls, 3, _group_cnn("O", separable=True), _same, "O", "O",
+                     "GroupCNN(group='O', separable=True): 3D, the O fields with separable group convs (about 1/27 "
+                     "of the weights and mixing FLOPs)"),
     )
 
 

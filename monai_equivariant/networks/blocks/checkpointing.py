@@ -128,7 +128,10 @@ class _BatchChunkedConv(torch.autograd.Function):
 
 def chunked_backward_conv(conv: nn.Module, x: torch.Tensor, chunk: int = 1) -> torch.Tensor:
     """``conv(x)`` for a :class:`~monai_equivariant.layers.GroupConv` / ``LiftingConv`` (stride 1), with the
-    backward pass run ``chunk`` samples at a time (see :class:`_BatchChunkedConv`)."""
+    backward pass run ``chunk`` samples at a time (see :class:`_BatchChunkedConv`); a conv without one planar bank
+    (:class:`~monai_equivariant.layers.SeparableGroupConv`) runs as it is."""
+    if not hasattr(conv, "expanded"):
+        return conv(x)
     bank, bias = conv.expanded()
     return _BatchChunkedConv.apply(x, bank, bias, conv.padding, chunk)
 
@@ -343,7 +346,7 @@ def _same_size_conv_batch_norm(unit: nn.Module) -> bool:
     """Whether ``unit`` (a ``GroupConvBlock``) is a same-size conv (stride 1, ``k // 2`` padding) followed by a
     GroupBatchNorm in training mode."""
     conv, norm = unit.conv, unit.norm
-    if not unit.layout.startswith("CN"):
+    if not unit.layout.startswith("CN") or not hasattr(conv, "expanded"):  # separable convs: no one planar bank
         return False
     return (
         isinstance(norm, GroupBatchNorm)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn as nn
 from monai.networks.blocks import ADN
-from monai.networks.layers.factories import Act, Conv
+from monai.networks.layers.factories import Act
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.layers.plain import replace_with_plain
@@ -23,6 +23,7 @@ from monai_equivariant.networks.blocks.factories import (
     check_adn_ordering,
     check_group_act,
     get_group_dropout_layer,
+    group_conv_class,
     group_dropout_spec,
     group_norm_spec,
 )
@@ -84,6 +85,9 @@ class GroupConvBlock(nn.Sequential):
             (default, as MONAI's ``UNet``) is norm, dropout, act.
         stride: the conv's stride, an int or one per axis (default 1; see
             :class:`~monai_equivariant.layers.GroupConv` for the sizes it is exact on).
+        separable: the (non-lifting, more than 1×1) conv is a
+            :class:`~monai_equivariant.layers.SeparableGroupConv` (pointwise group mixing, then a depthwise conv of
+            the group-transformed kernels: about k^d× fewer mixing FLOPs and weights); a lifting conv stays full.
 
     ``to_plain()`` gives an ``nn.Sequential`` of the plain exports of its layers.
 
@@ -108,14 +112,15 @@ class GroupConvBlock(nn.Sequential):
         lifting: bool = False,
         adn_ordering: str = "NDA",
         stride: Sequence[int] | int = 1,
+        separable: bool = False,
     ) -> None:
         check_block_order(type(self).__name__, in_channels, out_channels)
         group = as_group(group)
         dims = group.spatial_dims
         size = as_kernel_shape(kernel_size, group, stride)
         ordering = check_adn_ordering(adn_ordering)
-        conv = Conv[Conv.LIFTING if lifting else Conv.GROUPCONV, dims](in_channels, out_channels, group, size,
-                                                                        bias=bias, stride=stride)
+        conv = group_conv_class(group, size, lifting, separable)(in_channels, out_channels, group, size, bias=bias,
+                                                                 stride=stride)
         get_group_dropout_layer(dropout)  # ValueError naming a bad dropout spec
         adn = ADN(
             ordering, in_channels=out_channels * group.order, act=None if act == "" else act,
@@ -176,7 +181,8 @@ class GroupConvBlock(nn.Sequential):
 class GroupDoubleConv(nn.Sequential):
     """Two :class:`GroupConvBlock` in a row (one classic U-Net level); the first lifts when ``lifting=True``.
 
-    (B, C_in[·|G|], *spatial) -> (B, C_out·|G|, *spatial). Arguments as :class:`GroupConvBlock`.
+    (B, C_in[·|G|], *spatial) -> (B, C_out·|G|, *spatial). Arguments as :class:`GroupConvBlock` (``separable``:
+    both convs but a lifting one).
     """
 
     @renamed_fields
@@ -192,10 +198,11 @@ class GroupDoubleConv(nn.Sequential):
         bias: bool = True,
         lifting: bool = False,
         adn_ordering: str = "NDA",
+        separable: bool = False,
     ) -> None:
         check_block_order(type(self).__name__, in_channels, out_channels)
         unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias,
-                    adn_ordering=adn_ordering)
+                    adn_ordering=adn_ordering, separable=separable)
         super().__init__(
             GroupConvBlock(in_channels, out_channels, lifting=lifting, **unit),
             GroupConvBlock(out_channels, out_channels, **unit),

@@ -4,9 +4,10 @@ forms ``monai.networks.nets.UNet`` takes, and the package's layers in MONAI's fa
 
 Importing this module registers in ``monai.networks.layers.factories``:
 
-- ``Conv["lifting", d]`` / ``Conv["groupconv", d]`` / ``Conv["groupconvtrans", d]``:
-  :class:`~monai_equivariant.layers.LiftingConv` / :class:`~monai_equivariant.layers.GroupConv` /
-  :class:`~monai_equivariant.layers.GroupConvTranspose` for ``spatial_dims=d`` (``(in_channels, out_channels,
+- ``Conv["lifting", d]`` / ``Conv["groupconv", d]`` / ``Conv["groupconvtrans", d]`` /
+  ``Conv["separable_groupconv", d]``: :class:`~monai_equivariant.layers.LiftingConv` /
+  :class:`~monai_equivariant.layers.GroupConv` / :class:`~monai_equivariant.layers.GroupConvTranspose` /
+  :class:`~monai_equivariant.layers.SeparableGroupConv` for ``spatial_dims=d`` (``(in_channels, out_channels,
   group, kernel_size, ...)``);
 - ``Pool["group", d]``: :class:`~monai_equivariant.layers.GroupPool` (``(group_size, mode)``);
 
@@ -26,10 +27,12 @@ shadowed; inside the group nets ``"batch"`` and ``"instance"`` mean their group-
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any, Callable, Union
 
+import numpy as np
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Norm, Pool, split_args
 from monai.networks.layers.utils import get_act_layer, get_dropout_layer, get_norm_layer
@@ -42,6 +45,7 @@ from monai_equivariant.layers import (
     GroupInstanceNorm,
     GroupPool,
     LiftingConv,
+    SeparableGroupConv,
 )
 
 __all__ = [
@@ -52,6 +56,8 @@ __all__ = [
     "as_kernel_size",
     "check_adn_ordering",
     "check_group_act",
+    "check_separable",
+    "group_conv_class",
     "get_group_act_layer",
     "get_group_dropout_layer",
     "get_group_norm_layer",
@@ -126,6 +132,26 @@ def as_kernel_shape(
                          f"itself and stride-1 axes have odd sides, but {reason}") from None
 
 
+def check_separable(separable: object) -> bool:
+    """``separable`` if it is True or False (NumPy bools too); TypeError naming it otherwise (``bool("False")`` is
+    True: refuse rather than guess)."""
+    if not isinstance(separable, (bool, np.bool_)):
+        raise TypeError(f"separable must be True or False, got {separable!r} ({type(separable).__name__})")
+    return bool(separable)
+
+
+def group_conv_class(group: Group, kernel_size: Sequence[int] | int, lifting: bool = False,
+                     separable: bool = False) -> Callable[..., nn.Module]:
+    """The conv a block builds, from MONAI's ``Conv`` factory: ``"lifting"`` for a plain input, else
+    ``"separable_groupconv"`` when ``separable`` and the kernel has more than one tap (a 1×1 group conv is already
+    pointwise), else ``"groupconv"``."""
+    dims, separable = group.spatial_dims, check_separable(separable)
+    if lifting:
+        return Conv[Conv.LIFTING, dims]
+    taps = math.prod(kernel_shape(kernel_size, dims))
+    return Conv["separable_groupconv" if separable and taps > 1 else Conv.GROUPCONV, dims]
+
+
 def _group_norm_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     def factory(dim: int = 2) -> Callable[..., nn.Module]:
         def make(num_features: int, group_size: int, **kwargs: Any) -> nn.Module:
@@ -159,7 +185,8 @@ def _conv_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     return factory
 
 
-for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv, "GROUPCONVTRANS": GroupConvTranspose}.items():
+for _name, _cls in {"LIFTING": LiftingConv, "GROUPCONV": GroupConv, "GROUPCONVTRANS": GroupConvTranspose,
+                    "SEPARABLE_GROUPCONV": SeparableGroupConv}.items():
     if _name not in Conv.names:
         Conv.add_factory_callable(_name.lower(), _conv_factory(_cls))
 if "GROUP" not in Pool.names:

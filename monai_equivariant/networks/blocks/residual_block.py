@@ -40,6 +40,8 @@ class GroupResidualBlock(nn.Module):
         adn_ordering: order of norm (N), dropout (D) and act (A) after each conv (MONAI's, default ``"NDA"``).
         stride: stride of the first conv and the shortcut (an int or one per axis; default 1).
         lifting: the first conv and the shortcut take a plain input (B, C_in, *spatial).
+        separable: the group convs (not a lifting one, not the 1×1 shortcut) are
+            :class:`~monai_equivariant.layers.SeparableGroupConv`.
 
     ``checkpointing`` (attribute, default False; set by :class:`~monai_equivariant.networks.nets.GroupCNN`): in
     training with gradients on, keep only the first conv's output and the second conv's output for the backward
@@ -62,11 +64,13 @@ class GroupResidualBlock(nn.Module):
         adn_ordering: str = "NDA",
         stride: Sequence[int] | int = 1,
         lifting: bool = False,
+        separable: bool = False,
     ) -> None:
         super().__init__()
         check_block_order(type(self).__name__, in_channels, out_channels)
         group = as_group(group)
-        unit = dict(group=group, kernel_size=kernel_size, norm=norm, bias=bias, adn_ordering=adn_ordering)
+        unit = dict(group=group, kernel_size=kernel_size, norm=norm, bias=bias, adn_ordering=adn_ordering,
+                    separable=separable)
         self.residual = nn.Sequential(
             GroupConvBlock(in_channels, out_channels, act=act, dropout=dropout, stride=stride, lifting=lifting,
                            **unit),
@@ -145,6 +149,8 @@ class GroupResidualUnit(nn.Module):
         subunits: conv-norm-act units (≥ 1), MONAI's ``subunits`` (the U-Nets pass ``num_res_units``).
         act, norm, dropout, bias, adn_ordering: as :class:`GroupConvBlock` (every unit).
         lifting: the first unit and the shortcut take a plain input.
+        separable: the units' group convs (not a lifting one) are
+            :class:`~monai_equivariant.layers.SeparableGroupConv`; the 1×1 shortcut stays a group conv.
     """
 
     def __init__(
@@ -160,6 +166,7 @@ class GroupResidualUnit(nn.Module):
         bias: bool = True,
         lifting: bool = False,
         adn_ordering: str = "NDA",
+        separable: bool = False,
     ) -> None:
         super().__init__()
         check_block_order(type(self).__name__, in_channels, out_channels)
@@ -167,7 +174,7 @@ class GroupResidualUnit(nn.Module):
             raise ValueError(f"subunits must be an integer ≥ 1, got {subunits!r}")
         group = as_group(group)
         unit = dict(group=group, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias,
-                    adn_ordering=adn_ordering)
+                    adn_ordering=adn_ordering, separable=separable)
         self.conv = nn.Sequential(
             *[
                 GroupConvBlock(in_channels if i == 0 else out_channels, out_channels, lifting=lifting and i == 0,

@@ -21,6 +21,7 @@ from monai_equivariant.networks.blocks.factories import (
     ActSpec,
     DropoutSpec,
     NormSpec,
+    check_separable,
     get_group_dropout_layer,
 )
 from monai_equivariant.networks.nets.group_unet import matched_channels
@@ -92,7 +93,7 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
     (the first conv of each strided by ``strides[level]``), up-sampling blocks (transposed group conv, skip
     concatenation, two conv units), then group max-pooling (invariant fields) and a 1×1 plain conv; deep-supervision
     heads (group pooling and a 1×1 conv) on the ``deep_supr_num`` levels above the output. The arguments are MONAI's,
-    in its order, then ``group`` and ``route``.
+    in its order, then ``group``, ``route`` and ``separable``.
 
     Args:
         spatial_dims: 2 or 3.
@@ -121,6 +122,9 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
         route: how the stride-1 group convs with cubic kernels compute (``"auto"``, ``"filter"``, ``"input"``; see
             :attr:`~monai_equivariant.layers.GroupConv.route`; ``"input"`` needs equal spatial sizes there);
             strided, transposed and anisotropic convs always expand their filter.
+        separable: every conv after the lifting input block but the transposed ones and the 1×1 shortcuts is a
+            :class:`~monai_equivariant.layers.SeparableGroupConv` (pointwise group mixing, then a depthwise conv of
+            the group-transformed kernels, strided and per-axis kernels too; exact on the same sizes).
 
     Input (B, in_channels, *spatial) with every side ``1 + m·P`` (P per axis: the product of that axis's strides,
     :attr:`size_period`); other sizes raise ValueError naming the sizes accepted. Output (B, out_channels, *spatial')
@@ -159,6 +163,7 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
         trans_bias: bool = False,
         group: str | Group | None = None,
         route: str = "auto",
+        separable: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -190,7 +195,8 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
                 raise ValueError(f"filters needs at least len(strides) = {levels} positive entries, got {filters!r}")
             fields = fields[:levels]
         get_group_dropout_layer(dropout)  # ValueError naming a bad dropout spec, before anything is built
-        unit = dict(group=group, act=act_name, norm=norm_name, dropout=dropout, adn_ordering="DNA")
+        unit = dict(group=group, act=act_name, norm=norm_name, dropout=dropout, adn_ordering="DNA",
+                    separable=check_separable(separable))
 
         def conv_block(c_in: int, c_out: int, kernel: tuple, stride: tuple, lifting: bool, residual: bool):
             size = _compact(kernel)
@@ -233,6 +239,7 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
         self.filters = tuple(fields)
         self.deep_supervision, self.deep_supr_num = deep_supervision, deep_supr_num
         self.res_block, self.trans_bias = bool(res_block), bool(trans_bias)
+        self.separable = unit["separable"]
         self.size_period: List[int] = list(size_period(steps, spatial_dims))
         self.interpolation = "bilinear" if spatial_dims == 2 else "trilinear"
         self.route = route

@@ -16,7 +16,13 @@ from monai.networks.layers.factories import Act, Pool
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.blocks.factories import (
+    ActSpec,
+    DropoutSpec,
+    NormSpec,
+    check_adn_ordering,
+    check_separable,
+)
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import (
@@ -92,6 +98,9 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
             of the plain twin, this net with ``group="trivial"`` and the same other arguments: the fields are the
             channels scaled uniformly so that the parameter count is the closest to the twin's) or ``"flops"``
             (the same, matching conv multiply-adds per pixel). ``net.channels`` holds the fields built.
+        separable: every group conv after the lifting stem (but the 1×1 shortcuts) is a
+            :class:`~monai_equivariant.layers.SeparableGroupConv` (pointwise group mixing, then a depthwise conv of
+            the group-transformed kernels; exact too). With ``checkpointing`` its blocks are recomputed, not streamed.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides) (per-axis strides: each
     axis by the product of its strides); output (B, out_channels).
@@ -118,6 +127,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         adn_ordering: str = "NDA",
         route: str = "auto",
         channels_as: str = "fields",
+        separable: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -135,7 +145,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
                         strides=strides, kernel_size=kernel_size, act=act, norm=norm, dropout=dropout, bias=bias,
                         num_res_units=num_res_units, adn_ordering=adn_ordering)
             channels = list(budget_fields(
-                self.channels_as, channels, lambda fields: GroupCNN(channels=fields, group=self.group, **same),
+                self.channels_as, channels, lambda fields: GroupCNN(channels=fields, group=self.group, separable=separable, **same),
                 lambda: GroupCNN(channels=channels, group="trivial", **same),
                 (in_channels, *(2 * m for m in multiples)), self.group.order,
             ))
@@ -148,8 +158,9 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         # per-axis size multiples where the strides differ between axes (None: one multiple, as before)
         self.axis_multiples = multiples if len(set(multiples)) > 1 else None
         self.adn_ordering = check_adn_ordering(adn_ordering)
+        self.separable = check_separable(separable)
         block = dict(group=self.group, kernel_size=self.kernel_size, act=act, norm=norm, bias=bias,
-                     adn_ordering=self.adn_ordering)
+                     adn_ordering=self.adn_ordering, separable=self.separable)
         pool_cls = Pool[Pool.MAX, spatial_dims]
 
         self.stem = GroupConvBlock(in_channels, channels[0], lifting=True, **block)

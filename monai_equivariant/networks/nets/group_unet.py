@@ -12,7 +12,13 @@ from monai.networks.layers.factories import Act, Conv, Pool
 
 from monai_equivariant.groups import Group, as_group
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
-from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
+from monai_equivariant.networks.blocks.factories import (
+    ActSpec,
+    DropoutSpec,
+    NormSpec,
+    check_adn_ordering,
+    check_separable,
+)
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.presets import Preset
 from monai_equivariant.networks.nets.input_check import (
@@ -145,6 +151,9 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
             twin's) or ``"flops"`` (the same, matching conv multiply-adds per pixel). ``net.channels`` holds the
             fields built. MONAI's UNet is the twin because it is what a swap replaces (strided and transposed convs
             included); ``GroupUNet(group="trivial")`` is the same architecture without the group.
+        separable: every group conv after the lifting (but the 1×1 shortcuts) is a
+            :class:`~monai_equivariant.layers.SeparableGroupConv`: pointwise group mixing then a depthwise conv of
+            the group-transformed kernels, exact too, about k^d× fewer weights and mixing FLOPs at equal fields.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides) (with per-axis strides: each
     axis by the product of its strides); output (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)``
@@ -171,6 +180,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         adn_ordering: str = "NDA",
         route: str = "auto",
         channels_as: str = "fields",
+        separable: bool = False,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -186,13 +196,14 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         channels = list(budget_fields(
             channels_as, channels,
             lambda fields: GroupUNet(spatial_dims, in_channels, out_channels, fields, group, strides, kernel_size,
-                                     up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering),
+                                     up_kernel_size, num_res_units, act, norm, dropout, bias, adn_ordering,
+                                     separable=separable),
             lambda: _monai_unet(spatial_dims, in_channels, out_channels, channels, strides, kernel_size,
                                 up_kernel_size, num_res_units, bias),
             (in_channels, *(2 * m for m in multiples)), group.order,
         ))
         common = dict(group=group, act=act, norm=norm, dropout=dropout, bias=bias,
-                      adn_ordering=check_adn_ordering(adn_ordering))
+                      adn_ordering=check_adn_ordering(adn_ordering), separable=check_separable(separable))
 
         def level(in_fields: int, out_fields: int, size: int, lifting: bool = False) -> nn.Module:
             if num_res_units > 0:
@@ -229,6 +240,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
         self.num_res_units = num_res_units
         self.adn_ordering = common["adn_ordering"]
+        self.separable = common["separable"]
         set_network_route(self, route)
 
     def __setstate__(self, state: dict) -> None:
@@ -266,8 +278,9 @@ class P4UNet(Preset, GroupUNet):
 
     Defaults: fields (8, 16, 32, 64, 128), ≈1.96M parameters with 3 input channels, the same budget as the plain
     U-Net with channels (16, 32, 64, 128, 256). Arguments as :class:`GroupUNet` (without ``group``), in MONAI's
-    order up to ``adn_ordering``, then ``route`` and ``channels_as``: a swap for ``UNet(2, 3, 1, channels, strides,
-    ...)`` keeping its arguments and cost is ``P4UNet(2, 3, 1, channels, strides, ..., channels_as="params")``.
+    order up to ``adn_ordering``, then ``route``, ``channels_as`` and ``separable``: a swap for
+    ``UNet(2, 3, 1, channels, strides, ...)`` keeping its arguments and cost is
+    ``P4UNet(2, 3, 1, channels, strides, ..., channels_as="params")``.
     """
 
     __doc__ += _UNET_DIFFERENCES

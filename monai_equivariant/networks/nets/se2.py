@@ -56,6 +56,7 @@ class SE2UNet(Preset, GroupUNet):
             :class:`GroupUNet` (``route="input"`` only for N ∈ {1, 2, 4}: other N interpolate their kernels).
         channels_as: ``"fields"`` (default), ``"params"`` or ``"flops"``: as :class:`GroupUNet` (the plain twin is
             MONAI's UNet; disk-masked taps count, as the parameters and the planar conv hold them).
+        separable: as :class:`GroupUNet`.
     """
 
     __doc__ += _UNET_DIFFERENCES
@@ -86,6 +87,7 @@ class SE2CNN(Preset, GroupCNN):
         act, norm, dropout, bias, adn_ordering, num_res_units, checkpointing, route: as :class:`GroupCNN`.
         channels_as: ``"fields"`` (default), ``"params"`` or ``"flops"``: as :class:`GroupCNN` (the plain twin is
             ``GroupCNN(group="trivial")`` with the same other arguments).
+        separable: as :class:`GroupCNN`.
 
     Same argument order as :class:`SE2UNet`: ``SE2CNN(2, 3, 2, (8, 16, 32))`` is a 3-stage net on RGB patches.
     Input (B, in_channels, H, W) with H and W divisible by prod(strides); output (B, out_channels) logits,
