@@ -262,6 +262,17 @@ def measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> 
     net = spec.build()
     n_params = count_parameters(net)
     nets = {spec.name: (spec.fields, net), **(spec.twins() if spec.twins else plain_baselines(spec, n_params))}
+
+    def group_of(label: str, model: nn.Module) -> str:
+        return spec.group_label if label == spec.name else _group_name(model) if spec.twins else "trivial"
+
+    return measured_rows(nets, spec, size, batch, repeats, device, group_of)
+
+
+def measured_rows(nets: dict[str, tuple[Sequence[int], nn.Module]], spec: NetSpec, size: int, batch: int,
+                  repeats: int, device: str, group_of: Callable[[str, nn.Module], str]) -> list[dict]:
+    """One row per net of ``nets`` (label -> (channels, net)): params, GFLOPs, activation memory, train ms per step
+    (timed round by round) and ``vs_first`` (params and FLOPs over the first row's)."""
     shape = (spec.in_channels,) + (size,) * spec.spatial_dims
     x1 = torch.randn((1,) + shape, device=device)
     xb = torch.randn((batch,) + shape, device=device)
@@ -271,7 +282,7 @@ def measure(spec: NetSpec, size: int, batch: int, repeats: int, device: str) -> 
         rows.append(
             dict(
                 net=label,
-                group=spec.group_label if label == spec.name else _group_name(model) if spec.twins else "trivial",
+                group=group_of(label, model),
                 channels=tuple(channels),
                 params=count_parameters(model),
                 gflops=forward_gflops(model, x1),
@@ -370,20 +381,8 @@ def separable_measure(spec: NetSpec, size: int, batch: int, repeats: int, device
     by_params = plain_baselines(spec, count_parameters(full))["plain, equal params"]
     nets = {f"{spec.name} separable": (spec.fields, separable), spec.name: (spec.fields, full),
             "plain, equal params": by_params}
-    shape = (spec.in_channels,) + (size,) * spec.spatial_dims
-    x1 = torch.randn((1,) + shape, device=device)
-    xb = torch.randn((batch,) + shape, device=device)
-    rows, steps = [], {}
-    for label, (channels, model) in nets.items():
-        model.to(device)
-        rows.append(dict(net=label, group="trivial" if label.startswith("plain") else spec.group_label,
-                         channels=tuple(channels), params=count_parameters(model), gflops=forward_gflops(model, x1),
-                         act_mib=activation_mib(model, xb)))
-        model.train()
-        steps[label] = train_step_fn(model, xb, device)
-    times = interleaved_ms(steps, repeats)
-    for row in rows:
-        row["train_ms"] = times[row["net"]]
+    rows = measured_rows(nets, spec, size, batch, repeats, device,
+                         lambda label, model: "trivial" if label.startswith("plain") else spec.group_label)
     head, full_row, plain_row = rows
     head["ratio_full"] = {key: head[key] / full_row[key] for key in _RATIO_KEYS}
     head["ratio_plain"] = {key: head[key] / plain_row[key] for key in _RATIO_KEYS}
