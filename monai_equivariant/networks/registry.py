@@ -184,6 +184,13 @@ def _group_cnn(group: str) -> Callable[..., nn.Module]:
     return build
 
 
+def _monai_dynunet(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+    """MONAI's own ``DynUNet`` with ``filters=channels`` (kwargs: its arguments, ``kernel_size``, ``strides``...)."""
+    from monai.networks.nets import DynUNet
+
+    return DynUNet(filters=channels, **kwargs)
+
+
 def _builtin_entries() -> Sequence[NetworkEntry]:
     seg, cls = "segmentation", "classification"
     return (
@@ -210,6 +217,8 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
                      "GroupCNN(group='D4h'): 3D, in-plane 90° rotations and flips"),
         NetworkEntry("plain", cls, 3, _group_cnn("trivial"), _matched("O", "trivial", 3), "trivial", "O",
                      "GroupCNN(group='trivial'): 3D, the plain CNN of matched parameters"),
+        NetworkEntry("dynunet", seg, 3, _monai_dynunet, _matched("D4h", "trivial", 3), "trivial", "D4h",
+                     "monai.networks.nets.DynUNet (nnU-Net): 3D, the plain net of the D4h twin's parameters"),
     )
 
 
