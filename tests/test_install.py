@@ -26,7 +26,7 @@ from monai_equivariant import bundles
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "monai_equivariant"
-BUNDLE_NAMES = ["histopathology_classification", "nodule_classification", "polyp_segmentation"]
+BUNDLE_NAMES = ["histopathology_classification", "nodule_classification", "organ_segmentation", "polyp_segmentation"]
 EXTRA_MODULES = {"monai_equivariant/layers/steerable.py": "steerable"}
 """Modules that may import an extra's package at module level; nothing imports them at module level."""
 NOT_IMPORTED = {

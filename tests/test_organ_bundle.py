@@ -149,3 +149,20 @@ def test_check_roi_size_asks_the_networks_own_check_or_runs_one_forward():
 
 def test_rotation_subgroups_keep_left_and_right():
     assert [rotation_subgroup(g) for g in ("D4h", "Oh", "p4m", "D4", "O", "p4")] == ["D4", "O", "p4", "D4", "O", "p4"]
+
+
+def test_postprocessing_and_metrics_score_a_perfect_prediction_one_and_a_left_right_swap_low():
+    from monai.handlers import from_engine
+    from monai.metrics import DiceMetric
+
+    parser = _parser(network_name="dynunet")
+    post = parser.get_parsed_content("validate#postprocessing")
+    label = torch.zeros(1, 4, 8, 8)
+    label[0, :, 1:3, 1:3], label[0, :, 5:7, 5:7], label[0, :, 3:5, 3:5] = 1, 2, 3
+    perfect = torch.nn.functional.one_hot(label[0].long(), 4).permute(3, 0, 1, 2).float() * 10
+    swapped = perfect[[0, 2, 1, 3]]  # the left and right channels exchanged
+    for logits, expected in ((perfect, [1.0, 1.0, 1.0]), (swapped, [0.0, 0.0, 1.0])):
+        item = post({"pred": logits, "label": label})
+        assert item["pred"].shape == item["label"].shape == (4, 4, 8, 8)
+        dice = DiceMetric(include_background=False)(*[torch.stack(v) for v in from_engine(["pred", "label"])([item])])
+        assert dice[0].tolist() == expected  # per organ: left, right, central
