@@ -92,7 +92,8 @@ def test_pixdim_resamples_to_the_given_spacing_and_null_keeps_the_data_spacing(t
     item = decathlon_datalist(root)[0]
     kept = _parser(roi_size=[8, 16, 16]).get_parsed_content("validate#preprocessing")(dict(item))
     coarse = _parser(roi_size=[8, 8, 8], pixdim=[2.5, 2.0, 2.0]).get_parsed_content("validate#preprocessing")(dict(item))
-    assert kept["image"].shape == (1, 8, 20, 24) and coarse["image"].shape == (1, 8, 10, 12)
+    word = _parser(roi_size=[8, 16, 16], pixdim="null").get_parsed_content("validate#preprocessing")(dict(item))
+    assert kept["image"].shape == word["image"].shape == (1, 8, 20, 24) and coarse["image"].shape == (1, 8, 10, 12)
     assert set(torch.unique(coarse["label"]).tolist()) <= {0.0, 1.0, 2.0, 3.0}  # nearest for labels
 
 
@@ -166,3 +167,16 @@ def test_postprocessing_and_metrics_score_a_perfect_prediction_one_and_a_left_ri
         assert item["pred"].shape == item["label"].shape == (4, 4, 8, 8)
         dice = DiceMetric(include_background=False)(*[torch.stack(v) for v in from_engine(["pred", "label"])([item])])
         assert dice[0].tolist() == expected  # per organ: left, right, central
+
+
+def test_torchrun_two_processes_gloo_trains_with_the_multi_gpu_config(tmp_path):
+    root = copy_bundle("organ_segmentation", tmp_path / "bundle")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
+               "--bundle_root", str(root), *_cli_overrides(dict(ORGAN_TINY, epochs=1, synthetic_samples=14))]
+    # 14 volumes: 2 validation volumes, one per process (MONAI's DistributedSampler needs one per rank)
+    done = subprocess.run(command, cwd=root, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    weights = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert weights and not any(key.startswith("module.") for key in weights)  # the DDP wrapper is not saved
+    assert len(decathlon_datalist(root / "data" / "synthetic_organs")) == 14  # written once, by rank 0
