@@ -57,7 +57,8 @@ def test_write_nifti_puts_z_last_with_the_anisotropic_spacing_in_the_affine(tmp_
     path = write_nifti(tmp_path / "v.nii.gz", volume, (2.5, 1.0, 0.8))
     image = nib.load(str(path))
     assert image.shape == (6, 5, 4)  # NIfTI (x, y, z)
-    assert np.allclose(np.diag(image.affine), [0.8, 1.0, 2.5, 1.0]) and np.allclose(image.header.get_zooms(), (0.8, 1.0, 2.5))
+    assert np.allclose(np.diag(image.affine), [0.8, 1.0, 2.5, 1.0])
+    assert np.allclose(image.header.get_zooms(), (0.8, 1.0, 2.5))
     assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
     assert np.array_equal(np.asarray(image.dataobj).transpose(2, 1, 0), volume)
 
@@ -94,7 +95,7 @@ def test_a_truncated_volume_passes_the_header_read_but_not_the_decode(tmp_path):
 
 
 def test_decathlon_datalist_refuses_a_missing_folder_and_bad_labels(tmp_path):
-    with pytest.raises(ValueError, match=r"dataset_dir .*nowhere.* does not exist; expected a folder holding dataset.json"):
+    with pytest.raises(ValueError, match=r"dataset_dir .*nowhere.* does not exist; expected a folder holding dataset"):
         decathlon_datalist(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="dataset_dir is empty"):
         decathlon_datalist("")
@@ -166,7 +167,8 @@ def test_organ_datalist_splits_msd_pairs_and_evaluation_never_writes_the_trainin
     assert [len(split[k]) for k in ("training", "validation", "test")] == [6, 1, 1]
     assert not (tmp_path / "lists").exists()  # a real dataset: nothing written
     held_out = organ_datalist("", tmp_path / "lists", synthetic_samples=4, volume_size=(8, 16, 16), training=False)
-    assert (tmp_path / "lists" / "synthetic_organs_held_out").is_dir() and not (tmp_path / "lists" / "synthetic_organs").exists()
+    assert (tmp_path / "lists" / "synthetic_organs_held_out").is_dir()
+    assert not (tmp_path / "lists" / "synthetic_organs").exists()
     trained = organ_datalist("", tmp_path / "lists", synthetic_samples=5, volume_size=(8, 16, 16))
     assert "synthetic_organs/" in trained["training"][0]["image"] and sum(len(v) for v in trained.values()) == 5
     # evaluation reads the training run's set, whatever its own --synthetic_samples

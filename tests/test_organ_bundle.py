@@ -91,7 +91,8 @@ def test_pixdim_resamples_to_the_given_spacing_and_null_keeps_the_data_spacing(t
     root = write_synthetic_organ_dataset(tmp_path / "organs", num_samples=1, shape=(8, 20, 24))
     item = decathlon_datalist(root)[0]
     kept = _parser(roi_size=[8, 16, 16]).get_parsed_content("validate#preprocessing")(dict(item))
-    coarse = _parser(roi_size=[8, 8, 8], pixdim=[2.5, 2.0, 2.0]).get_parsed_content("validate#preprocessing")(dict(item))
+    coarse = _parser(roi_size=[8, 8, 8], pixdim=[2.5, 2.0, 2.0]).get_parsed_content("validate#preprocessing")(
+        dict(item))
     word = _parser(roi_size=[8, 16, 16], pixdim="null").get_parsed_content("validate#preprocessing")(dict(item))
     assert kept["image"].shape == word["image"].shape == (1, 8, 20, 24) and coarse["image"].shape == (1, 8, 10, 12)
     assert set(torch.unique(coarse["label"]).tolist()) <= {0.0, 1.0, 2.0, 3.0}  # nearest for labels

@@ -234,9 +234,14 @@ def _device(value: Any, option: str) -> torch.device:
     return device
 
 
+def _is_list(value: Any) -> bool:
+    """A list-like override value (a list or tuple; not a string or a dict)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, Mapping))
+
+
 def _spatial_size(value: Any, option: str, spatial_dims: int, minimum: int = 1) -> list[int]:
     """``spatial_dims`` integers ≥ ``minimum`` (``--roi_size [17, 49, 49]``: z, y, x)."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or len(value) != spatial_dims:
+    if not _is_list(value) or len(value) != spatial_dims:
         raise ValueError(f"--{option} must be a list of {spatial_dims} integers ≥ {minimum} (z, y, x), got {value!r}")
     return [integer(item, option, minimum) for item in value]
 
@@ -245,7 +250,7 @@ def _spacing(value: Any, option: str, spatial_dims: int) -> list[float] | None:
     """None (keep the data's spacing) or ``spatial_dims`` positive numbers (mm per voxel, z, y, x)."""
     if _is_empty(value):
         return None
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or len(value) != spatial_dims:
+    if not _is_list(value) or len(value) != spatial_dims:
         raise ValueError(f"--{option} must be null (keep the spacing) or {spatial_dims} positive numbers in mm "
                          f"(z, y, x), got {value!r}")
     return [positive_number(item, option) for item in value]
@@ -254,12 +259,12 @@ def _spacing(value: Any, option: str, spatial_dims: int) -> list[float] | None:
 def _plan(value: Any, option: str, spatial_dims: int) -> list[list[int]]:
     """A DynUNet plan argument (``--kernel_size``, ``--strides``, ``--upsample_kernel_size``): one entry per level,
     each an integer ≥ 1 or a list of ``spatial_dims`` of them (anisotropic, z first)."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or not value:
+    if not _is_list(value) or not value:
         raise ValueError(f"--{option} must be a list with one entry per level (an integer or {spatial_dims} "
                          f"integers, z first), got {value!r}")
     levels = []
     for item in value:
-        if isinstance(item, Sequence) and not isinstance(item, (str, bytes)):
+        if _is_list(item):
             if len(item) != spatial_dims:
                 raise ValueError(f"--{option}: each level needs 1 or {spatial_dims} sizes, got {item!r} in {value!r}")
             levels.append([integer(size, option, 1) for size in item])
@@ -285,7 +290,7 @@ def _check_plan(parsed: Mapping[str, Any]) -> None:
 
 
 def _channels(value: Any, option: str, min_levels: int) -> list[int]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+    if not _is_list(value):
         raise ValueError(f"--{option} must be a list of positive integers (fields per level), got {value!r}")
     levels = [integer(item, option, minimum=1) for item in value]
     if len(levels) < min_levels:
@@ -598,9 +603,10 @@ def check_roi_size(network: torch.nn.Module, roi_size: Any, option: str = "roi_s
         return size
     from monai_equivariant.metrics.equivariance_helper import eval_mode_restored
 
+    device = parameter.device if parameter is not None else torch.device("cpu")
     try:
         with eval_mode_restored(network), torch.no_grad():
-            network(torch.zeros((1, in_channels, *size), dtype=dtype, device=parameter.device if parameter is not None else "cpu"))
+            network(torch.zeros((1, in_channels, *size), dtype=dtype, device=device))
     except (RuntimeError, ValueError) as error:
         raise ValueError(f"--{option} {size}: the network does not take this size ({error})") from None
     return size

@@ -32,7 +32,8 @@ __all__ = [
     "write_nifti",
 ]
 
-DECATHLON_LAYOUT = "dataset.json listing 'training' pairs, imagesTr/*.nii.gz and labelsTr/*.nii.gz (a Medical Segmentation Decathlon task)"
+DECATHLON_LAYOUT = ("dataset.json listing 'training' pairs, imagesTr/*.nii.gz and labelsTr/*.nii.gz "
+                    "(a Medical Segmentation Decathlon task)")
 """The expected layout, for messages."""
 
 
@@ -42,13 +43,17 @@ def _dataset_json(dataset_dir: str | os.PathLike) -> tuple[Path, dict]:
     path = folder / "dataset.json"
     if not path.is_file():
         found = sorted(p.name for p in folder.iterdir())[:10]
-        raise ValueError(f"dataset_dir {str(folder)!r} has no dataset.json (found {found}); expected {DECATHLON_LAYOUT}")
+        raise ValueError(
+            f"dataset_dir {str(folder)!r} has no dataset.json (found {found}); expected {DECATHLON_LAYOUT}"
+        )
     try:
         content = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"cannot read {str(path)!r} as JSON ({error}); expected the MSD dataset.json") from error
     if not isinstance(content, dict) or not isinstance(content.get("training"), list) or not content["training"]:
-        raise ValueError(f"{str(path)!r} has no non-empty 'training' list of image/label pairs; expected {DECATHLON_LAYOUT}")
+        raise ValueError(
+            f"{str(path)!r} has no non-empty 'training' list of image/label pairs; expected {DECATHLON_LAYOUT}"
+        )
     return path, content
 
 
@@ -90,7 +95,9 @@ def nifti_spatial_shape(path: str | os.PathLike, what: str, decode: bool = True)
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{what} file {str(path)!r} listed in dataset.json does not exist; expected {DECATHLON_LAYOUT}")
+        raise ValueError(
+            f"{what} file {str(path)!r} listed in dataset.json does not exist; expected {DECATHLON_LAYOUT}"
+        )
     try:
         volume = nib.load(str(path))
         shape = tuple(int(s) for s in volume.shape)
@@ -125,7 +132,9 @@ def decathlon_datalist(dataset_dir: str | os.PathLike, decode: bool = True) -> l
         items = load_decathlon_datalist(str(path), is_segmentation=True, data_list_key="training",
                                         base_dir=str(path.parent))
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"cannot read the training list of {str(path)!r} ({error}); expected {DECATHLON_LAYOUT}") from error
+        raise ValueError(
+            f"cannot read the training list of {str(path)!r} ({error}); expected {DECATHLON_LAYOUT}"
+        ) from error
     pairs = []
     for item in items:
         if not isinstance(item.get("image"), str) or not isinstance(item.get("label"), str):
