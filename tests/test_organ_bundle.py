@@ -98,6 +98,17 @@ def test_pixdim_resamples_to_the_given_spacing_and_null_keeps_the_data_spacing(t
     assert set(torch.unique(coarse["label"]).tolist()) <= {0.0, 1.0, 2.0, 3.0}  # nearest for labels
 
 
+def test_intensity_range_is_a_fixed_clipped_window_and_null_scales_each_volume(tmp_path):
+    root = write_synthetic_organ_dataset(tmp_path / "organs", num_samples=1, shape=(8, 16, 16))
+    item = decathlon_datalist(root)[0]
+    raw = torch.as_tensor(np.asarray(nib.load(item["image"]).dataobj)).permute(2, 1, 0)  # (z, y, x)
+    own = _parser(roi_size=[8, 16, 16]).get_parsed_content("validate#preprocessing")(dict(item))["image"][0]
+    window = _parser(roi_size=[8, 16, 16], intensity_range=[0.0, 0.5]).get_parsed_content(
+        "validate#preprocessing")(dict(item))["image"][0]
+    assert torch.allclose(own, (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-6)
+    assert torch.allclose(window, (raw / 0.5).clamp(0, 1), atol=1e-6)
+
+
 def test_default_config_builds_the_d4h_dynunet_with_the_anisotropic_plan():
     parser = _parser()
     assert parser["network_name"] == "dynunet_d4h" and parser["roi_size"] == [17, 49, 49]

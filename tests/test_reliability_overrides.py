@@ -136,6 +136,7 @@ BAD_OVERRIDES = [
     ("organ_segmentation", "network_name", "p4", r"--network_name must be one of \[.*'dynunet'.*\] for this bundle"),
     ("organ_segmentation", "train_samples", 100, r"--train_samples: asked for 100 training samples, but there are 6"),
     ("organ_segmentation", "sw_batch_size", 0, r"--sw_batch_size must be an integer ≥ 1, got 0"),
+    ("organ_segmentation", "intensity_range", [250, -175], r"--intensity_range must be null .* low < high"),
 ]
 
 
@@ -177,7 +178,7 @@ WIRING = {"imports", "network_def", "network", "loss", "optimizer", "lr_schedule
           "preprocessing", "postprocessing", "dataset", "dataloader", "handlers", "evaluator", "checked_group",
           # the organ bundle: its inferer's sliding window, the channels its data (dataset.json) fix, and the
           # validation crops of the equivariance handler
-          "sliding_window", "in_channels", "num_classes", "equivariance_images"}
+          "sliding_window", "in_channels", "num_classes", "equivariance_images", "intensity_window"}
 
 
 @pytest.mark.parametrize("name", list(TINY))

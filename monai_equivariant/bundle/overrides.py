@@ -256,6 +256,22 @@ def _spacing(value: Any, option: str, spatial_dims: int) -> list[float] | None:
     return [positive_number(item, option) for item in value]
 
 
+def _intensity_range(value: Any, option: str) -> list[float] | None:
+    """None (scale each volume's own min-max to [0, 1]) or [low, high], low < high (a fixed window, e.g. CT HU)."""
+    if _is_empty(value):
+        return None
+    numbers = []
+    if _is_list(value) and len(value) == 2:
+        try:
+            numbers = [float(v) for v in value if not isinstance(v, (bool, np.bool_))]
+        except (TypeError, ValueError):
+            numbers = []
+    if len(numbers) != 2 or not all(math.isfinite(v) for v in numbers) or numbers[0] >= numbers[1]:
+        raise ValueError(f"--{option} must be null (each volume's min-max) or [low, high] with low < high "
+                         f"(e.g. [-175, 250] HU for abdominal CT), got {value!r}")
+    return numbers
+
+
 def _plan(value: Any, option: str, spatial_dims: int) -> list[list[int]]:
     """A DynUNet plan argument (``--kernel_size``, ``--strides``, ``--upsample_kernel_size``): one entry per level,
     each an integer ≥ 1 or a list of ``spatial_dims`` of them (anisotropic, z first)."""
@@ -409,7 +425,7 @@ def _checks(bundle: str) -> dict[str, Callable[[Any, str], Any]]:
         "augmentation_group": group, "ensemble_group": group,
         "roi_size": lambda value, option: _spatial_size(value, option, dims),
         "volume_size": lambda value, option: _spatial_size(value, option, dims, 8),
-        "pixdim": lambda value, option: _spacing(value, option, dims),
+        "pixdim": lambda value, option: _spacing(value, option, dims), "intensity_range": _intensity_range,
         "kernel_size": plan, "strides": plan, "upsample_kernel_size": plan, "sw_batch_size": at_least(1),
         "inferer": _inferer,
         "resume": _boolean, "progress": _boolean, "amp": _boolean, "use_tensorboard": _boolean,
