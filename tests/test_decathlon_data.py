@@ -174,3 +174,5 @@ def test_organ_datalist_splits_msd_pairs_and_evaluation_never_writes_the_trainin
     # evaluation reads the training run's set, whatever its own --synthetic_samples
     again = organ_datalist("", tmp_path / "lists", synthetic_samples=7, volume_size=(8, 16, 16), training=False)
     assert again == trained and sum(len(v) for v in held_out.values()) == 4
+    # ... and splits it as training did (its seed is in the set's stamp), so its test volumes were never trained on
+    assert organ_datalist("", tmp_path / "lists", seed=5, training=False) == trained

@@ -15,6 +15,7 @@ organ to the patient's right: a reflection would, and then labels 1 and 2 must b
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from monai_equivariant.data.decathlon import (
 )
 from monai_equivariant.data.folders import is_unset_folder, output_folder, refuse_file
 from monai_equivariant.data.polyp import split_datalist
-from monai_equivariant.data.synthetic import intact_stamped_set, write_stamp, write_stamped_set
+from monai_equivariant.data.synthetic import SYNTHETIC_STAMP, intact_stamped_set, write_stamp, write_stamped_set
 
 __all__ = [
     "ORGAN_LABELS",
@@ -201,8 +202,8 @@ def organ_datalist(
       :func:`~monai_equivariant.data.decathlon.decathlon_datalist`; nothing is written.
     - ``dataset_dir`` empty: the synthetic set. Training (``training=True``) writes or reuses
       ``<datalist_dir>/synthetic_organs`` of these parameters; evaluation and inference (``training=False``) never
-      write it: they read it when it is intact (whatever its parameters), else write
-      ``<datalist_dir>/synthetic_organs_held_out``.
+      write it: they read it when it is intact (whatever its parameters) and split it with the seed it was made
+      with (the one training split it with), else write ``<datalist_dir>/synthetic_organs_held_out``.
     """
     if is_unset_folder(dataset_dir):
         datalist_dir = refuse_file(datalist_dir, "datalist_dir", ": give a folder path (created if missing)")
@@ -213,4 +214,5 @@ def organ_datalist(
             dataset_dir = write_synthetic_organ_dataset(folder, synthetic_samples, volume_size, seed)
         else:
             dataset_dir = trained_on
+            seed = json.loads((trained_on / SYNTHETIC_STAMP).read_text())["seed"]
     return split_datalist(decathlon_datalist(dataset_dir), fractions, seed)
