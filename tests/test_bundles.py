@@ -21,6 +21,7 @@ from PIL import Image
 
 from monai_equivariant.data import find_polyp_pairs, polyp_datalist
 from monai_equivariant.handlers import AtomicCheckpointSaver, latest_checkpoint
+from monai_equivariant.networks.registry import network_names
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
@@ -69,10 +70,18 @@ def run_workflow(root: Path, configs: list[str], workflow_type: str = "train", *
 HISTO_TINY = {"synthetic_samples": 16, "network_channels": [4, 8], "epochs": 2, "batch_size": 8, "progress": False}
 NODULE_TINY = {"synthetic_samples": 8, "patch_size": 16, "network_channels": [2, 4], "epochs": 2, "batch_size": 4,
                "progress": False}
+# MONAI's DynUNet (the organ bundle's plain net): crops of a multiple of its strides' product (2, 4, 4) (z, y, x)
+ORGAN_TINY = {"network_name": "dynunet", "roi_size": [8, 16, 16], "volume_size": [12, 24, 24], "synthetic_samples": 8,
+              "network_channels": [2, 4, 8], "epochs": 2, "batch_size": 2, "progress": False}
 TINY = {"polyp_segmentation": POLYP_TINY, "histopathology_classification": HISTO_TINY,
-        "nodule_classification": NODULE_TINY}
+        "nodule_classification": NODULE_TINY, "organ_segmentation": ORGAN_TINY}
 EXAMPLE_INPUT = {"polyp_segmentation": (2, 3, 32, 32), "histopathology_classification": (2, 3, 32, 32),
-                 "nodule_classification": (2, 1, 16, 16, 16)}
+                 "nodule_classification": (2, 1, 16, 16, 16), "organ_segmentation": (2, 1, 8, 16, 16)}
+# the group each bundle's evaluation is checked against (organ: the rotations of D4h, which keep left and right)
+# and its order; the organ bundle's plain net is named after the MONAI net it is
+CHECKED_GROUP = {"polyp_segmentation": ("p4", 4), "histopathology_classification": ("p4", 4),
+                 "nodule_classification": ("O", 24), "organ_segmentation": ("D4", 8)}
+PLAIN = {"organ_segmentation": "dynunet"}
 BUNDLE_NAMES = list(TINY)
 
 
@@ -117,14 +126,18 @@ def test_bundle_evaluate_loads_model_and_writes_metrics(trained, name, capsys):
                 "histopathology_classification": {"val_auc", "val_accuracy", "equivariance_agreement",
                                                   "equivariance_logit_change"},
                 "nodule_classification": {"val_auc", "val_accuracy", "equivariance_agreement",
-                                          "equivariance_logit_change"}}[name]
+                                          "equivariance_logit_change"},
+                "organ_segmentation": {"val_mean_dice", "val_mean_iou", "equivariance_dice", "equivariance_iou",
+                                       "equivariance_mad"}}[name]
     assert set(metrics) == expected and all(0.0 <= float(v) for v in metrics.values())
     assert all(float(metrics[k]) <= 1.0 for k in metrics if "mad" not in k and "logit" not in k)
     for figure in ("equivariance_curve.png", "equivariance_boxplot.png", "equivariance_per_angle.csv"):
         assert (root / "eval" / figure).is_file()  # the issue-7 handler's curve over 0..90 degrees
     errors = workflow.parser.get_parsed_content("equivariance_errors")
     # P4UNet / SE2CNN(8): exact under the 4 rotations by 90 degrees; GroupCNN(O): under all 24 cube rotations
-    assert errors.shape == ((24,) if name == "nodule_classification" else (4,)) and errors.max() < 1e-4
+    assert errors.shape == (CHECKED_GROUP[name][1],)
+    if TINY[name].get("network_name") != PLAIN.get(name):  # the organ bundle's tiny run trains MONAI's DynUNet
+        assert errors.max() < 1e-4
     assert "variance max|f(g.x)" in capsys.readouterr().out  # printed for the main job
 
 
@@ -139,8 +152,8 @@ def test_bundle_baselines_augmentation_train_samples_and_group_ensemble(tmp_path
     """The plain net with --augmentation rotate / group and --train_samples trains; --inferer group_ensemble
     makes it exactly equivariant (invariant) in evaluation, and inference runs through the ensemble.
     (The group transform and inferer packages land separately: their parts run once they are installed.)"""
-    tiny = dict(TINY[name], epochs=1, network_name="plain")
-    group = "O" if name == "nodule_classification" else "p4"
+    tiny = dict(TINY[name], epochs=1, network_name=PLAIN.get(name, "plain"))
+    group, order = CHECKED_GROUP[name]
     augmentations = ["rotate"] + (["group"] if _available("monai_equivariant.transforms") else [])
     for augmentation in augmentations:
         root = copy_bundle(name, tmp_path / augmentation)
@@ -155,7 +168,7 @@ def test_bundle_baselines_augmentation_train_samples_and_group_ensemble(tmp_path
     evaluated = run_workflow(root, ["train.json", "evaluate.json"], inferer="group_ensemble", **one_image, **tiny)
     assert type(evaluated.parser.get_parsed_content("validate#inferer")).__name__ == "GroupEnsembleInferer"
     errors = evaluated.parser.get_parsed_content("equivariance_errors")
-    assert errors.shape == ((24,) if group == "O" else (4,)) and errors.max() < 1e-4  # the plain net, made exact
+    assert errors.shape == (order,) and errors.max() < 1e-4  # the plain net, made exact
     inferred = run_workflow(root, ["inference.json"], workflow_type="infer", inferer="group_ensemble",
                             output_dir=str(tmp_path / "predictions"), **tiny)
     assert inferred.parser.get_parsed_content("evaluator").inferer.group.name == group
@@ -210,7 +223,9 @@ def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, nam
 
 NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain", "p4_separable"],
                  "histopathology_classification": ["se2", "p4", "plain"],
-                 "nodule_classification": ["O", "Oh", "D4h", "plain", "O_separable"]}
+                 "nodule_classification": ["O", "Oh", "D4h", "plain", "O_separable"],
+                 # metadata.json states the D4h DynUNet's sizes (odd); MONAI's DynUNet: tests/test_organ_bundle.py
+                 "organ_segmentation": [n for n in network_names("segmentation", 3) if n != "dynunet"]}
 
 
 @pytest.mark.parametrize("name, network_name", [(b, n) for b, names in NETWORK_NAMES.items() for n in names])
@@ -242,7 +257,7 @@ def test_bundle_ckpt_export_is_plain_torch_and_matches(trained, name):
     root = trained(name)
     configs = root / "configs"
     target = root / "models" / "model.ts"
-    overrides = {"network_channels": TINY[name]["network_channels"]}
+    overrides = {k: v for k, v in TINY[name].items() if k in ("network_channels", "network_name")}
     ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(root / "models" / "model.pt"),
                 meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
                 bundle_root=str(root), **overrides)

@@ -130,7 +130,7 @@ def test_route_input_applies_to_the_convs_that_have_one():
 
 def test_registry_builds_the_twins_with_matched_parameters():
     d4h = segmentation_network("dynunet_d4h", spatial_dims=3, in_channels=1, out_channels=2, channels=(2, 4, 8))
-    plain = segmentation_network("dynunet", spatial_dims=3, in_channels=1, out_channels=2, channels=(2, 4, 8))
+    plain = segmentation_network("dynunet_plain", spatial_dims=3, in_channels=1, out_channels=2, channels=(2, 4, 8))
     assert d4h.group.name == "D4h" and plain.group.order == 1 and plain.filters == (8, 16, 32)
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert abs(count(plain) / count(d4h) - 1) < 0.05

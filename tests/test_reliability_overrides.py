@@ -25,6 +25,9 @@ TINY = {
                                       "batch_size": 8, "progress": False},
     "nodule_classification": {"synthetic_samples": 8, "patch_size": 16, "network_channels": [2, 4], "epochs": 1,
                               "batch_size": 4, "progress": False},
+    "organ_segmentation": {"network_name": "dynunet", "roi_size": [8, 16, 16], "volume_size": [12, 24, 24],
+                           "synthetic_samples": 8, "network_channels": [2, 4, 8], "epochs": 1, "batch_size": 2,
+                           "progress": False},
 }
 
 
@@ -115,6 +118,26 @@ BAD_OVERRIDES = [
     ("nodule_classification", "max_samples", "all but one", r"--max_samples must be"),
     ("nodule_classification", "network_name", "p4",
      r"--network_name must be one of \['O', 'Oh', 'D4h', 'plain', 'O_separable'\]"),
+    ("organ_segmentation", "roi_size", [9, 17, 17], r"--roi_size \[9, 17, 17\] does not fit MONAI's DynUNet with "
+     r"strides \[\[1, 1, 1\], \[1, 2, 2\], \[2, 2, 2\]\]: .*\[2, 4, 4\] \(z, y, x\).*use e.g. \[10, 20, 20\]"),
+    ("organ_segmentation", "roi_size", [2, 4, 4], r"more than one voxel at the deepest level; use e.g. \[2, 4, 8\]"),
+    ("organ_segmentation", "roi_size", [8, 16], r"--roi_size must be a list of 3 integers ≥ 1 \(z, y, x\)"),
+    ("organ_segmentation", "volume_size", [4, 24, 24], r"--volume_size must be an integer ≥ 8, got 4"),
+    ("organ_segmentation", "augmentation_group", "D4h", r"--augmentation_group 'D4h' holds reflections, which mirror "
+     r"the left organ onto the right one .*use a group of rotations only, e.g. 'D4'"),
+    ("organ_segmentation", "ensemble_group", "Oh", r"--ensemble_group 'Oh' holds reflections.*e.g. 'O'"),
+    ("organ_segmentation", "ensemble_group", "p4", r"--ensemble_group 'p4' is not a group of 3D images"),
+    ("organ_segmentation", "strides", [[1, 1, 1], [1, 2, 2]],
+     r"--strides has 2 entries, but --network_channels \[2, 4, 8\] has 3 levels: give 3"),
+    ("organ_segmentation", "kernel_size", [[1, 3], [3, 3, 3], [3, 3, 3]], r"--kernel_size: each level needs 1 or 3"),
+    ("organ_segmentation", "pixdim", [1.0, 1.0], r"--pixdim must be null \(keep the spacing\) or 3 positive numbers"),
+    ("organ_segmentation", "pixdim", [2.5, 0, 1], r"--pixdim must be a positive finite number, got 0"),
+    ("organ_segmentation", "dataset_dir", "/nonexistent/Task09_Spleen",
+     r"dataset_dir '/nonexistent/Task09_Spleen' does not exist; expected a folder holding dataset\.json"),
+    ("organ_segmentation", "network_name", "p4", r"--network_name must be one of \[.*'dynunet'.*\] for this bundle"),
+    ("organ_segmentation", "train_samples", 100, r"--train_samples: asked for 100 training samples, but there are 6"),
+    ("organ_segmentation", "sw_batch_size", 0, r"--sw_batch_size must be an integer ≥ 1, got 0"),
+    ("organ_segmentation", "intensity_range", [250, -175], r"--intensity_range must be null .* low < high"),
 ]
 
 
@@ -144,7 +167,8 @@ def test_every_config_checks_its_overrides_first(name):
     for config in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json"):
         steps = ConfigParser.load_config_file(str(BUNDLES / name / "configs" / config))["initialize"]
         assert steps[0].startswith("$monai_equivariant.bundle.check_overrides(@bundle_overrides, "), config
-        assert steps[1].startswith("$monai_equivariant.bundle.check_network_input(@network_def, "), config
+        assert steps[1].startswith(("$monai_equivariant.bundle.check_network_input(@network_def, ",
+                                    "$monai_equivariant.bundle.overrides.check_roi_size(@network_def, ")), config
         assert not any("trained_model" in step for step in steps), config  # item 18: checked at run
 
 
@@ -152,7 +176,10 @@ def test_every_config_checks_its_overrides_first(name):
 # the data list, so it is resolved where the data are read, not among the checks)
 WIRING = {"imports", "network_def", "network", "loss", "optimizer", "lr_scheduler", "base_transforms", "train",
           "validate", "initialize", "run", "finalize", "bundle_overrides", "datalist", "input_files",
-          "preprocessing", "postprocessing", "dataset", "dataloader", "handlers", "evaluator", "checked_group"}
+          "preprocessing", "postprocessing", "dataset", "dataloader", "handlers", "evaluator", "checked_group",
+          # the organ bundle: its inferer's sliding window, the channels its data (dataset.json) fix, and the
+          # validation crops of the equivariance handler
+          "sliding_window", "in_channels", "num_classes", "equivariance_images", "intensity_window"}
 
 
 @pytest.mark.parametrize("name", list(TINY))

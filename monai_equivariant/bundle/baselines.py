@@ -59,7 +59,8 @@ def augmentation(
     return [RandGroupElementd(keys=keys, group=group, prob=1.0)]
 
 
-def bundle_inferer(inferer: Inferer | str, group: str = "p4", mode: str = "segmentation") -> Inferer:
+def bundle_inferer(inferer: Inferer | str, group: str = "p4", mode: str = "segmentation",
+                   base: Inferer | None = None) -> Inferer:
     """The inferer of evaluation and inference: ``inferer`` itself when it is a MONAI ``Inferer`` object (the
     configs' default ``SimpleInferer``), or the one named by ``--inferer simple|group_ensemble``.
 
@@ -67,16 +68,19 @@ def bundle_inferer(inferer: Inferer | str, group: str = "p4", mode: str = "segme
         inferer: an ``Inferer``, or ``"simple"`` / ``"group_ensemble"`` (see :data:`INFERERS`).
         group: the group of the ensemble (``--ensemble_group``).
         mode: ``"segmentation"`` (average g⁻¹·f(g·x)) or ``"classification"`` (average f(g·x)).
+        base: what ``"simple"`` means and what the ensemble runs for each element (default ``SimpleInferer``;
+            whole volumes: a ``SlidingWindowInferer``).
     """
     if isinstance(inferer, Inferer):
         return inferer
     if not isinstance(inferer, str):
         raise ValueError(f"--inferer must be a MONAI Inferer or one of {sorted(INFERERS)}, got {inferer!r}")
     name = _choice(inferer, INFERERS, "inferer")
+    base = SimpleInferer() if base is None else base
     if name == "simple":
-        return SimpleInferer()
+        return base
     from monai_equivariant.inferers import GroupEnsembleInferer
 
-    return GroupEnsembleInferer(group, inferer=SimpleInferer(), mode=mode)
+    return GroupEnsembleInferer(group, inferer=base, mode=mode)
 
 

@@ -31,10 +31,12 @@ __all__ = [
     "BundleSpec",
     "check_network_input",
     "check_overrides",
+    "check_roi_size",
     "grid_group",
     "integer",
     "network_input_size",
     "positive_number",
+    "rotation_subgroup",
     "sample_count",
     "training_samples",
     "training_split_size",
@@ -159,6 +161,36 @@ def grid_group(value: Any, option: str, spatial_dims: int) -> str:
 _GROUP_EXAMPLES = {2: "p4 or p4m", 3: "O, Oh or D4h"}
 
 
+def rotation_subgroup(name: str) -> str:
+    """The built-in group made of the rotations (det +1) of the grid group ``name``: ``D4h`` -> ``D4``, ``Oh`` ->
+    ``O``, ``p4m`` -> ``p4``; a group of rotations is its own. Its elements keep left and right labels: a patient
+    turned is still the same patient, a mirrored one has swapped sides."""
+    from monai_equivariant.groups import GROUP_NAMES, get_group
+
+    group = get_group(name)
+    proper = {m.tobytes() for m in np.round(group.matrices).astype(np.int64) if np.linalg.det(m) > 0}
+    for candidate in (name, *GROUP_NAMES):
+        try:
+            other = get_group(candidate, group.spatial_dims)
+        except (ValueError, TypeError):
+            continue
+        if other.is_grid and {m.tobytes() for m in np.round(other.matrices).astype(np.int64)} == proper:
+            return candidate
+    raise ValueError(f"group {name!r}: no built-in group is made of its {len(proper)} rotations")
+
+
+def _lateral_group(value: Any, option: str, spatial_dims: int) -> str:
+    """:func:`grid_group` of rotations only, for data whose labels are lateral (a left and a right organ)."""
+    name = grid_group(value, option, spatial_dims)
+    rotations = rotation_subgroup(name)
+    if rotations != name:
+        raise ValueError(
+            f"--{option} {name!r} holds reflections, which mirror the left organ onto the right one without "
+            f"swapping their labels (1 and 2): use a group of rotations only, e.g. {rotations!r}"
+        )
+    return name
+
+
 def _choice(value: Any, option: str, allowed: Sequence[str]) -> str:
     name = str(value).strip().lower() if isinstance(value, str) else None
     if name not in allowed:
@@ -202,8 +234,79 @@ def _device(value: Any, option: str) -> torch.device:
     return device
 
 
+def _is_list(value: Any) -> bool:
+    """A list-like override value (a list or tuple; not a string or a dict)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, Mapping))
+
+
+def _spatial_size(value: Any, option: str, spatial_dims: int, minimum: int = 1) -> list[int]:
+    """``spatial_dims`` integers ≥ ``minimum`` (``--roi_size [17, 49, 49]``: z, y, x)."""
+    if not _is_list(value) or len(value) != spatial_dims:
+        raise ValueError(f"--{option} must be a list of {spatial_dims} integers ≥ {minimum} (z, y, x), got {value!r}")
+    return [integer(item, option, minimum) for item in value]
+
+
+def _spacing(value: Any, option: str, spatial_dims: int) -> list[float] | None:
+    """None (keep the data's spacing) or ``spatial_dims`` positive numbers (mm per voxel, z, y, x)."""
+    if _is_empty(value):
+        return None
+    if not _is_list(value) or len(value) != spatial_dims:
+        raise ValueError(f"--{option} must be null (keep the spacing) or {spatial_dims} positive numbers in mm "
+                         f"(z, y, x), got {value!r}")
+    return [positive_number(item, option) for item in value]
+
+
+def _intensity_range(value: Any, option: str) -> list[float] | None:
+    """None (scale each volume's own min-max to [0, 1]) or [low, high], low < high (a fixed window, e.g. CT HU)."""
+    if _is_empty(value):
+        return None
+    numbers = []
+    if _is_list(value) and len(value) == 2:
+        try:
+            numbers = [float(v) for v in value if not isinstance(v, (bool, np.bool_))]
+        except (TypeError, ValueError):
+            numbers = []
+    if len(numbers) != 2 or not all(math.isfinite(v) for v in numbers) or numbers[0] >= numbers[1]:
+        raise ValueError(f"--{option} must be null (each volume's min-max) or [low, high] with low < high "
+                         f"(e.g. [-175, 250] HU for abdominal CT), got {value!r}")
+    return numbers
+
+
+def _plan(value: Any, option: str, spatial_dims: int) -> list[list[int]]:
+    """A DynUNet plan argument (``--kernel_size``, ``--strides``, ``--upsample_kernel_size``): one entry per level,
+    each an integer ≥ 1 or a list of ``spatial_dims`` of them (anisotropic, z first)."""
+    if not _is_list(value) or not value:
+        raise ValueError(f"--{option} must be a list with one entry per level (an integer or {spatial_dims} "
+                         f"integers, z first), got {value!r}")
+    levels = []
+    for item in value:
+        if _is_list(item):
+            if len(item) != spatial_dims:
+                raise ValueError(f"--{option}: each level needs 1 or {spatial_dims} sizes, got {item!r} in {value!r}")
+            levels.append([integer(size, option, 1) for size in item])
+        else:
+            levels.append([integer(item, option, 1)] * spatial_dims)
+    return levels
+
+
+def _check_plan(parsed: Mapping[str, Any]) -> None:
+    """The DynUNet plan's lengths: ``kernel_size`` and ``strides`` one per level (``network_channels``),
+    ``upsample_kernel_size`` one per level below the first."""
+    if "strides" not in parsed or "network_channels" not in parsed:
+        return
+    levels = len(parsed["network_channels"])
+    wanted = {"kernel_size": levels, "strides": levels, "upsample_kernel_size": levels - 1}
+    for name, count in wanted.items():
+        if name in parsed and len(parsed[name]) != count:
+            raise ValueError(
+                f"--{name} has {len(parsed[name])} entries, but --network_channels {parsed['network_channels']} has "
+                f"{levels} levels: give {count} (kernel_size and strides: one per level; upsample_kernel_size: one "
+                "per level below the first, usually strides[1:])"
+            )
+
+
 def _channels(value: Any, option: str, min_levels: int) -> list[int]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+    if not _is_list(value):
         raise ValueError(f"--{option} must be a list of positive integers (fields per level), got {value!r}")
     levels = [integer(item, option, minimum=1) for item in value]
     if len(levels) < min_levels:
@@ -248,6 +351,11 @@ def _dataset_dir(value: Any, option: str, bundle: str) -> str:
         from monai_equivariant.data.nodule_datalist import nodule_data_kind
 
         nodule_data_kind(value)  # ValueError naming the path and the layouts
+    elif bundle == "organ_segmentation":
+        from monai_equivariant.data.decathlon import decathlon_datalist, decathlon_labels
+
+        decathlon_datalist(value, decode=False)  # ValueError naming the path, the file and the MSD layout
+        decathlon_labels(value)
     elif not Path(value).is_dir():
         raise ValueError(f"--{option} {str(value)!r} does not exist or is not a directory")
     return str(value)
@@ -262,6 +370,7 @@ class BundleSpec:
     min_levels: int  # network_channels entries the nets need
     min_synthetic: int  # synthetic_samples the split needs (polyp: one per split; classes: both labels)
     size_option: str  # the override giving the input's spatial size
+    lateral_labels: bool = False  # labels name a left and a right side: augmentation and ensemble groups rotate only
 
     @property
     def network_names(self) -> tuple[str, ...]:
@@ -276,6 +385,7 @@ BUNDLE_SPECS: dict[str, BundleSpec] = {
     "polyp_segmentation": BundleSpec("segmentation", 2, 2, 3, "image_size"),
     "histopathology_classification": BundleSpec("classification", 2, 1, 2, "image_size"),
     "nodule_classification": BundleSpec("classification", 3, 1, 2, "patch_size"),
+    "organ_segmentation": BundleSpec("segmentation", 3, 2, 3, "roi_size", lateral_labels=True),
 }
 
 
@@ -293,6 +403,12 @@ def _checks(bundle: str) -> dict[str, Callable[[Any, str], Any]]:
     def at_least(minimum: int) -> Callable[[Any, str], int]:
         return lambda value, option: integer(value, option, minimum)
 
+    def group(value: Any, option: str) -> str:
+        return _lateral_group(value, option, dims) if spec.lateral_labels else grid_group(value, option, dims)
+
+    def plan(value: Any, option: str) -> list[list[int]]:
+        return _plan(value, option, dims)
+
     return {
         "bundle_root": _output_path, "ckpt_dir": _output_path, "output_dir": _output_path,
         "datalist_dir": _output_path, "cache_dir": _output_path,
@@ -306,8 +422,11 @@ def _checks(bundle: str) -> dict[str, Callable[[Any, str], Any]]:
         "learning_rate": positive_number,
         "train_samples": sample_count, "max_samples": sample_count,
         "augmentation": lambda value, option: _choice(value, option, list(AUGMENTATIONS)),
-        "augmentation_group": lambda value, option: grid_group(value, option, dims),
-        "ensemble_group": lambda value, option: grid_group(value, option, dims),
+        "augmentation_group": group, "ensemble_group": group,
+        "roi_size": lambda value, option: _spatial_size(value, option, dims),
+        "volume_size": lambda value, option: _spatial_size(value, option, dims, 8),
+        "pixdim": lambda value, option: _spacing(value, option, dims), "intensity_range": _intensity_range,
+        "kernel_size": plan, "strides": plan, "upsample_kernel_size": plan, "sw_batch_size": at_least(1),
         "inferer": _inferer,
         "resume": _boolean, "progress": _boolean, "amp": _boolean, "use_tensorboard": _boolean,
         "device": _device,
@@ -339,6 +458,7 @@ def check_overrides(overrides: Mapping[str, Any], bundle: str) -> dict[str, Any]
     if unknown:
         raise KeyError(f"bundle_overrides of {bundle} has no check for {unknown}: add one in {__name__}")
     parsed = {name: checks[name](value, name) for name, value in overrides.items()}
+    _check_plan(parsed)
     if parsed.get("train_samples") is not None:
         size = training_split_size(bundle, parsed)
         sample_count(parsed["train_samples"], "train_samples", size)
@@ -361,6 +481,12 @@ def training_split_size(bundle: str, overrides: Mapping[str, Any]) -> int | None
             items = find_polyp_pairs(dataset_dir)[1]  # reads (decodes) the files, writes nothing
         else:
             items = [{}] * int(overrides.get("synthetic_samples", 60))
+        size = len(split_datalist(items, seed=int(overrides.get("seed", 0)))["training"])
+    elif bundle == "organ_segmentation":
+        from monai_equivariant.data import decathlon_datalist, split_datalist
+
+        items = decathlon_datalist(dataset_dir, decode=False) if dataset_dir else \
+            [{}] * int(overrides.get("synthetic_samples", 16))
         size = len(split_datalist(items, seed=int(overrides.get("seed", 0)))["training"])
     elif bundle == "histopathology_classification":
         if dataset_dir:
@@ -446,6 +572,59 @@ def check_network_input(network: torch.nn.Module, bundle: str, size: Any, datase
                 f"--{option} {size}{fixed}: this network (|G|={order}) with {name} norm keeps {values} value per "
                 f"channel at its deepest level, and the norm needs more than one: use {_sizes(multiple, 2)}"
             )
+    return size
+
+
+def check_roi_size(network: torch.nn.Module, roi_size: Any, option: str = "roi_size") -> list[int]:
+    """Check that the built ``network`` takes inputs of ``roi_size`` (the crops and sliding windows, z, y, x), before
+    any data are prepared; the network itself says which sizes it takes:
+
+    - a net of this package (``check_input``, e.g. the D4h DynUNet: the sizes its down- and up-sampling keep
+      exact) is asked on an empty meta tensor, which costs nothing;
+    - MONAI's ``DynUNet``: each side a multiple of the product of the strides along its axis (a factor-2
+      up-sampling must give back the skip's size), with more than one voxel at the deepest level (its norms);
+    - any other net: one forward pass of zeros at that size (eval mode, restored afterwards).
+
+    Returns:
+        The size as a list of ints.
+
+    Raises:
+        ValueError naming ``--option``, the size and what the network takes.
+    """
+    size = _spatial_size(roi_size, option, 3)
+    parameter = next(network.parameters(), None)
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    in_channels = int(getattr(network, "in_channels", 1))
+    if hasattr(network, "check_input"):
+        try:
+            network.check_input(torch.empty((1, in_channels, *size), dtype=dtype, device="meta"))
+        except ValueError as error:
+            raise ValueError(f"--{option} {size}: {error}") from None
+        return size
+    from monai.networks.nets import DynUNet
+
+    if isinstance(network, DynUNet):
+        strides = np.array([[int(s)] * 3 if np.ndim(s) == 0 else [int(v) for v in s] for s in network.strides])
+        product = strides.prod(axis=0)
+        deepest = [n // p for n, p in zip(size, product)]
+        if any(n % p for n, p in zip(size, product)) or math.prod(deepest) < 2:
+            fit = [max(int(p) * math.ceil(n / p), int(p)) for n, p in zip(size, product)]
+            if math.prod(n // p for n, p in zip(fit, product)) < 2:
+                fit[-1] += int(product[-1])
+            raise ValueError(
+                f"--{option} {size} does not fit MONAI's DynUNet with strides {strides.tolist()}: each side must be a "
+                f"multiple of the product of the strides along its axis, {product.tolist()} (z, y, x), with more "
+                f"than one voxel at the deepest level; use e.g. {fit}"
+            )
+        return size
+    from monai_equivariant.metrics.equivariance_helper import eval_mode_restored
+
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    try:
+        with eval_mode_restored(network), torch.no_grad():
+            network(torch.zeros((1, in_channels, *size), dtype=dtype, device=device))
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"--{option} {size}: the network does not take this size ({error})") from None
     return size
 
 

@@ -22,6 +22,21 @@ from monai_equivariant.data.polyp import (
 )
 from monai_equivariant.data.synthetic import synthetic_polyp, synthetic_tissue_patch, write_synthetic_polyp_dataset
 from monai_equivariant.data.synthetic_nodules import random_rotation, synthetic_nodule_patch, synthetic_nodules
+from monai_equivariant.data.decathlon import (
+    decathlon_datalist,
+    decathlon_labels,
+    decathlon_modalities,
+    write_decathlon_json,
+    write_nifti,
+)
+from monai_equivariant.data.synthetic_organs import (
+    ORGAN_LABELS,
+    organ_datalist,
+    organ_in_channels,
+    organ_num_classes,
+    synthetic_organ_volume,
+    write_synthetic_organ_dataset,
+)
 
 __all__ = [
     "BBBC038_SAMPLE_DIR",
@@ -51,4 +66,15 @@ __all__ = [
     "synthetic_tissue_patch",
     "world_to_voxel",
     "write_synthetic_polyp_dataset",
+    "decathlon_datalist",
+    "decathlon_labels",
+    "decathlon_modalities",
+    "write_decathlon_json",
+    "write_nifti",
+    "ORGAN_LABELS",
+    "organ_datalist",
+    "organ_in_channels",
+    "organ_num_classes",
+    "synthetic_organ_volume",
+    "write_synthetic_organ_dataset",
 ]

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,17 @@ from monai_equivariant.data.folders import output_folder, refuse_file
 
 __all__ = [
     "SYNTHETIC_STAMP",
+    "check_replaceable",
     "field_of_view",
+    "intact_stamped_set",
     "intact_synthetic_set",
     "synthetic_polyp",
+    "stamped_set_problem",
     "synthetic_set_problem",
     "synthetic_tissue_patch",
+    "write_folder_atomically",
+    "write_stamp",
+    "write_stamped_set",
     "write_synthetic_polyp_dataset",
 ]
 
@@ -110,11 +117,11 @@ def _set_parameters(num_samples: int, size: int, seed: int) -> dict:
     return {"num_samples": int(num_samples), "size": int(size), "seed": int(seed), "version": SYNTHETIC_POLYP_VERSION}
 
 
-def _files_in(root: Path) -> dict[str, int]:
-    """``{"images/<name>": bytes, "masks/<name>": bytes}`` of every file in the set's two folders."""
+def _files_in(root: Path, parts: tuple[str, ...] = _PARTS) -> dict[str, int]:
+    """``{"<part>/<name>": bytes}`` of every file in the set's folders ``parts`` (polyp: images/, masks/)."""
     return {
         f"{part}/{path.name}": path.stat().st_size
-        for part in _PARTS
+        for part in parts
         if (root / part).is_dir()
         for path in sorted((root / part).iterdir())
         if path.is_file()
@@ -130,11 +137,13 @@ def _read_stamp(stamp: Path) -> dict | None:
     return content if isinstance(content, dict) and "files" in content else None
 
 
-def synthetic_set_problem(root: str | Path, num_samples: int, size: int, seed: int = 0) -> str | None:
-    """What is wrong with ``root`` as the synthetic polyp set of these parameters, or None when it is that set.
+def stamped_set_problem(root: str | Path, wanted: dict, parts: tuple[str, ...], count: int) -> str | None:
+    """What is wrong with ``root`` as the stamped synthetic set of parameters ``wanted``, or None when it is that set.
 
-    ``root`` must hold a stamp with these parameters, and exactly the files the stamp lists, each of the byte size
-    it promises (a file missing, added, truncated or rewritten by another run is reported).
+    ``root`` must hold a :data:`SYNTHETIC_STAMP` with exactly ``wanted`` and the list of ``count`` files in the
+    folders ``parts``, and exactly those files, each of the byte size it promises (a file missing, added, truncated
+    or rewritten by another run is reported). Shared by every synthetic set written as files (polyp frames, organ
+    volumes).
     """
     root = Path(root)
     stamp = root / SYNTHETIC_STAMP
@@ -144,12 +153,11 @@ def synthetic_set_problem(root: str | Path, num_samples: int, size: int, seed: i
     if promised is None:
         return f"the stamp {str(stamp)!r} is unreadable or from an older version (no file list)"
     files = promised.pop("files")
-    wanted = _set_parameters(num_samples, size, seed)
     if promised != wanted:
         return f"the set was made with {promised}, not {wanted}"
-    if not isinstance(files, dict) or len(files) != 2 * int(num_samples):
-        return f"the stamp {str(stamp)!r} does not list {2 * int(num_samples)} files"
-    found = _files_in(root)
+    if not isinstance(files, dict) or len(files) != int(count):
+        return f"the stamp {str(stamp)!r} does not list {int(count)} files"
+    found = _files_in(root, parts)
     missing = sorted(set(files) - set(found))
     extra = sorted(set(found) - set(files))
     resized = sorted(name for name in set(files) & set(found) if files[name] != found[name])
@@ -161,6 +169,26 @@ def synthetic_set_problem(root: str | Path, num_samples: int, size: int, seed: i
     return None
 
 
+def synthetic_set_problem(root: str | Path, num_samples: int, size: int, seed: int = 0) -> str | None:
+    """What is wrong with ``root`` as the synthetic polyp set of these parameters, or None when it is that set.
+
+    ``root`` must hold a stamp with these parameters, and exactly the files the stamp lists, each of the byte size
+    it promises (:func:`stamped_set_problem`).
+    """
+    return stamped_set_problem(root, _set_parameters(num_samples, size, seed), _PARTS, 2 * int(num_samples))
+
+
+def intact_stamped_set(root: str | Path, parts: tuple[str, ...] = _PARTS, files_per_sample: int = 2) -> bool:
+    """Whether ``root`` holds a stamped synthetic set (``num_samples`` × ``files_per_sample`` files in the folders
+    ``parts``) exactly as its own stamp describes it, whatever its parameters (:func:`stamped_set_problem`)."""
+    stamp = _read_stamp(Path(root) / SYNTHETIC_STAMP)
+    if stamp is None:
+        return False
+    wanted = {key: value for key, value in stamp.items() if key != "files"}
+    count = wanted.get("num_samples")
+    return isinstance(count, int) and stamped_set_problem(root, wanted, parts, files_per_sample * count) is None
+
+
 def intact_synthetic_set(root: str | Path) -> bool:
     """Whether ``root`` holds a synthetic polyp set exactly as its own stamp describes it (whatever its parameters)."""
     stamp = _read_stamp(Path(root) / SYNTHETIC_STAMP)
@@ -170,22 +198,29 @@ def intact_synthetic_set(root: str | Path) -> bool:
     return all(isinstance(v, int) for v in parameters) and synthetic_set_problem(root, *parameters) is None
 
 
-def _check_replaceable(root: Path) -> None:
-    """Refuse to replace an existing ``root`` that is not a synthetic set (no stamp, and files that are not ours)."""
-    if not refuse_file(root, "synthetic polyp folder", ": give a folder path").exists():
+def check_replaceable(root: Path, parts: tuple[str, ...], own: Callable[[Path], bool], what: str) -> None:
+    """Refuse to replace an existing ``root`` that is not a synthetic set: no stamp, and files other than the
+    folders ``parts`` holding files ``own(path)`` calls the set's own (a killed writer's leftovers).
+
+    Args:
+        what: the kind of set, for messages (``"synthetic polyp"``: "... is not a synthetic polyp set").
+
+    Raises:
+        ValueError naming ``root``, what it should be and a few of the foreign files.
+    """
+    if not refuse_file(root, what + " folder", ": give a folder path").exists():
         return
     if (root / SYNTHETIC_STAMP).is_file():
         return
     foreign = [
         str(path.relative_to(root))
         for path in sorted(root.rglob("*"))
-        if not (path.is_dir() and path.parent == root and path.name in _PARTS)
-        and not (path.is_file() and path.parent.name in _PARTS and path.parent.parent == root
-                 and path.name.startswith("synthetic_") and path.suffix == ".png")
+        if not (path.is_dir() and path.parent == root and path.name in parts)
+        and not (path.is_file() and path.parent.name in parts and path.parent.parent == root and own(path))
     ]
     if foreign:
         raise ValueError(
-            f"{str(root)!r} exists and is not a synthetic polyp set (no {SYNTHETIC_STAMP}; it holds {foreign[:5]}): "
+            f"{str(root)!r} exists and is not a {what} set (no {SYNTHETIC_STAMP}; it holds {foreign[:5]}): "
             "refusing to replace it; remove it or choose another folder"
         )
 
@@ -221,8 +256,7 @@ def _write_set(folder: Path, num_samples: int, size: int, seed: int) -> None:
         name = f"synthetic_{index:04d}.png"
         Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(folder / "images" / name)
         Image.fromarray((mask[0] * 255).astype(np.uint8)).save(folder / "masks" / name)
-    stamp = {**_set_parameters(num_samples, size, seed), "files": _files_in(folder)}
-    (folder / SYNTHETIC_STAMP).write_text(json.dumps(stamp))
+    write_stamp(folder, _set_parameters(num_samples, size, seed), _PARTS)
 
 
 def _replace_folder(target: Path, new: Path) -> None:
@@ -255,24 +289,58 @@ def write_synthetic_polyp_dataset(root: str | Path, num_samples: int = 60, size:
     """
     if num_samples < 1 or size < 8:
         raise ValueError(f"need num_samples >= 1 and size >= 8, got num_samples={num_samples}, size={size}")
+    return write_stamped_set(
+        root, _set_parameters(num_samples, size, seed), _PARTS, 2 * int(num_samples),
+        lambda folder: _write_set(folder, int(num_samples), int(size), int(seed)),
+        own=lambda path: path.name.startswith("synthetic_") and path.suffix == ".png", what="synthetic polyp",
+    )
+
+
+def write_stamped_set(
+    root: str | Path, wanted: dict, parts: tuple[str, ...], count: int, write: Callable[[Path], None],
+    own: Callable[[Path], bool], what: str,
+) -> Path:
+    """The stamped synthetic set of parameters ``wanted`` at ``root``: reused when intact
+    (:func:`stamped_set_problem`), else written by ``write(folder)`` (its files in the folders ``parts``, then
+    :func:`write_stamp` last) through :func:`write_folder_atomically`; a set of these parameters that does not
+    match its stamp is written again with a warning. An existing ``root`` that is not such a set is refused
+    (:func:`check_replaceable`). ``what`` names the set in messages (``"synthetic polyp"``)."""
     root = Path(root)
-    _check_replaceable(root)
-    problem = synthetic_set_problem(root, num_samples, size, seed) if root.is_dir() else "no set"
+    check_replaceable(root, parts, own, what)
+    problem = stamped_set_problem(root, wanted, parts, count) if root.is_dir() else "no set"
     if problem is None:
         return root
     stamped = _read_stamp(root / SYNTHETIC_STAMP) if root.is_dir() else None
-    if stamped is not None and {k: v for k, v in stamped.items() if k != "files"} == _set_parameters(num_samples, size, seed):
-        warnings.warn(f"synthetic polyp set: {problem}; writing it again")  # damaged, not merely other parameters
-    output_folder(root.parent, "synthetic polyp folder's parent")
+    if stamped is not None and {k: v for k, v in stamped.items() if k != "files"} == wanted:
+        warnings.warn(f"{what} set: {problem}; writing it again")  # damaged, not merely other parameters
+    write_folder_atomically(root, write, f"{what} folder")
+    return root
+
+
+def write_stamp(folder: Path, wanted: dict, parts: tuple[str, ...]) -> None:
+    """Write the :data:`SYNTHETIC_STAMP` of ``folder``: the parameters ``wanted`` and the byte size of every file in
+    its folders ``parts`` (call it after every other file is written)."""
+    (folder / SYNTHETIC_STAMP).write_text(json.dumps({**wanted, "files": _files_in(folder, parts)}))
+
+
+def write_folder_atomically(root: Path, write: Callable[[Path], None], what: str) -> None:
+    """Make the folder ``root`` by ``write(folder)`` into a new temporary folder beside it, then rename that into
+    place (:func:`_replace_folder`), so a run killed at any moment leaves the old complete folder or none, never a
+    mixed one. ``write`` should write its stamp last. Temporaries that killed writers left are removed first.
+
+    Raises:
+        ValueError naming ``what`` when ``root``'s parent cannot be created.
+    """
+    root = Path(root)
+    output_folder(root.parent, f"{what}'s parent")
     _remove_dead_temporaries(root)
     new = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-{os.getpid()}-", dir=root.parent))
     try:
-        _write_set(new, int(num_samples), int(size), int(seed))
+        write(new)
         _replace_folder(root, new)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
-    return root
 
 
 def synthetic_tissue_patch(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarray:

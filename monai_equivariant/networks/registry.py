@@ -184,19 +184,31 @@ def _group_cnn(group: str, separable: bool = False) -> Callable[..., nn.Module]:
     return build
 
 
+def _with_default_plan(channels: Channels, kwargs: dict) -> dict:
+    """``kwargs`` completed with :func:`~monai_equivariant.networks.nets.dyn_unet.default_plan` for ``len(channels)``
+    levels (what kwargs give wins)."""
+    from monai_equivariant.networks.nets.dyn_unet import default_plan
+
+    return {**default_plan(int(kwargs.get("spatial_dims", 3)), len(channels)), **kwargs}
+
+
 def _dyn_unet(group: str) -> Callable[..., nn.Module]:
-    """GroupDynUNet with ``channels`` as its ``filters`` and, unless given in kwargs, the default plan of
-    :func:`~monai_equivariant.networks.nets.dyn_unet.default_plan` for that many levels."""
+    """GroupDynUNet with ``channels`` as its ``filters`` and, unless given in kwargs, the default plan."""
 
     def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
-        from monai_equivariant.networks.nets.dyn_unet import GroupDynUNet, default_plan
+        from monai_equivariant.networks.nets.dyn_unet import GroupDynUNet
 
-        plan = default_plan(int(kwargs.get("spatial_dims", 3)), len(channels))
-        for key, value in plan.items():
-            kwargs.setdefault(key, value)
-        return GroupDynUNet(filters=channels, group=group, **kwargs)
+        return GroupDynUNet(filters=channels, group=group, **_with_default_plan(channels, kwargs))
 
     return build
+
+
+def _monai_dynunet(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+    """MONAI's own ``DynUNet`` with ``filters=channels`` and, unless given in kwargs, the default plan (its sides:
+    multiples of the strides' products, not the twin's odd sides)."""
+    from monai.networks.nets import DynUNet
+
+    return DynUNet(filters=channels, **_with_default_plan(channels, kwargs))
 
 
 def _builtin_entries() -> Sequence[NetworkEntry]:
@@ -227,8 +239,11 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
                      "GroupCNN(group='trivial'): 3D, the plain CNN of matched parameters"),
         NetworkEntry("dynunet_d4h", seg, 3, _dyn_unet("D4h"), _same, "D4h", "D4h",
                      "GroupDynUNet(group='D4h'): 3D nnU-Net, in-plane 90° rotations and flips (anisotropic plans)"),
-        NetworkEntry("dynunet", seg, 3, _dyn_unet("trivial"), _matched("D4h", "trivial", 3), "trivial", "D4h",
-                     "GroupDynUNet(group='trivial'): 3D, the plain nnU-Net of matched parameters"),
+        NetworkEntry("dynunet", seg, 3, _monai_dynunet, _matched("D4h", "trivial", 3), "trivial", "D4h",
+                     "monai.networks.nets.DynUNet (nnU-Net): 3D, the plain net of the D4h twin's parameters"),
+        NetworkEntry("dynunet_plain", seg, 3, _dyn_unet("trivial"), _matched("D4h", "trivial", 3), "trivial", "D4h",
+                     "GroupDynUNet(group='trivial'): 3D, the D4h twin's plan and odd sides without the group, matched "
+                     "parameters"),
         NetworkEntry("p4_separable", seg, 2, _group_unet("p4", separable=True), _same, "p4", "p4",
                      "GroupUNet(group='p4', separable=True): the p4 fields with separable group convs (about 1/9 "
                      "of the weights and mixing FLOPs)"),
