@@ -245,9 +245,11 @@ def _registry_cases():
     for entry in network_entries("segmentation"):
         if entry.name.startswith("dynunet"):
             dims = entry.spatial_dims
+            # the twins: odd-grid sides 1 + m·P; MONAI's own DynUNet ("dynunet"): multiples of P
+            sides = (4, 8, 8) if entry.name == "dynunet" else (3, 5, 5)
             cases[f"segmentation-{entry.name}-{dims}d"] = (
                 lambda n=entry.name, d=dims: segmentation_network(n, spatial_dims=d, in_channels=1, channels=(2, 3, 4)),
-                (1, 1) + ((3, 5, 5) if dims == 3 else (5, 5)),
+                (1, 1) + (sides if dims == 3 else sides[1:]),
             )
     for name in CLASSIFICATION_NETWORKS:
         for dims in (2, 3):

@@ -30,6 +30,10 @@ __all__ = ["NETWORK_GROUPS", "bundle_network", "network_groups", "weights_group_
 STEERABLE = "steerable"
 
 
+def _separable_names() -> set[tuple[str, int, str]]:
+    return {(e.task, e.spatial_dims, e.name) for e in network_entries() if e.separable}
+
+
 def _network_groups_table() -> dict[tuple[str, int], dict[str, str]]:
     table: dict[tuple[str, int], dict[str, str]] = {}
     for entry in network_entries():
@@ -54,6 +58,11 @@ def network_groups(task: str, spatial_dims: int, num_rotations: int = 8) -> dict
         group = group.format(N=int(num_rotations))
         out[name] = (group, STEERABLE) if group == STEERABLE else (group, get_group(group, int(spatial_dims)).order)
     return out
+
+
+def weights_separable(state_dict: Mapping[str, Any]) -> bool:
+    """True when the weights hold separable group convs (a ``*.pointwise.weight`` entry)."""
+    return any(key.endswith(".pointwise.weight") for key in state_dict)
 
 
 def weights_group_order(state_dict: Mapping[str, Any], spatial_dims: int) -> int | str:
@@ -101,12 +110,15 @@ def _check_weights(
     if not mismatched and not foreign:
         return
     groups = network_groups(task, spatial_dims, num_rotations)
+    separable, kind = _separable_names(), weights_separable(state_dict)
+    candidates = {name: value for name, value in groups.items()  # the networks these weights can be from
+                  if ((task, int(spatial_dims), name) in separable) == kind}
     theirs, ours = weights_group_order(state_dict, spatial_dims), weights_group_order(own, spatial_dims)
-    if theirs != ours:
-        wanted = [name for name, (_, o) in groups.items() if o == theirs]
+    if theirs != ours or kind != weights_separable(own):
+        wanted = [name for name, (_, o) in candidates.items() if o == theirs]
         hint = f"run with --network_name {wanted[0]}, or " if wanted else ""
         raise ValueError(
-            f"checkpoint was trained with {_describe(groups, theirs)}; this bundle builds "
+            f"checkpoint was trained with {_describe(candidates, theirs)}; this bundle builds "
             f"{_describe({network_name: groups[network_name]}, ours)}: {hint}point --ckpt_dir at a "
             f"{network_name} model"
         )
@@ -114,7 +126,7 @@ def _check_weights(
                f"{tuple(own[mismatched[0]].shape)} here") if mismatched else \
         f"{len(set(own) ^ set(state_dict))} parameter names differ"
     raise ValueError(
-        f"checkpoint is a {_describe(groups, theirs)} network like this bundle's network_name={network_name}, "
+        f"checkpoint is a {_describe(candidates, theirs)} network like this bundle's network_name={network_name}, "
         f"but its layers have other sizes ({example}): was it trained with other --network_channels"
         f"{' or --num_rotations' if task == 'classification' and spatial_dims == 2 else ''}?"
     )

@@ -45,6 +45,8 @@ class NetworkEntry:
         group: the group its weights act on (``"{N}"`` stands for ``num_rotations``; ``"steerable"`` for escnn).
         checked_group: the grid group its exactness is checked against (the plain nets: their counterparts').
         description: one line for docs and messages.
+        separable: its group convs after the lifting are separable (their weights say so: ``*.pointwise.weight``),
+            which tells its checkpoints from those of the full net of the same group.
     """
 
     name: str
@@ -55,6 +57,7 @@ class NetworkEntry:
     group: str
     checked_group: str
     description: str
+    separable: bool = False
 
     def group_name(self, num_rotations: int = 8) -> str:
         """:attr:`group` with ``{N}`` replaced by ``num_rotations``."""
@@ -246,10 +249,10 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
                      "parameters"),
         NetworkEntry("p4_separable", seg, 2, _group_unet("p4", separable=True), _same, "p4", "p4",
                      "GroupUNet(group='p4', separable=True): the p4 fields with separable group convs (about 1/9 "
-                     "of the weights and mixing FLOPs)"),
+                     "of the weights and mixing FLOPs)", separable=True),
         NetworkEntry("O_separable", cls, 3, _group_cnn("O", separable=True), _same, "O", "O",
                      "GroupCNN(group='O', separable=True): 3D, the O fields with separable group convs (about 1/27 "
-                     "of the weights and mixing FLOPs)"),
+                     "of the weights and mixing FLOPs)", separable=True),
     )
 
 
