@@ -208,7 +208,8 @@ def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, nam
         verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
 
 
-NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain"],
+NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain", "basicunet_p4",
+                                        "segresnet_p4"],
                  "histopathology_classification": ["se2", "p4", "plain"],
                  "nodule_classification": ["O", "Oh", "D4h", "plain"]}
 

@@ -239,8 +239,9 @@ def _registry_cases():
     for name in SEGMENTATION_NETWORKS:
         if name.startswith("dynunet"):
             continue  # below: at least 3 levels, odd-grid sides 1 + m·P, in 2D and 3D
+        side = 16 if name.startswith("basicunet") else 8  # BasicUNet: four 2×2 pools, sides multiples of 16
         cases[f"segmentation-{name}"] = (
-            lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, 8, 8)
+            lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, side, side)
         )
     for entry in network_entries("segmentation"):
         if entry.name.startswith("dynunet"):

@@ -199,6 +199,38 @@ def _dyn_unet(group: str) -> Callable[..., nn.Module]:
     return build
 
 
+def _basic_features(channels: Channels, num_rotations: int) -> Channels:
+    """BasicUNet's six features from the asked channels: five encoder levels (fewer: the last doubled; more: the first
+    five), then the first level's width for the last up-sampling step (MONAI's pattern (32, 32, ..., 256, 32))."""
+    widths = list(channels[:5])
+    while len(widths) < 5:
+        widths.append(2 * widths[-1])
+    return (*widths, widths[0])
+
+
+def _basic_unet(group: str) -> Callable[..., nn.Module]:
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_basic_unet import GroupBasicUNet
+
+        return GroupBasicUNet(features=channels, group=group, **kwargs)
+
+    return build
+
+
+def _segresnet(group: str) -> Callable[..., nn.Module]:
+    """GroupSegResNet with the first asked width as ``init_filters`` (MONAI's blocks (1, 2, 2, 4): sides multiples of
+    8); a ``dropout`` kwarg is its ``dropout_prob``."""
+
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_segresnet import GroupSegResNet
+
+        if "dropout" in kwargs:
+            kwargs["dropout_prob"] = kwargs.pop("dropout")
+        return GroupSegResNet(init_filters=channels[0], group=group, **kwargs)
+
+    return build
+
+
 def _builtin_entries() -> Sequence[NetworkEntry]:
     seg, cls = "segmentation", "classification"
     return (
@@ -229,6 +261,10 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
                      "GroupDynUNet(group='D4h'): 3D nnU-Net, in-plane 90° rotations and flips (anisotropic plans)"),
         NetworkEntry("dynunet", seg, 3, _dyn_unet("trivial"), _matched("D4h", "trivial", 3), "trivial", "D4h",
                      "GroupDynUNet(group='trivial'): 3D, the plain nnU-Net of matched parameters"),
+        NetworkEntry("basicunet_p4", seg, 2, _basic_unet("p4"), _basic_features, "p4", "p4",
+                     "GroupBasicUNet(group='p4'): MONAI's BasicUNet, 90° rotations (sides multiples of 16)"),
+        NetworkEntry("segresnet_p4", seg, 2, _segresnet("p4"), _same, "p4", "p4",
+                     "GroupSegResNet(group='p4'): MONAI's SegResNet, 90° rotations (sides multiples of 8)"),
     )
 
 
