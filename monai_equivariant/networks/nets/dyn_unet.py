@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Pool
 
-from monai_equivariant.groups import Group, as_group, first_misfit, largest_admissible_group
+from monai_equivariant.groups import Group, as_group, check_plan
 from monai_equivariant.groups.admissible import plan_sides
 from monai_equivariant.layers.conv import check_route, group_convs
 from monai_equivariant.layers.plain import ScriptsAsExport
@@ -316,15 +316,4 @@ def _check_group(group: Group, kernels: list, strides: list, up_kernels: list) -
     if not group.is_grid:
         raise ValueError(f"GroupDynUNet needs a grid group (flips and axis permutations; strided convs are exact "
                          f"only for those), got {group.name!r}, which interpolates its kernels")
-    plan = [("kernel_size", kernels), ("strides", strides), ("upsample_kernel_size", up_kernels)]
-    for name, sides in plan:
-        found = first_misfit(group, sides, [[1] * group.spatial_dims])
-        if found is not None:
-            level, _, element = found
-            fits = largest_admissible_group(group.spatial_dims, kernels + up_kernels, strides)
-            raise ValueError(
-                f"group {group.name!r} does not preserve level {level} of the plan: {name}[{level}] = "
-                f"{tuple(sides[level])} is sent by element {element} = {group.matrices[element].astype(int).tolist()} "
-                f"to another shape (it swaps axes of different sizes); the largest group that fits this plan is "
-                f"{fits!r}"
-            )
+    check_plan(group, {"kernel_size": kernels, "strides": strides, "upsample_kernel_size": up_kernels})

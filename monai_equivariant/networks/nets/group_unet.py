@@ -10,14 +10,13 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act, Conv, Pool
 
-from monai_equivariant.groups import Group, as_group
+from monai_equivariant.groups import Group, as_group, check_plan, kernel_shape
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.presets import Preset
 from monai_equivariant.networks.nets.input_check import (
     Stride,
-    _check_plan_group,
     axis_products,
     check_input,
     check_levels,
@@ -125,7 +124,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
             group elements mapping each axis onto one of the same stride (in 2D not the 90° rotations: the axis
             flips); a group with other elements is refused (ValueError naming the level and the largest named
             group that fits).
-        kernel_size: odd kernel size of the encoder convs: an int or ``spatial_dims`` equal ints.
+        kernel_size: odd kernel size of the encoder convs: an int, or one odd side per axis as MONAI's (``(1, 3, 3)``),
+            which admits only the group elements mapping each axis onto one of the same side (D4h, not O; checked
+            with the strides by :func:`~monai_equivariant.groups.check_plan`, ValueError naming the largest group
+            that fits).
         up_kernel_size: odd kernel size of the decoder convs (same forms).
         num_res_units: 0 for two conv-norm-act units per level; n > 0 for one residual unit (n units and a
             1×1 group-conv shortcut) per level, as MONAI's UNet.
@@ -178,9 +180,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         route = check_route(route)
         channels_as = check_channels_as(channels_as)
         channels, strides = check_levels(channels, strides, min_levels=2, spatial_dims=spatial_dims)
-        _check_plan_group(group, {"strides": strides})
-        kernel_size = as_kernel_size(kernel_size, spatial_dims)
-        up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
+        kernel_size = _kernel_sides(kernel_size, group, "kernel_size")
+        up_kernel_size = _kernel_sides(up_kernel_size, group, "up_kernel_size")
+        check_plan(group, {"strides": strides, "kernel_size": [kernel_size], "up_kernel_size": [up_kernel_size]},
+                   between_levels=("strides",))
         num_res_units = _check_num_res_units(num_res_units)
         multiples = axis_products(strides, spatial_dims)
         channels = list(budget_fields(
@@ -242,6 +245,28 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         dtype."""
         check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype,
                     self.axis_multiples)
+
+
+def _kernel_sides(kernel_size: Sequence[int] | int, group: Group, name: str) -> int | tuple[int, ...]:
+    """An odd kernel as MONAI gives it: the side (an int) of a square/cubic kernel, or odd per-axis sides (``(1, 3,
+    3)``) as a tuple where :func:`~monai_equivariant.groups.check_plan` finds that ``group`` maps them onto themselves
+    (D4h does, O does not). Otherwise :func:`as_kernel_size`'s ValueError naming ``name`` (followed by the plan
+    check's reason for per-axis sides)."""
+    try:
+        return as_kernel_size(kernel_size, group.spatial_dims, name)
+    except ValueError as cubic_error:
+        try:
+            sides = kernel_shape(kernel_size, group.spatial_dims)
+        except ValueError:
+            raise cubic_error from None
+        if any(side % 2 == 0 for side in sides):
+            raise cubic_error from None
+        try:
+            check_plan(group, {name: [sides]})
+        except ValueError as misfit:
+            raise ValueError(f"{cubic_error}; per-axis sides need a group that maps them onto themselves: "
+                             f"{misfit}") from None
+        return sides
 
 
 def _scale_factor(stride: Stride) -> float | tuple[float, ...]:
