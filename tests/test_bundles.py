@@ -210,7 +210,7 @@ def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, nam
 
 NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain", "basicunet_p4",
                                         "segresnet_p4"],
-                 "histopathology_classification": ["se2", "p4", "plain"],
+                 "histopathology_classification": ["se2", "p4", "plain", "resnet_p4", "resnet"],
                  "nodule_classification": ["O", "Oh", "D4h", "plain"]}
 
 

@@ -227,7 +227,6 @@ def test_channels_last(name):
 def _registry_cases():
     """Every name the network factory registers (what bundles offer through ``--network_name``), tiny."""
     from monai_equivariant.networks.factory import (
-        CLASSIFICATION_NETWORKS,
         SEGMENTATION_NETWORKS,
         classification_network,
         segmentation_network,
@@ -250,14 +249,13 @@ def _registry_cases():
                 lambda n=entry.name, d=dims: segmentation_network(n, spatial_dims=d, in_channels=1, channels=(2, 3, 4)),
                 (1, 1) + ((3, 5, 5) if dims == 3 else (5, 5)),
             )
-    for name in CLASSIFICATION_NETWORKS:
-        for dims in (2, 3):
-            if (dims == 2 and name in ("O", "Oh", "D4h")) or (dims == 3 and name in ("se2", "p4")):
-                continue
-            cases[f"classification-{name}-{dims}d"] = (
-                lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
-                (1, 1) + (4,) * dims,
-            )
+    for entry in network_entries("classification"):
+        name, dims = entry.name, entry.spatial_dims
+        side = 8 if name.startswith("resnet") else 4  # the ResNets' three strided stages: sides multiples of 8
+        cases[f"classification-{name}-{dims}d"] = (
+            lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
+            (1, 1) + (side,) * dims,
+        )
     return cases
 
 

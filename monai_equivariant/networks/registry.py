@@ -288,36 +288,48 @@ def _resnet_stages(rule: Callable[[Channels, int], Channels]) -> Callable[[Chann
     return stages
 
 
+RESNET_STEM = {"conv1_t_stride": 1, "no_max_pool": True}
+"""The stem of the registered ResNets (MONAI's arguments): no down-sampling before the three strided stages, so the
+input sides are multiples of 8 (MONAI's default stem, max-pool 2, would make them multiples of 16), which the
+histopathology bundle's sizes (8·n, PCam's 96) are."""
+
+
 def _group_resnet(group: str) -> Callable[..., nn.Module]:
-    """GroupResNet with MONAI's resnet10 layout (basic blocks, one per stage) and ``channels`` as its fields."""
+    """GroupResNet with MONAI's resnet10 layout (basic blocks, one per stage), :data:`RESNET_STEM` and ``channels``
+    as its fields."""
 
     def build(channels: Channels, num_rotations: int, spatial_dims: int, in_channels: int, out_channels: int,
               **kwargs) -> nn.Module:
         from monai_equivariant.networks.nets.group_resnet import GroupResNet
 
         return GroupResNet("basic", (1, 1, 1, 1), channels, spatial_dims=spatial_dims, n_input_channels=in_channels,
-                           num_classes=out_channels, group=group, **kwargs)
+                           num_classes=out_channels, group=group, **{**RESNET_STEM, **kwargs})
 
     return build
 
 
 def _monai_resnet(channels: Channels, num_rotations: int, spatial_dims: int, in_channels: int, out_channels: int,
                   **kwargs) -> nn.Module:
-    """MONAI's own ResNet (resnet10 layout) with ``block_inplanes=channels``."""
+    """MONAI's own ResNet (resnet10 layout, :data:`RESNET_STEM`) with ``block_inplanes=channels``; a bare
+    ``norm="instance"`` (the bundles' default) is made affine: MONAI's ResNet initialises every norm's weight and fails
+    on an instance norm without one."""
     from monai.networks.nets import ResNet
 
+    if isinstance(kwargs.get("norm"), str) and kwargs["norm"].lower() == "instance":
+        kwargs["norm"] = ("instance", {"affine": True})
+
     return ResNet("basic", [1, 1, 1, 1], list(channels), spatial_dims=spatial_dims, n_input_channels=in_channels,
-                  num_classes=out_channels, **kwargs)
+                  num_classes=out_channels, **{**RESNET_STEM, **kwargs})
 
 
 def resnet_entries() -> tuple[NetworkEntry, ...]:
     """The ResNet classifiers' entries ("resnet_p4" 2D, "resnet_O" 3D, and the plain twin "resnet" = MONAI's ResNet
-    at about the same parameters), ready for :func:`register`.
+    at about the same parameters), with :data:`RESNET_STEM` (input sides multiples of 8).
 
-    Not registered by default: every entry of a task and dimension is offered by that task's bundles, and the
-    ResNet takes only sizes that are multiples of 16 (three stage pools and the stem's), while the
-    histopathology and nodule bundles declare inputs of 8·n and 4·n pixels and their tests list their names.
-    Register them (``for e in resnet_entries(): register(e)``) where the inputs fit.
+    The 2D entries are registered (below): the histopathology bundle's inputs (8·n, PCam's 96) fit. The 3D ones are
+    not: every entry of a task and dimension is offered by that task's bundles, and the nodule bundle declares inputs
+    of 4·n voxels and NoduleMNIST3D's cubes are 28³, which no ResNet with three strided stages takes. Register them
+    (``register(entry)``) where the inputs fit.
     """
     cls = "classification"
     return (
@@ -330,3 +342,8 @@ def resnet_entries() -> tuple[NetworkEntry, ...]:
         NetworkEntry("resnet", cls, 3, _monai_resnet, _resnet_stages(_matched("O", "trivial", 3)), "trivial", "O",
                      "monai.networks.nets.ResNet: 3D, the plain twin of resnet_O at about its parameters"),
     )
+
+
+for _entry in resnet_entries():
+    if _entry.spatial_dims == 2:
+        register(_entry)
