@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
@@ -13,6 +14,7 @@ from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, No
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.group_unet import GroupUpStep, matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
+from monai_equivariant.networks.nets.input_check import ParameterDtype, check_input
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 
 __all__ = ["GroupBasicUNet", "UPSAMPLE_MODES", "group_upsample"]
@@ -49,7 +51,7 @@ def group_upsample(mode: object, in_fields: int, out_fields: int, group: Group, 
     return nn.Sequential(Conv["groupconv", dims](in_fields, out_fields, group, 1, bias=bias), interpolate)
 
 
-class GroupBasicUNet(UNetSkeleton):
+class GroupBasicUNet(ParameterDtype, UNetSkeleton):
     """MONAI's ``BasicUNet`` with group convolutions, exactly equivariant to a grid group on inputs whose sides are
     multiples of 16.
 
@@ -147,6 +149,11 @@ class GroupBasicUNet(UNetSkeleton):
         self.group, self.out_channels = group, int(out_channels)
         self.features, self.upsample, self.channels_as = tuple(fields), upsample.lower(), channels_as
         self.label_permutation = None if label_permutation is None else list(head.label_permutation)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with sides multiples of 16, in the network's
+        dtype."""
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.parameter_dtype())
 
 
 def _monai_basic_unet(spatial_dims: int, in_channels: int, out_channels: int, features: Sequence[int], act: ActSpec,

@@ -8,14 +8,16 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act, Conv, Pool
+from monai.networks.layers.factories import Act, Pool
 
 from monai_equivariant.groups import Group, as_group, check_plan, kernel_shape
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec, check_adn_ordering
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
+from monai_equivariant.networks.nets.heads import segmentation_head
 from monai_equivariant.networks.nets.presets import Preset
 from monai_equivariant.networks.nets.input_check import (
+    ParameterDtype,
     Stride,
     axis_products,
     check_input,
@@ -95,7 +97,8 @@ _UNET_DIFFERENCES = """
     - ``num_res_units=0`` gives two conv-norm-act units per level (the classic U-Net level; MONAI: one strided
       conv); ``num_res_units=n > 0`` one residual unit of n units per level, as MONAI;
     - ``up_kernel_size`` is the kernel of the decoder's convs (MONAI: of its transposed convs);
-    - the output head is a group max-pool (invariant fields) and a 1×1 conv.
+    - the output head is a group max-pool (invariant fields) and a 1×1 conv (with ``label_permutation``: the
+      lateral head).
 """
 
 
@@ -105,7 +108,7 @@ def _check_num_res_units(num_res_units: int) -> int:
     return int(num_res_units)
 
 
-class GroupUNet(RoutedNetwork, UNetSkeleton):
+class GroupUNet(ParameterDtype, RoutedNetwork, UNetSkeleton):
     """U-Net whose every conv is a group conv; equivariant to ``group`` (exactly, for grid groups).
 
     Layout per level: (lifting at level 0, else group) conv-norm-act units (two, or one residual unit of
@@ -147,6 +150,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
             twin's) or ``"flops"`` (the same, matching conv multiply-adds per pixel). ``net.channels`` holds the
             fields built. MONAI's UNet is the twin because it is what a swap replaces (strided and transposed convs
             included); ``GroupUNet(group="trivial")`` is the same architecture without the group.
+        label_permutation: lateral labels (a group with reflections, e.g. ``[0, 2, 1]`` for background, left,
+            right): the head is a :class:`~monai_equivariant.layers.LateralGroupHead` instead of group pooling and a
+            1×1 conv, so ``f(g·x) = P_g g·f(x)`` with P_g this permutation for reflections, the identity for
+            rotations (:mod:`~monai_equivariant.layers.lateral_head`). None (default): invariant labels.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides) (with per-axis strides: each
     axis by the product of its strides); output (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)``
@@ -173,6 +180,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         adn_ordering: str = "NDA",
         route: str = "auto",
         channels_as: str = "fields",
+        label_permutation: Sequence[int] | None = None,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -220,8 +228,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
                 for i in range(len(channels) - 2, -1, -1)
             ]
         )
-        project = Pool["group", spatial_dims](group.order, mode="max")
-        head = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=1)
+        project, head = segmentation_head(channels[0], out_channels, group, label_permutation)
         super().__init__(encoder, decoder, project, head, in_channels, math.lcm(*multiples), spatial_dims)
         self.group = group
         self.out_channels = int(out_channels)
@@ -232,18 +239,20 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         self.kernel_size, self.up_kernel_size = kernel_size, up_kernel_size
         self.num_res_units = num_res_units
         self.adn_ordering = common["adn_ordering"]
+        self.label_permutation = None if label_permutation is None else list(head.label_permutation)
         set_network_route(self, route)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("axis_multiples", None)  # pickled before per-axis strides
         self.__dict__.setdefault("channels_as", "fields")
+        self.__dict__.setdefault("label_permutation", None)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with positive sizes divisible by
         ``size_multiple`` (per axis by ``axis_multiples`` when the strides differ between axes), in the network's
         dtype."""
-        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype,
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.parameter_dtype(),
                     self.axis_multiples)
 
 

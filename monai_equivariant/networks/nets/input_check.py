@@ -10,7 +10,7 @@ from typing import List, Optional, Union
 import torch
 
 
-__all__ = ["axis_products", "check_input", "check_levels"]
+__all__ = ["ParameterDtype", "axis_products", "check_input", "check_levels"]
 
 Stride = Union[int, tuple[int, ...]]
 """A down-sampling factor: one int for every axis, or one per axis (anisotropic, as MONAI's ``strides``)."""
@@ -132,3 +132,19 @@ def _axes(stride: Stride, spatial_dims: int) -> tuple[int, ...]:
 def axis_products(strides: Sequence[Stride], spatial_dims: int) -> list[int]:
     """The product of the strides along each axis: each input size must be a multiple of its axis' product."""
     return [math.prod(_axes(s, spatial_dims)[axis] for s in strides) for axis in range(spatial_dims)]
+
+
+
+class ParameterDtype:
+    """Mixin of networks whose head may be replaced on export by a module without ``weight`` (the lateral head's
+    plain graph): :meth:`parameter_dtype` gives the dtype :func:`check_input` compares the input with."""
+
+    @torch.jit.unused
+    def _first_parameter_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype  # type: ignore[attr-defined]
+
+    def parameter_dtype(self) -> Optional[torch.dtype]:
+        """The network's parameter dtype in Python; None under TorchScript (where the dtype check is skipped)."""
+        if torch.jit.is_scripting():
+            return None
+        return self._first_parameter_dtype()
