@@ -14,7 +14,17 @@ import torch
 from helpers import assert_matches, roundoff_atol
 
 from monai_equivariant.layers import GroupConv, LiftingConv
-from monai_equivariant.networks.nets import P4MUNet, P4UNet, SE2CNN, SE2UNet, GroupCNN, GroupUNet, SteerableUNet
+from monai_equivariant.networks.nets import (
+    SE2CNN,
+    GroupBasicUNet,
+    GroupCNN,
+    GroupSegResNet,
+    GroupUNet,
+    P4MUNet,
+    P4UNet,
+    SE2UNet,
+    SteerableUNet,
+)
 from monai_equivariant.utils.export import add_onnx_metadata, check_onnx_input, export, export_onnx, scriptable
 
 NETS = {
@@ -26,6 +36,10 @@ NETS = {
     "GroupUNet-3d-O": (lambda: GroupUNet(3, 1, 1, channels=(1, 2), group="O"), (1, 1, 4, 4, 4)),
     "GroupCNN-3d": (lambda: GroupCNN(3, 1, 2, channels=(2, 4), group="O"), (1, 1, 8, 8, 8)),
     "SteerableUNet": (lambda: SteerableUNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
+    "GroupBasicUNet": (lambda: GroupBasicUNet(2, 1, 1, (1, 1, 2, 2, 2, 1), group="p4"), (1, 1, 16, 16)),
+    "GroupSegResNet": (lambda: GroupSegResNet(2, 2, 1, 1, blocks_down=(1, 1, 1), blocks_up=(1, 1), group="p4"),
+                       (1, 1, 16, 16)),
+    "P4MUNet-lateral": (lambda: P4MUNet(2, 1, 3, channels=(2, 4), label_permutation=[0, 2, 1]), (1, 1, 16, 16)),
 }
 
 
