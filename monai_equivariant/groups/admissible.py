@@ -37,9 +37,16 @@ def first_misfit(group: Group, kernel_size: Plan, strides: Plan) -> tuple[int, s
     """The first level whose kernel or stride ``group`` does not map onto itself, as ``(level, "kernel_size" or
     "strides", element)``; None when the group preserves the whole plan."""
     dims = group.spatial_dims
-    for name, plan in (("kernel_size", kernel_size), ("strides", strides)):
-        for level, sides in enumerate(plan_sides(plan, dims, name)):
-            element = group.misfit(sides)
+    return _first_misfit({name: plan_sides(plan, dims, name) for name, plan in (("kernel_size", kernel_size),
+                                                                                 ("strides", strides))}, group)
+
+
+def _first_misfit(sides: Mapping[str, list[tuple[int, ...]]], group: Group) -> tuple[int, str, int] | None:
+    """The first ``(level, name, element)`` whose box ``group`` does not map onto itself, in the order of ``sides``
+    (name -> per-level sides); None when every box fits."""
+    for name, levels in sides.items():
+        for level, box in enumerate(levels):
+            element = group.misfit(box)
             if element is not None:
                 return level, name, element
     return None
@@ -80,20 +87,20 @@ def check_plan(group: Group, plan: Mapping[str, Plan], between_levels: Sequence[
     """
     dims = group.spatial_dims
     sides = {name: plan_sides(values, dims, name) for name, values in plan.items()}
-    for name, levels in sides.items():
-        for level, box in enumerate(levels):
-            element = group.misfit(box)
-            if element is None:
-                continue
-            boxes = [b for entries in sides.values() for b in entries]
-            fits = largest_fitting_group(dims, boxes) if dims in GRID_GROUPS_BY_SIZE else "trivial"
-            flips = "" if fits != "trivial" else (
-                f" (the {2 ** dims} axis flips diag(±1, ...) fit too: pass them as a custom Group)")
-            where = f" (between levels {level} and {level + 1})" if name in between_levels else ""
-            matrix = np.round(group.matrices[element]).astype(int).tolist() if group.is_grid else "a rotation"
-            raise ValueError(
-                f"group {group.name!r} does not preserve level {level} of the plan: {name}[{level}] = {box}{where} "
-                f"differs between axes, and element {element} = {matrix} of group {group.name!r} sends it to another "
-                f"shape (it maps an axis onto one of another size), which breaks exact equivariance: the largest "
-                f"group that fits this plan is {fits!r}{flips}"
-            )
+    found = _first_misfit(sides, group)
+    if found is None:
+        return
+    level, name, element = found
+    box = sides[name][level]
+    boxes = [b for entries in sides.values() for b in entries]
+    fits = largest_fitting_group(dims, boxes) if dims in GRID_GROUPS_BY_SIZE else "trivial"
+    flips = "" if fits != "trivial" else (
+        f" (the {2 ** dims} axis flips diag(±1, ...) fit too: pass them as a custom Group)")
+    where = f" (between levels {level} and {level + 1})" if name in between_levels else ""
+    matrix = np.round(group.matrices[element]).astype(int).tolist() if group.is_grid else "a rotation"
+    raise ValueError(
+        f"group {group.name!r} does not preserve level {level} of the plan: {name}[{level}] = {box}{where} differs "
+        f"between axes, and element {element} = {matrix} of group {group.name!r} sends it to another shape (it maps "
+        f"an axis onto one of another size), which breaks exact equivariance: the largest group that fits this plan "
+        f"is {fits!r}{flips}"
+    )
