@@ -58,8 +58,8 @@ def _is_steerable_conv(module: nn.Module) -> bool:
 
 
 def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, (GroupConv, LiftingConv, GroupConvTranspose, nn.modules.conv._ConvNd)) or _is_steerable_conv(
-        module)
+    convs = (GroupConv, LiftingConv, GroupConvTranspose, nn.modules.conv._ConvNd)
+    return isinstance(module, convs) or _is_steerable_conv(module)
 
 
 @torch.no_grad()
