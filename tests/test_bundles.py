@@ -221,8 +221,9 @@ def test_bundle_verify_metadata_offline_and_rejects_missing_fields(tmp_path, nam
         verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
 
 
-NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain", "p4_separable"],
-                 "histopathology_classification": ["se2", "p4", "plain"],
+NETWORK_NAMES = {"polyp_segmentation": ["p4", "p4m", "se2", "steerable", "plain", "p4_separable", "basicunet_p4",
+                                        "segresnet_p4"],
+                 "histopathology_classification": ["se2", "p4", "plain", "resnet_p4", "resnet"],
                  "nodule_classification": ["O", "Oh", "D4h", "plain", "O_separable"],
                  # metadata.json states the D4h DynUNet's sizes (odd); MONAI's DynUNet: tests/test_organ_bundle.py
                  "organ_segmentation": [n for n in network_names("segmentation", 3) if n != "dynunet"]}

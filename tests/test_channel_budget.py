@@ -145,7 +145,7 @@ def test_anisotropic_strides_3d_exact_on_d4h():
 def test_group_that_swaps_axes_of_different_strides_is_refused_naming_the_level():
     with pytest.raises(ValueError, match=r"strides\[1\] = \(2, 1\).*between levels 1 and 2.*'trivial'.*axis flips"):
         P4UNet(2, 1, 1, (2, 2, 2), strides=((2, 2), (2, 1)))
-    fits_d4h = r"strides\[0\] = \(1, 2, 2\).*group 'O'.*largest named group that fits is 'D4h'"
+    fits_d4h = r"strides\[0\] = \(1, 2, 2\).*group 'O'.*largest group that fits this plan is 'D4h'"
     with pytest.raises(ValueError, match=fits_d4h):
         GroupUNet(3, 1, 1, (1, 2), group="O", strides=((1, 2, 2),))
     with pytest.raises(ValueError, match=r"strides\[0\].*group 'p4'"):

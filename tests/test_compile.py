@@ -132,7 +132,7 @@ def test_compiled_net_at_new_sizes_recompiles_once_per_mode_then_never():
     assert graphs == [2, 4, 4], f"graphs compiled after each size: {graphs}"
 
 
-FACTORY = {name: (make, len(shape) - 2, (4, 8) if len(shape) == 5 else (8, 16))
+FACTORY = {name: (make, len(shape) - 2, (4, 8) if len(shape) == 5 else (max(8, shape[-1]), 2 * max(8, shape[-1])))
            for name, (make, shape) in REGISTRY.items()}
 """Every net the factory builds (test_export_tools' cases): builder, spatial dims, two input sizes (then their sum)."""
 

@@ -14,7 +14,17 @@ import torch
 from helpers import assert_matches, roundoff_atol
 
 from monai_equivariant.layers import GroupConv, LiftingConv
-from monai_equivariant.networks.nets import P4MUNet, P4UNet, SE2CNN, SE2UNet, GroupCNN, GroupUNet, SteerableUNet
+from monai_equivariant.networks.nets import (
+    SE2CNN,
+    GroupBasicUNet,
+    GroupCNN,
+    GroupSegResNet,
+    GroupUNet,
+    P4MUNet,
+    P4UNet,
+    SE2UNet,
+    SteerableUNet,
+)
 from monai_equivariant.utils.export import add_onnx_metadata, check_onnx_input, export, export_onnx, scriptable
 
 NETS = {
@@ -26,6 +36,10 @@ NETS = {
     "GroupUNet-3d-O": (lambda: GroupUNet(3, 1, 1, channels=(1, 2), group="O"), (1, 1, 4, 4, 4)),
     "GroupCNN-3d": (lambda: GroupCNN(3, 1, 2, channels=(2, 4), group="O"), (1, 1, 8, 8, 8)),
     "SteerableUNet": (lambda: SteerableUNet(2, 1, 1, channels=(2, 4)), (1, 1, 16, 16)),
+    "GroupBasicUNet": (lambda: GroupBasicUNet(2, 1, 1, (1, 1, 2, 2, 2, 1), group="p4"), (1, 1, 16, 16)),
+    "GroupSegResNet": (lambda: GroupSegResNet(2, 2, 1, 1, blocks_down=(1, 1, 1), blocks_up=(1, 1), group="p4"),
+                       (1, 1, 16, 16)),
+    "P4MUNet-lateral": (lambda: P4MUNet(2, 1, 3, channels=(2, 4), label_permutation=[0, 2, 1]), (1, 1, 16, 16)),
 }
 
 
@@ -227,7 +241,6 @@ def test_channels_last(name):
 def _registry_cases():
     """Every name the network factory registers (what bundles offer through ``--network_name``), tiny."""
     from monai_equivariant.networks.factory import (
-        CLASSIFICATION_NETWORKS,
         SEGMENTATION_NETWORKS,
         classification_network,
         segmentation_network,
@@ -239,8 +252,9 @@ def _registry_cases():
     for name in SEGMENTATION_NETWORKS:
         if name.startswith("dynunet"):
             continue  # below: at least 3 levels, odd-grid sides 1 + m·P, in 2D and 3D
+        side = 16 if name.startswith("basicunet") else 8  # BasicUNet: four 2×2 pools, sides multiples of 16
         cases[f"segmentation-{name}"] = (
-            lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, 8, 8)
+            lambda n=name: segmentation_network(n, in_channels=1, channels=(2, 4)), (1, 1, side, side)
         )
     for entry in network_entries("segmentation"):
         if entry.name.startswith("dynunet"):
@@ -251,14 +265,13 @@ def _registry_cases():
                 lambda n=entry.name, d=dims: segmentation_network(n, spatial_dims=d, in_channels=1, channels=(2, 3, 4)),
                 (1, 1) + (sides if dims == 3 else sides[1:]),
             )
-    for name in CLASSIFICATION_NETWORKS:
-        for dims in (2, 3):
-            if (dims == 2 and name in ("O", "Oh", "D4h", "O_separable")) or (dims == 3 and name in ("se2", "p4")):
-                continue
-            cases[f"classification-{name}-{dims}d"] = (
-                lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
-                (1, 1) + (4,) * dims,
-            )
+    for entry in network_entries("classification"):
+        name, dims = entry.name, entry.spatial_dims
+        side = 8 if name.startswith("resnet") else 4  # the ResNets' three strided stages: sides multiples of 8
+        cases[f"classification-{name}-{dims}d"] = (
+            lambda n=name, d=dims: classification_network(n, spatial_dims=d, in_channels=1, channels=(2, 4)),
+            (1, 1) + (side,) * dims,
+        )
     return cases
 
 

@@ -127,12 +127,13 @@ def test_resnet_entries_build_through_the_factory():
     from monai_equivariant.networks import registry
     from monai_equivariant.networks.factory import classification_network
 
-    entries = registry.resnet_entries()
+    entries = [entry for entry in registry.resnet_entries() if entry.spatial_dims == 3]  # 2D: registered
     try:
         for entry in entries:
             registry.register(entry)
         net = classification_network("resnet_p4", spatial_dims=2, in_channels=1, out_channels=2, channels=(2, 4))
         assert isinstance(net, GroupResNet) and net.block_inplanes == (2, 4, 8, 16)
+        assert net.size_multiple == 8  # MONAI's no_max_pool stem: the histopathology bundle's 8·n sizes fit
         assert classification_network("resnet_O", spatial_dims=3, in_channels=1, channels=(1,)).group.name == "O"
         plain = classification_network("resnet", spatial_dims=2, in_channels=1, channels=(2, 4))
         assert isinstance(plain, ResNet)
@@ -163,3 +164,16 @@ def test_torch_compile_one_graph_train_then_eval():
     net.eval(), reference.eval()
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
+
+
+def test_the_histopathology_bundle_offers_the_resnets_and_refuses_sizes_they_do_not_take():
+    from monai_equivariant.bundle.overrides import BUNDLE_SPECS, check_network_input
+    from monai_equivariant.networks.factory import classification_network
+
+    assert {"resnet_p4", "resnet"} <= set(BUNDLE_SPECS["histopathology_classification"].network_names)
+    assert not {"resnet_O", "resnet"} & set(BUNDLE_SPECS["nodule_classification"].network_names)  # 4·n, 28³ inputs
+    net = classification_network("resnet_p4", spatial_dims=2, in_channels=3, out_channels=2, channels=(8, 16, 32))
+    for size in (8, 32, 96):
+        assert check_network_input(net, "histopathology_classification", size, norm="batch") == size
+    with pytest.raises(ValueError, match=r"--image_size 12 is not a multiple of 8.*use a multiple of 8"):
+        check_network_input(net, "histopathology_classification", 12, norm="batch")

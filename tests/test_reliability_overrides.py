@@ -89,7 +89,8 @@ BAD_OVERRIDES = [
     ("polyp_segmentation", "ensemble_group", "Oh", r"--ensemble_group 'Oh' is not a group of 2D images"),
     ("polyp_segmentation", "augmentation_group", "se2_12", r"--augmentation_group 'se2_12' is not a grid group"),
     ("polyp_segmentation", "network_name", "O",
-     r"--network_name must be one of \['p4', 'p4m', 'se2', 'steerable', 'plain', 'p4_separable'\]"),
+     r"--network_name must be one of \['p4', 'p4m', 'se2', 'steerable', 'plain', 'p4_separable', 'basicunet_p4', "
+     r"'segresnet_p4'\]"),
     ("polyp_segmentation", "network_channels", [4], r"--network_channels needs at least 2 levels"),
     ("polyp_segmentation", "network_norm", "layer", r"--network_norm must be one of"),
     ("polyp_segmentation", "epochs", 0, r"--epochs must be an integer ≥ 1, got 0"),
@@ -228,9 +229,11 @@ def _net(name: str, **kwargs) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("trained, built, match", [
-    ("p4", "p4m", r"checkpoint was trained with network_name=p4 \(group p4, \|G\|=4\); this bundle builds "
+    ("p4", "p4m", r"checkpoint was trained with network_name=p4 or basicunet_p4 or segresnet_p4 \(group p4, "
+                  r"\|G\|=4\); this bundle builds "
                   r"network_name=p4m \(group p4m, \|G\|=8\): run with --network_name p4"),
-    ("p4", "plain", r"trained with network_name=p4 \(group p4, \|G\|=4\); this bundle builds network_name=plain "
+    ("p4", "plain", r"trained with network_name=p4 or basicunet_p4 or segresnet_p4 \(group p4, \|G\|=4\); this "
+                    r"bundle builds network_name=plain "
                     r"\(group trivial, \|G\|=1\)"),
     ("steerable", "se2", r"trained with network_name=steerable \(group steerable\); this bundle builds "
                          r"network_name=se2 \(group se2_12, \|G\|=12\)"),
@@ -248,8 +251,8 @@ def test_checkpoint_of_another_network_names_both_groups(trained, built, match):
 
 def test_checkpoint_of_the_same_group_with_other_channels_points_at_network_channels():
     weights = bundle_network("segmentation", "p4", 2, in_channels=3, out_channels=1, channels=(4, 16)).state_dict()
-    with pytest.raises(ValueError, match=r"network_name=p4 \(group p4, \|G\|=4\) network like this bundle's.*"
-                                         r"--network_channels"):
+    with pytest.raises(ValueError, match=r"network_name=p4 or basicunet_p4 or segresnet_p4 \(group p4, \|G\|=4\) "
+                                         r"network like this bundle's.*--network_channels"):
         _net("p4").load_state_dict(weights)
     _net("p4").load_state_dict(_net("p4").state_dict())  # matching weights load as before
 
@@ -263,7 +266,8 @@ def test_bundle_evaluate_names_the_group_of_a_checkpoint_of_another_network(tmp_
     try:
         with pytest.raises(Exception) as error:
             flow.run()
-        expected = "trained with network_name=p4 (group p4, |G|=4); this bundle builds network_name=p4m"
+        expected = ("trained with network_name=p4 or basicunet_p4 or segresnet_p4 (group p4, |G|=4); this bundle "
+                    "builds network_name=p4m")
         assert expected in messages(error.value)
     finally:
         flow.finalize()

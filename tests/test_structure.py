@@ -63,8 +63,9 @@ def test_the_bundles_offer_the_registry_names_in_order():
     from monai_equivariant.bundle.overrides import BUNDLE_SPECS
 
     assert BUNDLE_SPECS["polyp_segmentation"].network_names == ("p4", "p4m", "se2", "steerable", "plain",
-                                                                  "p4_separable")
-    assert BUNDLE_SPECS["histopathology_classification"].network_names == ("se2", "p4", "plain")
+                                                                    "p4_separable", "basicunet_p4", "segresnet_p4")
+    assert BUNDLE_SPECS["histopathology_classification"].network_names == ("se2", "p4", "plain", "resnet_p4",
+                                                                               "resnet")
     assert BUNDLE_SPECS["nodule_classification"].network_names == ("O", "Oh", "D4h", "plain", "O_separable")
 
 

@@ -45,7 +45,8 @@ def test_signatures_are_explicit(net):
 def test_p4_unets_take_monai_unet_positional_order(net):
     monai_order = list(inspect.signature(UNet).parameters)[:13]  # spatial_dims ... bias, adn_ordering
     ours = list(inspect.signature(net).parameters)
-    assert ours[:13] == monai_order and ours[13:] == ["route", "channels_as", "separable"]  # MONAI's order, then own options
+    # MONAI's order, then own options
+    assert ours[:13] == monai_order and ours[13:] == ["route", "channels_as", "separable", "label_permutation"]
     unet = net(2, 1, 1, (2, 3), (2,), 3, 3, 1, "relu", "instance", 0.0, True)
     assert unet.num_res_units == 1 and unet.strides == (2,)
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Norm
 
-__all__ = ["GroupBatchNorm", "GroupInstanceNorm"]
+__all__ = ["GroupBatchNorm", "GroupGroupNorm", "GroupInstanceNorm"]
 
 
 class _SharedOverGroup(nn.Module):
@@ -75,6 +75,45 @@ class GroupInstanceNorm(_SharedOverGroup):
             return _frozen_batch_norm(norm, self.group_size, self.spatial_dims)
         channels = self.num_fields * self.group_size
         plain = nn.GroupNorm(self.num_fields, channels, eps=norm.eps, affine=norm.affine)
+        if norm.affine:
+            plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
+            with torch.no_grad():
+                plain.weight.copy_(norm.weight.repeat_interleave(self.group_size))
+                plain.bias.copy_(norm.bias.repeat_interleave(self.group_size))
+        return plain.eval()
+
+
+class GroupGroupNorm(_SharedOverGroup):
+    """Group norm (``nn.GroupNorm``) of a group tensor whose norm groups are unions of whole fields: per sample,
+    ``num_groups`` groups of C / num_groups fields each, statistics over their fields' |G| channels and space, one
+    affine per field. A group element permutes channels within each field, so every norm group maps onto itself and
+    the norm commutes with the group (MONAI's ``("group", {"num_groups": n})`` on a plain tensor would mix parts of
+    fields and scale the |G| channels of a field differently).
+
+    Args:
+        num_fields: C (the tensor has C·|G| channels); a multiple of ``num_groups``.
+        group_size: |G|.
+        num_groups: norm groups (each of C / num_groups whole fields).
+        spatial_dims: kept for :meth:`to_plain` (any d works).
+        **kwargs: passed to ``nn.GroupNorm`` (eps, affine).
+    """
+
+    def __init__(self, num_fields: int, group_size: int, num_groups: int, spatial_dims: int = 2,
+                 **kwargs: Any) -> None:
+        if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1 or (
+                int(num_fields) % num_groups != 0):
+            raise ValueError(
+                f"GroupGroupNorm: num_groups must be a positive divisor of the number of fields ({num_fields}: each "
+                f"norm group holds whole fields), got {num_groups!r}"
+            )
+        super().__init__(nn.GroupNorm(num_groups, int(num_fields), **kwargs), num_fields, group_size)
+        self.spatial_dims = int(spatial_dims)
+
+    def to_plain(self) -> nn.Module:
+        """``nn.GroupNorm(num_groups, C·|G|)`` with each field's affine repeated |G| times: field-major channels
+        put each norm group's fields side by side, so its contiguous chunks are the same norm groups."""
+        norm: nn.GroupNorm = self.norm
+        plain = nn.GroupNorm(norm.num_groups, self.num_fields * self.group_size, eps=norm.eps, affine=norm.affine)
         if norm.affine:
             plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
             with torch.no_grad():

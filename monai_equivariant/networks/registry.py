@@ -214,6 +214,38 @@ def _monai_dynunet(channels: Channels, num_rotations: int, **kwargs) -> nn.Modul
     return DynUNet(filters=channels, **_with_default_plan(channels, kwargs))
 
 
+def _basic_features(channels: Channels, num_rotations: int) -> Channels:
+    """BasicUNet's six features from the asked channels: five encoder levels (fewer: the last doubled; more: the first
+    five), then the first level's width for the last up-sampling step (MONAI's pattern (32, 32, ..., 256, 32))."""
+    widths = list(channels[:5])
+    while len(widths) < 5:
+        widths.append(2 * widths[-1])
+    return (*widths, widths[0])
+
+
+def _basic_unet(group: str) -> Callable[..., nn.Module]:
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_basic_unet import GroupBasicUNet
+
+        return GroupBasicUNet(features=channels, group=group, **kwargs)
+
+    return build
+
+
+def _segresnet(group: str) -> Callable[..., nn.Module]:
+    """GroupSegResNet with the first asked width as ``init_filters`` (MONAI's blocks (1, 2, 2, 4): sides multiples of
+    8); a ``dropout`` kwarg is its ``dropout_prob``."""
+
+    def build(channels: Channels, num_rotations: int, **kwargs) -> nn.Module:
+        from monai_equivariant.networks.nets.group_segresnet import GroupSegResNet
+
+        if "dropout" in kwargs:
+            kwargs["dropout_prob"] = kwargs.pop("dropout")
+        return GroupSegResNet(init_filters=channels[0], group=group, **kwargs)
+
+    return build
+
+
 def _builtin_entries() -> Sequence[NetworkEntry]:
     seg, cls = "segmentation", "classification"
     return (
@@ -253,6 +285,10 @@ def _builtin_entries() -> Sequence[NetworkEntry]:
         NetworkEntry("O_separable", cls, 3, _group_cnn("O", separable=True), _same, "O", "O",
                      "GroupCNN(group='O', separable=True): 3D, the O fields with separable group convs (about 1/27 "
                      "of the weights and mixing FLOPs)", separable=True),
+        NetworkEntry("basicunet_p4", seg, 2, _basic_unet("p4"), _basic_features, "p4", "p4",
+                     "GroupBasicUNet(group='p4'): MONAI's BasicUNet, 90° rotations (sides multiples of 16)"),
+        NetworkEntry("segresnet_p4", seg, 2, _segresnet("p4"), _same, "p4", "p4",
+                     "GroupSegResNet(group='p4'): MONAI's SegResNet, 90° rotations (sides multiples of 8)"),
     )
 
 
@@ -276,36 +312,48 @@ def _resnet_stages(rule: Callable[[Channels, int], Channels]) -> Callable[[Chann
     return stages
 
 
+RESNET_STEM = {"conv1_t_stride": 1, "no_max_pool": True}
+"""The stem of the registered ResNets (MONAI's arguments): no down-sampling before the three strided stages, so the
+input sides are multiples of 8 (MONAI's default stem, max-pool 2, would make them multiples of 16), which the
+histopathology bundle's sizes (8·n, PCam's 96) are."""
+
+
 def _group_resnet(group: str) -> Callable[..., nn.Module]:
-    """GroupResNet with MONAI's resnet10 layout (basic blocks, one per stage) and ``channels`` as its fields."""
+    """GroupResNet with MONAI's resnet10 layout (basic blocks, one per stage), :data:`RESNET_STEM` and ``channels``
+    as its fields."""
 
     def build(channels: Channels, num_rotations: int, spatial_dims: int, in_channels: int, out_channels: int,
               **kwargs) -> nn.Module:
         from monai_equivariant.networks.nets.group_resnet import GroupResNet
 
         return GroupResNet("basic", (1, 1, 1, 1), channels, spatial_dims=spatial_dims, n_input_channels=in_channels,
-                           num_classes=out_channels, group=group, **kwargs)
+                           num_classes=out_channels, group=group, **{**RESNET_STEM, **kwargs})
 
     return build
 
 
 def _monai_resnet(channels: Channels, num_rotations: int, spatial_dims: int, in_channels: int, out_channels: int,
                   **kwargs) -> nn.Module:
-    """MONAI's own ResNet (resnet10 layout) with ``block_inplanes=channels``."""
+    """MONAI's own ResNet (resnet10 layout, :data:`RESNET_STEM`) with ``block_inplanes=channels``; a bare
+    ``norm="instance"`` (the bundles' default) is made affine: MONAI's ResNet initialises every norm's weight and fails
+    on an instance norm without one."""
     from monai.networks.nets import ResNet
 
+    if isinstance(kwargs.get("norm"), str) and kwargs["norm"].lower() == "instance":
+        kwargs["norm"] = ("instance", {"affine": True})
+
     return ResNet("basic", [1, 1, 1, 1], list(channels), spatial_dims=spatial_dims, n_input_channels=in_channels,
-                  num_classes=out_channels, **kwargs)
+                  num_classes=out_channels, **{**RESNET_STEM, **kwargs})
 
 
 def resnet_entries() -> tuple[NetworkEntry, ...]:
     """The ResNet classifiers' entries ("resnet_p4" 2D, "resnet_O" 3D, and the plain twin "resnet" = MONAI's ResNet
-    at about the same parameters), ready for :func:`register`.
+    at about the same parameters), with :data:`RESNET_STEM` (input sides multiples of 8).
 
-    Not registered by default: every entry of a task and dimension is offered by that task's bundles, and the
-    ResNet takes only sizes that are multiples of 16 (three stage pools and the stem's), while the
-    histopathology and nodule bundles declare inputs of 8·n and 4·n pixels and their tests list their names.
-    Register them (``for e in resnet_entries(): register(e)``) where the inputs fit.
+    The 2D entries are registered (below): the histopathology bundle's inputs (8·n, PCam's 96) fit. The 3D ones are
+    not: every entry of a task and dimension is offered by that task's bundles, and the nodule bundle declares inputs
+    of 4·n voxels and NoduleMNIST3D's cubes are 28³, which no ResNet with three strided stages takes. Register them
+    (``register(entry)``) where the inputs fit.
     """
     cls = "classification"
     return (
@@ -318,3 +366,8 @@ def resnet_entries() -> tuple[NetworkEntry, ...]:
         NetworkEntry("resnet", cls, 3, _monai_resnet, _resnet_stages(_matched("O", "trivial", 3)), "trivial", "O",
                      "monai.networks.nets.ResNet: 3D, the plain twin of resnet_O at about its parameters"),
     )
+
+
+for _entry in resnet_entries():
+    if _entry.spatial_dims == 2:
+        register(_entry)

@@ -15,7 +15,9 @@ and two names in ``Norm``:
 
 - ``"groupbatch"``: :class:`~monai_equivariant.layers.GroupBatchNorm` (one mean/variance/affine per field,
   shared over the group axis);
-- ``"groupinstance"``: :class:`~monai_equivariant.layers.GroupInstanceNorm`.
+- ``"groupinstance"``: :class:`~monai_equivariant.layers.GroupInstanceNorm`;
+- ``"groupgroup"``: :class:`~monai_equivariant.layers.norm.GroupGroupNorm` (``nn.GroupNorm`` whose norm groups are
+  unions of whole fields; takes ``num_groups``).
 
 They resolve through MONAI's own lookup: ``Norm["groupbatch", 2]`` is a constructor taking ``num_features``
 (the tensor's channels, C·|G|) and ``group_size`` (|G|), so
@@ -47,6 +49,7 @@ from monai_equivariant.layers import (
     LiftingConv,
     SeparableGroupConv,
 )
+from monai_equivariant.layers.norm import GroupGroupNorm
 
 __all__ = [
     "ActSpec",
@@ -171,7 +174,7 @@ def _group_norm_factory(cls: type) -> Callable[[int], Callable[..., nn.Module]]:
     return factory
 
 
-_REGISTERED = {"GROUPBATCH": GroupBatchNorm, "GROUPINSTANCE": GroupInstanceNorm}
+_REGISTERED = {"GROUPBATCH": GroupBatchNorm, "GROUPINSTANCE": GroupInstanceNorm, "GROUPGROUP": GroupGroupNorm}
 for _name, _cls in _REGISTERED.items():
     if _name not in Norm.names:  # idempotent under module reloads; never overrides another registration
         Norm.add_factory_callable(_name.lower(), _group_norm_factory(_cls))
@@ -217,7 +220,8 @@ def group_norm_spec(norm: NormSpec, group_size: int) -> tuple[str, dict] | None:
     if key not in _REGISTERED:
         raise ValueError(
             f"norm {norm!r} is not equivariant on group tensors; expected 'batch' or 'instance' (statistics shared "
-            "over the group; also as 'groupbatch' / 'groupinstance' or with a kwargs dict) or None"
+            "over the group; also as 'groupbatch' / 'groupinstance' or with a kwargs dict), 'groupgroup' with "
+            "num_groups (norm groups of whole fields) or None"
         )
     return key.lower(), {**dict(kwargs), "group_size": int(group_size)}
 

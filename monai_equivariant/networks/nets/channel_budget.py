@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from monai_equivariant.layers import GroupConv, LiftingConv
+from monai_equivariant.layers import GroupConv, GroupConvTranspose, LiftingConv
 
 __all__ = ["CHANNELS_AS", "budget_fields", "check_channels_as", "conv_macs_per_pixel", "solve_fields",
            "trainable_parameters"]
@@ -45,7 +45,7 @@ def trainable_parameters(net: nn.Module) -> int:
 def _planar_weights(module: nn.Module) -> int:
     """Weights of the planar conv the module runs (a group conv runs its expanded bank: |G|× its weight; a
     steerable conv one of out_type.size × in_type.size × k^d)."""
-    if isinstance(module, (GroupConv, LiftingConv)):
+    if isinstance(module, (GroupConv, LiftingConv, GroupConvTranspose)):
         return module.weight.numel() * module.group_order
     if _is_steerable_conv(module):
         return module.out_type.size * module.in_type.size * module.kernel_size ** module.in_type.gspace.dimensionality
@@ -58,7 +58,8 @@ def _is_steerable_conv(module: nn.Module) -> bool:
 
 
 def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, (GroupConv, LiftingConv, nn.modules.conv._ConvNd)) or _is_steerable_conv(module)
+    convs = (GroupConv, LiftingConv, GroupConvTranspose, nn.modules.conv._ConvNd)
+    return isinstance(module, convs) or _is_steerable_conv(module)
 
 
 @torch.no_grad()
@@ -72,7 +73,7 @@ def conv_pixel_ratios(net: nn.Module, input_shape: Sequence[int]) -> dict[str, f
     for name, module in net.named_modules():
         if _is_conv(module):
             def hook(m: nn.Module, args: tuple, out: torch.Tensor, name: str = name) -> None:
-                transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
+                transposed = getattr(m, "transposed", False) is True  # nn.ConvTransposeNd, GroupConvTranspose
                 seen = args[0] if transposed else out
                 ratios[name] = math.prod(getattr(seen, "tensor", seen).shape[2:]) / pixels  # escnn: .tensor
             hooks.append(module.register_forward_hook(hook))

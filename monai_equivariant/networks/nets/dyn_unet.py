@@ -10,9 +10,9 @@ from typing import List
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.factories import Conv
 
-from monai_equivariant.groups import Group, as_group, first_misfit, largest_admissible_group
+from monai_equivariant.groups import Group, as_group, check_plan
 from monai_equivariant.groups.admissible import plan_sides
 from monai_equivariant.layers.conv import check_route, group_convs
 from monai_equivariant.layers.plain import ScriptsAsExport
@@ -25,7 +25,8 @@ from monai_equivariant.networks.blocks.factories import (
     get_group_dropout_layer,
 )
 from monai_equivariant.networks.nets.group_unet import matched_channels
-from monai_equivariant.networks.nets.input_check import check_input
+from monai_equivariant.networks.nets.heads import segmentation_head
+from monai_equivariant.networks.nets.input_check import ParameterDtype, check_input
 
 __all__ = ["GroupDynUNet", "default_plan", "size_period", "up_kernel_sides"]
 
@@ -85,7 +86,7 @@ class GroupDynUpBlock(nn.Module):
         return self.conv_block(torch.cat([self.dropout(self.transp_conv(x)), skip], dim=1))
 
 
-class GroupDynUNet(ScriptsAsExport, nn.Module):
+class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
     """MONAI's ``DynUNet`` (nnU-Net) with group convolutions: exactly equivariant to a grid group on its admissible
     input sizes, also for anisotropic plans (per-level kernels like 1×3×3 and strides like (1, 2, 2)).
 
@@ -93,7 +94,7 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
     (the first conv of each strided by ``strides[level]``), up-sampling blocks (transposed group conv, skip
     concatenation, two conv units), then group max-pooling (invariant fields) and a 1×1 plain conv; deep-supervision
     heads (group pooling and a 1×1 conv) on the ``deep_supr_num`` levels above the output. The arguments are MONAI's,
-    in its order, then ``group``, ``route`` and ``separable``.
+    in its order, then ``group``, ``route``, ``separable`` and ``label_permutation``.
 
     Args:
         spatial_dims: 2 or 3.
@@ -119,6 +120,10 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
             rotations and flips, axis 0 = depth kept), p4 in 2D. It must map every level's kernel, stride and
             up-sampling kernel onto itself: otherwise ValueError naming the level and the largest group that fits
             (:func:`~monai_equivariant.groups.largest_admissible_group`). ``"trivial"`` is the plain net.
+        label_permutation: lateral labels under the group's reflections (e.g. ``[0, 2, 1]``): the output head and
+            every deep-supervision head is a :class:`~monai_equivariant.layers.LateralGroupHead`, so
+            ``f(g·x) = P_g g·f(x)`` with P_g this permutation for reflections (D4h's flips), the identity for
+            rotations.
         route: how the stride-1 group convs with cubic kernels compute (``"auto"``, ``"filter"``, ``"input"``; see
             :attr:`~monai_equivariant.layers.GroupConv.route`; ``"input"`` needs equal spatial sizes there);
             strided, transposed and anisotropic convs always expand their filter.
@@ -136,7 +141,8 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
       maps the grid onto itself under flips and rotations only on sides n with (n - 1) divisible by 2; the
       transposed convs use odd kernels so that they restore exactly those sides;
     - ``filters`` count fields, so the feature maps are |G|× wider than MONAI's for equal ``filters``;
-    - the output head (and every deep-supervision head) group-max-pools to invariant fields before its 1×1 conv;
+    - the output head (and every deep-supervision head) group-max-pools to invariant fields before its 1×1 conv (or,
+      with ``label_permutation``, is the lateral head);
     - deep-supervision maps are up-sampled by (bi/tri)linear interpolation with ``align_corners=True`` (MONAI:
       nearest), which the group maps onto itself on these grids;
     - the up-sampling blocks' conv units have no residual form (as MONAI's ``UnetUpBlock``), the residual blocks no
@@ -164,6 +170,7 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
         group: str | Group | None = None,
         route: str = "auto",
         separable: bool = False,
+        label_permutation: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -223,14 +230,13 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
                                            conv_block(2 * fields[level], fields[level], kernels[level + 1],
                                                       (1,) * spatial_dims, False, False)))
         self.encoder, self.decoder = nn.ModuleList(encoder), nn.ModuleList(decoder)
-        self.project = Pool["group", spatial_dims](group.order, mode="max")
-        self.head = _plain_head(fields[0], out_channels, spatial_dims)
+        self.project, self.head = _output_head(fields[0], out_channels, group, label_permutation)
         self.head_dropout = get_group_dropout_layer(dropout) or nn.Identity()
         self.deep_supervision_heads = nn.ModuleList(
-            [nn.Sequential(Pool["group", spatial_dims](group.order, mode="max"),
-                           _plain_head(fields[level], out_channels, spatial_dims))
+            [nn.Sequential(*_output_head(fields[level], out_channels, group, label_permutation))
              for level in range(1, deep_supr_num + 1)] if deep_supervision else []
         )
+        self.label_permutation = None if label_permutation is None else list(self.head.label_permutation)
         self.spatial_dims, self.in_channels, self.out_channels = int(spatial_dims), int(in_channels), int(out_channels)
         self.group = group
         self.kernel_size = [_compact(k) for k in kernels]
@@ -261,7 +267,7 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless x is (B, in_channels, *spatial) in the network's dtype with every side ``1 + m·P``
         (P = :attr:`size_period` per axis), naming the sizes accepted."""
-        check_input(x, self.spatial_dims, self.in_channels, 1, self.head.weight.dtype)
+        check_input(x, self.spatial_dims, self.in_channels, 1, self.parameter_dtype())
         for axis in range(self.spatial_dims):
             size, period = int(x.shape[2 + axis]), self.size_period[axis]
             if (size - 1) % period != 0:
@@ -297,12 +303,16 @@ class GroupDynUNet(ScriptsAsExport, nn.Module):
         return out
 
 
-def _plain_head(fields: int, out_channels: int, spatial_dims: int) -> nn.Module:
-    """The 1×1 plain conv after group pooling, initialised as MONAI's DynUNet initialises its convs."""
-    head = Conv[Conv.CONV, spatial_dims](fields, out_channels, kernel_size=1)
-    nn.init.kaiming_normal_(head.weight, a=0.01)
-    nn.init.zeros_(head.bias)
-    return head
+def _output_head(fields: int, out_channels: int, group: Group, label_permutation: Sequence[int] | None
+                 ) -> tuple[nn.Module, nn.Module]:
+    """``(project, head)`` of the output or a deep-supervision level: group pooling and a 1×1 plain conv initialised
+    as MONAI's DynUNet initialises its convs, or with ``label_permutation`` the lateral head
+    (:func:`~monai_equivariant.networks.nets.heads.segmentation_head`)."""
+    project, head = segmentation_head(fields, out_channels, group, label_permutation)
+    if label_permutation is None:
+        nn.init.kaiming_normal_(head.weight, a=0.01)
+        nn.init.zeros_(head.bias)
+    return project, head
 
 
 def _compact(sides: Sequence[int]) -> int | tuple[int, ...]:
@@ -323,15 +333,4 @@ def _check_group(group: Group, kernels: list, strides: list, up_kernels: list) -
     if not group.is_grid:
         raise ValueError(f"GroupDynUNet needs a grid group (flips and axis permutations; strided convs are exact "
                          f"only for those), got {group.name!r}, which interpolates its kernels")
-    plan = [("kernel_size", kernels), ("strides", strides), ("upsample_kernel_size", up_kernels)]
-    for name, sides in plan:
-        found = first_misfit(group, sides, [[1] * group.spatial_dims])
-        if found is not None:
-            level, _, element = found
-            fits = largest_admissible_group(group.spatial_dims, kernels + up_kernels, strides)
-            raise ValueError(
-                f"group {group.name!r} does not preserve level {level} of the plan: {name}[{level}] = "
-                f"{tuple(sides[level])} is sent by element {element} = {group.matrices[element].astype(int).tolist()} "
-                f"to another shape (it swaps axes of different sizes); the largest group that fits this plan is "
-                f"{fits!r}"
-            )
+    check_plan(group, {"kernel_size": kernels, "strides": strides, "upsample_kernel_size": up_kernels})

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act, Pool
 
-from monai_equivariant.groups import Group, as_group
+from monai_equivariant.groups import Group, as_group, check_plan
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
 from monai_equivariant.networks.blocks.factories import (
@@ -27,7 +27,6 @@ from monai_equivariant.networks.nets.channel_budget import budget_fields, check_
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.input_check import (
     Stride,
-    _check_plan_group,
     axis_products,
     check_input,
     check_levels,
@@ -136,7 +135,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         route = check_route(route)
         self.channels_as = check_channels_as(channels_as)
         channels, strides = check_levels(channels, strides, min_levels=1, spatial_dims=spatial_dims)
-        _check_plan_group(self.group, {"strides": strides})
+        check_plan(self.group, {"strides": strides}, between_levels=("strides",))
         if isinstance(num_res_units, bool) or not isinstance(num_res_units, numbers.Integral) or num_res_units < 1:
             raise ValueError(f"num_res_units must be an integer ≥ 1, got {num_res_units!r}")
         multiples = axis_products(strides, spatial_dims)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Act, Conv, Pool
+from monai.networks.layers.factories import Act, Pool
 
-from monai_equivariant.groups import Group, as_group
+from monai_equivariant.groups import Group, as_group, check_plan, kernel_shape
 from monai_equivariant.networks.blocks import GroupDoubleConv, GroupResidualUnit, as_kernel_size
 from monai_equivariant.networks.blocks.factories import (
     ActSpec,
@@ -20,10 +20,11 @@ from monai_equivariant.networks.blocks.factories import (
     check_separable,
 )
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
+from monai_equivariant.networks.nets.heads import segmentation_head
 from monai_equivariant.networks.nets.presets import Preset
 from monai_equivariant.networks.nets.input_check import (
+    ParameterDtype,
     Stride,
-    _check_plan_group,
     axis_products,
     check_input,
     check_levels,
@@ -102,7 +103,8 @@ _UNET_DIFFERENCES = """
     - ``num_res_units=0`` gives two conv-norm-act units per level (the classic U-Net level; MONAI: one strided
       conv); ``num_res_units=n > 0`` one residual unit of n units per level, as MONAI;
     - ``up_kernel_size`` is the kernel of the decoder's convs (MONAI: of its transposed convs);
-    - the output head is a group max-pool (invariant fields) and a 1×1 conv.
+    - the output head is a group max-pool (invariant fields) and a 1×1 conv (with ``label_permutation``: the
+      lateral head).
 """
 
 
@@ -112,7 +114,7 @@ def _check_num_res_units(num_res_units: int) -> int:
     return int(num_res_units)
 
 
-class GroupUNet(RoutedNetwork, UNetSkeleton):
+class GroupUNet(ParameterDtype, RoutedNetwork, UNetSkeleton):
     """U-Net whose every conv is a group conv; equivariant to ``group`` (exactly, for grid groups).
 
     Layout per level: (lifting at level 0, else group) conv-norm-act units (two, or one residual unit of
@@ -131,7 +133,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
             group elements mapping each axis onto one of the same stride (in 2D not the 90° rotations: the axis
             flips); a group with other elements is refused (ValueError naming the level and the largest named
             group that fits).
-        kernel_size: odd kernel size of the encoder convs: an int or ``spatial_dims`` equal ints.
+        kernel_size: odd kernel size of the encoder convs: an int, or one odd side per axis as MONAI's (``(1, 3, 3)``),
+            which admits only the group elements mapping each axis onto one of the same side (D4h, not O; checked
+            with the strides by :func:`~monai_equivariant.groups.check_plan`, ValueError naming the largest group
+            that fits).
         up_kernel_size: odd kernel size of the decoder convs (same forms).
         num_res_units: 0 for two conv-norm-act units per level; n > 0 for one residual unit (n units and a
             1×1 group-conv shortcut) per level, as MONAI's UNet.
@@ -154,6 +159,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         separable: every group conv after the lifting (but the 1×1 shortcuts) is a
             :class:`~monai_equivariant.layers.SeparableGroupConv`: pointwise group mixing then a depthwise conv of
             the group-transformed kernels, exact too, about k^d× fewer weights and mixing FLOPs at equal fields.
+        label_permutation: lateral labels (a group with reflections, e.g. ``[0, 2, 1]`` for background, left,
+            right): the head is a :class:`~monai_equivariant.layers.LateralGroupHead` instead of group pooling and a
+            1×1 conv, so ``f(g·x) = P_g g·f(x)`` with P_g this permutation for reflections, the identity for
+            rotations (:mod:`~monai_equivariant.layers.lateral_head`). None (default): invariant labels.
 
     Input (B, in_channels, *spatial) with every spatial size divisible by prod(strides) (with per-axis strides: each
     axis by the product of its strides); output (B, out_channels, *spatial). For grid groups ``f(g·x) == g·f(x)``
@@ -181,6 +190,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         route: str = "auto",
         channels_as: str = "fields",
         separable: bool = False,
+        label_permutation: Sequence[int] | None = None,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -188,9 +198,10 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         route = check_route(route)
         channels_as = check_channels_as(channels_as)
         channels, strides = check_levels(channels, strides, min_levels=2, spatial_dims=spatial_dims)
-        _check_plan_group(group, {"strides": strides})
-        kernel_size = as_kernel_size(kernel_size, spatial_dims)
-        up_kernel_size = as_kernel_size(up_kernel_size, spatial_dims, "up_kernel_size")
+        kernel_size = _kernel_sides(kernel_size, group, "kernel_size")
+        up_kernel_size = _kernel_sides(up_kernel_size, group, "up_kernel_size")
+        check_plan(group, {"strides": strides, "kernel_size": [kernel_size], "up_kernel_size": [up_kernel_size]},
+                   between_levels=("strides",))
         num_res_units = _check_num_res_units(num_res_units)
         multiples = axis_products(strides, spatial_dims)
         channels = list(budget_fields(
@@ -228,8 +239,7 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
                 for i in range(len(channels) - 2, -1, -1)
             ]
         )
-        project = Pool["group", spatial_dims](group.order, mode="max")
-        head = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=1)
+        project, head = segmentation_head(channels[0], out_channels, group, label_permutation)
         super().__init__(encoder, decoder, project, head, in_channels, math.lcm(*multiples), spatial_dims)
         self.group = group
         self.out_channels = int(out_channels)
@@ -241,19 +251,43 @@ class GroupUNet(RoutedNetwork, UNetSkeleton):
         self.num_res_units = num_res_units
         self.adn_ordering = common["adn_ordering"]
         self.separable = common["separable"]
+        self.label_permutation = None if label_permutation is None else list(head.label_permutation)
         set_network_route(self, route)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("axis_multiples", None)  # pickled before per-axis strides
         self.__dict__.setdefault("channels_as", "fields")
+        self.__dict__.setdefault("label_permutation", None)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with positive sizes divisible by
         ``size_multiple`` (per axis by ``axis_multiples`` when the strides differ between axes), in the network's
         dtype."""
-        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.head.weight.dtype,
+        check_input(x, self.spatial_dims, self.in_channels, self.size_multiple, self.parameter_dtype(),
                     self.axis_multiples)
+
+
+def _kernel_sides(kernel_size: Sequence[int] | int, group: Group, name: str) -> int | tuple[int, ...]:
+    """An odd kernel as MONAI gives it: the side (an int) of a square/cubic kernel, or odd per-axis sides (``(1, 3,
+    3)``) as a tuple where :func:`~monai_equivariant.groups.check_plan` finds that ``group`` maps them onto themselves
+    (D4h does, O does not). Otherwise :func:`as_kernel_size`'s ValueError naming ``name`` (followed by the plan
+    check's reason for per-axis sides)."""
+    try:
+        return as_kernel_size(kernel_size, group.spatial_dims, name)
+    except ValueError as cubic_error:
+        try:
+            sides = kernel_shape(kernel_size, group.spatial_dims)
+        except ValueError:
+            raise cubic_error from None
+        if any(side % 2 == 0 for side in sides):
+            raise cubic_error from None
+        try:
+            check_plan(group, {name: [sides]})
+        except ValueError as misfit:
+            raise ValueError(f"{cubic_error}; per-axis sides need a group that maps them onto themselves: "
+                             f"{misfit}") from None
+        return sides
 
 
 def _scale_factor(stride: Stride) -> float | tuple[float, ...]:

@@ -7,12 +7,10 @@ import numbers
 from collections.abc import Sequence
 from typing import List, Optional, Union
 
-import numpy as np
 import torch
 
-from monai_equivariant.groups import GROUP_NAMES, Group, get_group
 
-__all__ = ["axis_products", "check_input", "check_levels"]
+__all__ = ["ParameterDtype", "axis_products", "check_input", "check_levels"]
 
 Stride = Union[int, tuple[int, ...]]
 """A down-sampling factor: one int for every axis, or one per axis (anisotropic, as MONAI's ``strides``)."""
@@ -136,52 +134,17 @@ def axis_products(strides: Sequence[Stride], spatial_dims: int) -> list[int]:
     return [math.prod(_axes(s, spatial_dims)[axis] for s in strides) for axis in range(spatial_dims)]
 
 
-def _check_plan_group(group: Group, plan: dict[str, Sequence[Stride]]) -> None:
-    """ValueError unless every element of ``group`` maps each axis onto an axis of the same stride (kernel size) at
-    every level of ``plan`` (``{"strides": [...], "kernel_size": [...]}``, entries int or per-axis tuples): a
-    rotation that swaps a stride-2 axis with a stride-1 axis does not map the pooling grid onto itself. The message
-    names the level and the largest named group that fits. Isotropic plans fit every group.
 
-    (A stand-in for ``monai_equivariant.groups.admissible.largest_admissible_group``, which the lead may point here.)
-    """
-    dims = group.spatial_dims
-    for what, entries in plan.items():
-        for level, entry in enumerate(entries):
-            axes = _axes(entry, dims)
-            if len(set(axes)) == 1:
-                continue
-            bad = [g for g in range(group.order) if not _keeps_axes(group.matrices[g], axes)]
-            if bad:
-                fits = _largest_named_group(dims, [_axes(e, dims) for es in plan.values() for e in es])
-                flips = "" if fits != "trivial" else (
-                    f" (the {2 ** dims} axis flips diag(±1, ...) fit too: pass them as a custom Group)"
-                )
-                where = f"between levels {level} and {level + 1}" if what == "strides" else f"at level {level}"
-                raise ValueError(
-                    f"{what}[{level}] = {axes} differs between axes, and {len(bad)} of the {group.order} elements of "
-                    f"group {group.name!r} (element {bad[0]} first) map an axis onto an axis of another "
-                    f"{what.replace('_', ' ').rstrip('s')} {where}, which breaks exact equivariance there: the largest "
-                    f"named group that fits is {fits!r}{flips}"
-                )
+class ParameterDtype:
+    """Mixin of networks whose head may be replaced on export by a module without ``weight`` (the lateral head's
+    plain graph): :meth:`parameter_dtype` gives the dtype :func:`check_input` compares the input with."""
 
+    @torch.jit.unused
+    def _first_parameter_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype  # type: ignore[attr-defined]
 
-def _keeps_axes(matrix: np.ndarray, axes: tuple[int, ...]) -> bool:
-    """True when ``matrix`` is a signed permutation mapping every axis onto one with the same entry of ``axes``."""
-    rounded = np.round(matrix)
-    if not np.allclose(matrix, rounded, atol=1e-9) or not (np.abs(rounded).sum(axis=0) == 1).all():
-        return False
-    return all(axes[int(np.abs(rounded[:, i]).argmax())] == axes[i] for i in range(len(axes)))
-
-
-def _largest_named_group(spatial_dims: int, plans: list[tuple[int, ...]]) -> str:
-    """The named grid group of ``spatial_dims`` with the most elements that keeps every plan's axes; "trivial"."""
-    fitting = [("trivial", 1)]
-    for name in GROUP_NAMES:
-        if name in ("trivial", "se2_N"):
-            continue
-        group = get_group(name)
-        if group.spatial_dims == spatial_dims and all(
-            _keeps_axes(m, axes) for m in group.matrices for axes in plans
-        ):
-            fitting.append((name, group.order))
-    return max(fitting, key=lambda item: item[1])[0]
+    def parameter_dtype(self) -> Optional[torch.dtype]:
+        """The network's parameter dtype in Python; None under TorchScript (where the dtype check is skipped)."""
+        if torch.jit.is_scripting():
+            return None
+        return self._first_parameter_dtype()
