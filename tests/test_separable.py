@@ -358,3 +358,31 @@ def test_both_routes_of_the_pointwise_convs_agree():
         assert all(conv.route == route for conv in net.modules() if isinstance(conv, GroupConv))
         outputs[route] = net(x)  # training mode: batch statistics, no cache
     assert_matches(outputs["input"], outputs["filter"], net)
+
+
+@pytest.mark.parametrize("spatial_dims,group,shapes", [
+    (2, "p4m", [(1, 1, 16, 16), (1, 1, 24, 24)]),
+    (3, "D4h", [(1, 1, 5, 9, 9), (1, 1, 9, 17, 17)]),
+])
+def test_separable_nets_with_lateral_labels_are_exact_with_the_swap(spatial_dims, group, shapes):
+    """``separable`` and ``label_permutation`` together (two options added side by side): f(g·x) = P_g g·f(x), P_g
+    swapping channels 1 and 2 under the reflections, on every element at two sizes."""
+    torch.manual_seed(0)
+    perm = [0, 2, 1]
+    if spatial_dims == 2:
+        net = GroupUNet(2, 1, 3, (2, 4, 4), group=group, separable=True, label_permutation=perm)
+    else:
+        net = GroupDynUNet(3, 1, 3, filters=(2, 2, 4), group=group, separable=True, label_permutation=perm,
+                           **default_plan(3, 3))
+    net = _trained(net, shapes[0])
+    assert _separable_convs(net)
+    grp = get_group(group)
+    for shape in shapes:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            y = net(x)
+            for g in range(grp.order):
+                expected = grp.transform(y, g)
+                if torch.linalg.det(torch.as_tensor(grp.matrices[g])) < 0:
+                    expected = expected[:, perm]
+                assert_matches(net(grp.transform(x, g)), expected, net, msg=f"{group} element {g}:")
