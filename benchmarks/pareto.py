@@ -40,7 +40,7 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,9 +88,12 @@ class Task:
 
     def describe(self) -> str:
         data = {
-            "polyp": f"{self.train_samples} synthetic training frames of {self.size}², {self.test_samples} test frames",
-            "nuclei": f"{self.size}² crops of the BBBC038 sample's left half, its right half's two 256² quadrants as test",
-            "nodule": f"{self.train_samples} synthetic training patches of {self.size}³, {self.test_samples} test patches",
+            "polyp": f"{self.train_samples} synthetic training frames of {self.size}², {self.test_samples} test "
+                     "frames",
+            "nuclei": f"{self.size}² crops of the BBBC038 sample's left half, its right half's two 256² quadrants "
+                      "as test",
+            "nodule": f"{self.train_samples} synthetic training patches of {self.size}³, {self.test_samples} test "
+                      "patches",
         }[self.name]
         test = (f"test {self.score} mean over the test images rotated by {len(self.angles)} angles "
                 f"({self.angles[0]:g}°…{self.angles[-1]:g}°)" if self.name != "nodule"
@@ -254,18 +257,35 @@ def task_gflops(task: Task) -> dict[tuple[str, int], float]:
 
 
 def plan(tasks: Sequence[Task], flops: dict[str, dict[tuple[str, int], float]]) -> list[Run]:
-    """Every run of ``tasks``, the most expensive first (by forward FLOPs × steps × batch, ``flops[task]`` of
-    :func:`task_gflops`), so a pool ends evenly."""
-    runs = [Run(t, f, w, s) for t in tasks for f in FAMILIES for w in t.widths[f] for s in t.seeds]
-    return sorted(runs, key=lambda r: -flops[r.task.name][r.family, r.width] * r.task.steps * r.task.batch)
+    """Every run of ``tasks``, task by task in the given order, within a task the most expensive first (forward
+    FLOPs × steps × batch, ``flops[task]`` of :func:`task_gflops`), so a pool ends each task evenly."""
+    runs = []
+    for t in tasks:
+        mine = [Run(t, f, w, s) for f in FAMILIES for w in t.widths[f] for s in t.seeds]
+        runs += sorted(mine, key=lambda r: -flops[t.name][r.family, r.width])
+    return runs
 
 
-def run_all(runs: Sequence[Run], jobs: int) -> list[dict]:
-    """:func:`run_one` of every run, ``jobs`` at a time (forked processes; in this process when ``jobs`` ≤ 1)."""
+def run_all(runs: Sequence[Run], jobs: int, done: Callable[[str, list[dict]], None]) -> list[dict]:
+    """:func:`run_one` of every run, ``jobs`` at a time (forked processes; in this process when ``jobs`` ≤ 1);
+    ``done(task, rows)`` is called as soon as every run of a task has finished."""
+    left = {name: sum(r.task.name == name for r in runs) for name in {r.task.name for r in runs}}
+    rows: list[dict] = []
+
+    def collect(row: dict) -> None:
+        rows.append(_report(row))
+        left[row["task"]] -= 1
+        if not left[row["task"]]:
+            done(row["task"], [r for r in rows if r["task"] == row["task"]])
+
     if jobs <= 1:
-        return [_report(run_one(r)) for r in runs]
+        for run in runs:
+            collect(run_one(run))
+        return rows
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [_report(row) for row in pool.map(run_one, runs)]
+        for future in as_completed([pool.submit(run_one, run) for run in runs]):
+            collect(future.result())
+    return rows
 
 
 def _report(row: dict) -> dict:
@@ -434,7 +454,8 @@ def write_task(task: Task, rows: Sequence[dict], flops: dict[tuple[str, int], fl
     header = (f"**{task.name}** — {task.describe()}. Widths: the first level's channels (plain) or {task.group} "
               f"fields (group nets), doubled per level. GFLOPs: one forward of a {image}. Train CPU s: the "
               f"training process's CPU seconds with one torch thread ({jobs} run(s) side by side on a shared "
-              f"2-core machine).\n\nCommand: `{command}` — wall time of the whole command {wall_s / 60:.1f} min.\n\n")
+              f"2-core machine).\n\nCommand: `{command}` — this task's results were complete {wall_s / 60:.1f} min "
+              "after the command started (tasks run in the order given).\n\n")
     paths["table"].write_text(header + table(task, rows, flops) + "\n")
     return paths
 
@@ -446,13 +467,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="Adam steps per run (default per task: "
                         + ", ".join(f"{k} {t.steps}" for k, t in TASKS.items()) + ")")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (processes of one thread each)")
+    parser.add_argument("--jobs", type=int, help="runs side by side (processes of one thread each; default 2, "
+                        "with --quick 1)")
     parser.add_argument("--out-dir", default=str(RESULTS))
-    parser.add_argument("--quick", action="store_true", help="tiny settings for the tests (one process)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings for the tests")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be positive, got {args.steps}")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be positive, got {args.jobs}")
     return args
 
@@ -463,26 +485,28 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Path]]:
     start = time.perf_counter()
     base = QUICK if args.quick else TASKS
     tasks = []
-    for name in args.tasks:
+    for name in dict.fromkeys(args.tasks):
         task = base[name]
         if args.steps is not None:
             task = replace(task, steps=args.steps)
         if args.seeds is not None:
             task = replace(task, seeds=tuple(args.seeds))
         tasks.append(task)
-    jobs = 1 if args.quick else args.jobs
+    jobs = args.jobs or (1 if args.quick else 2)
     flops = {task.name: task_gflops(task) for task in tasks}
     runs = plan(tasks, flops)
     print(f"{len(runs)} runs, {jobs} at a time", flush=True)
-    rows = run_all(runs, jobs)
-    wall = time.perf_counter() - start
-    command = "python benchmarks/pareto.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python benchmarks/pareto.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    by_name = {task.name: task for task in tasks}
     written = {}
-    for task in tasks:
-        mine = sorted((r for r in rows if r["task"] == task.name),
-                      key=lambda r: (list(FAMILIES).index(r["family"]), r["width"], r["seed"]))
-        written[task.name] = write_task(task, mine, flops[task.name], Path(args.out_dir), command.strip(), wall, jobs)
-        print(written[task.name]["table"].read_text())
+
+    def done(name: str, rows: list[dict]) -> None:
+        mine = sorted(rows, key=lambda r: (list(FAMILIES).index(r["family"]), r["width"], r["seed"]))
+        written[name] = write_task(by_name[name], mine, flops[name], Path(args.out_dir), command,
+                                   time.perf_counter() - start, jobs)
+        print(written[name]["table"].read_text(), flush=True)
+
+    run_all(runs, jobs, done)
     print(f"wrote {len(written)} task(s) to {args.out_dir} in {(time.perf_counter() - start) / 60:.1f} min")
     return written
 
