@@ -418,6 +418,7 @@ def plot(task: Task, rows: Sequence[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for (family, p), style in zip(family_points(rows).items(), ("-o", "-s", "-^")):
@@ -430,6 +431,10 @@ def plot(task: Task, rows: Sequence[dict], path: Path) -> Path:
             ax.annotate(str(p.widths[i]), (p.seconds[i], p.scores[i]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7, color=line.get_color())
     ax.set_xscale("log")
+    seconds = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(seconds)
+    ax.xaxis.set_minor_formatter(seconds)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("training time (CPU seconds, one thread)")
     ax.set_ylabel(f"test {task.score}" + (" (mean over rotated test images)" if task.name != "nodule" else
                                           " (random 3D orientations)"))
