@@ -4,7 +4,7 @@ each at several widths, on three tasks; score against measured training time, wi
 Tasks (every training loop and score is reused from the benchmark of that task):
 
 - ``polyp``: the built-in synthetic endoscopy frames (:func:`monai_equivariant.data.synthetic_polyp`, as the polyp
-  bundle writes them), U-Nets of 3 → 1 channels, test Dice mean over the test frames rotated 0°…345° (15° steps);
+  bundle writes them), U-Nets of 3 → 1 channels, test Dice mean over the test frames rotated 0°…330° (30° steps);
 - ``nuclei``: the real BBBC038 nuclei sample: ``benchmarks/nuclei_benchmark.py``'s split (train on crops of the left
   half), sampler, training loop and rotated test Dice on the right half's two 256² quadrants;
 - ``nodule``: the synthetic 3D nodule task of ``benchmarks/nodule_comparison.py`` (its training loop with precise
@@ -114,7 +114,7 @@ TASKS = {
 (two one-thread runs side by side). Small widths and few steps: the nets are far from converged."""
 
 _QUICK_2D = dict(widths={"plain_aug": (2, 4, 8), "group": (1, 2, 3), "separable": (1, 2, 4)}, levels=2, steps=2,
-                 batch=2, angles=(0.0, 45.0, 90.0))
+                 batch=2, angles=(0.0, 45.0))
 QUICK = {
     "polyp": replace(TASKS["polyp"], size=16, train_samples=4, test_samples=2, **_QUICK_2D),
     "nuclei": replace(TASKS["nuclei"], size=16, **_QUICK_2D),
