@@ -1,27 +1,40 @@
 """Mixed-precision (AMP) throughput, images/s, of the equivariant nets vs the plain nets of equal parameters and
-of equal FLOPs: P4UNet vs the plain U-Net at 256², and the 3D O-group GroupCNN vs the plain one at 32³.
+of equal FLOPs: P4UNet (full and separable) vs the plain U-Net at 256², and the 3D O-group GroupCNN (full and
+separable) vs the plain one at 32³, with the peak memory of a training step.
 
 Usage: python benchmarks/gpu_throughput.py [--device cuda|cpu] [--batch2d 16] [--batch3d 16] [--rounds 5]
-       [--steps 10] [--tiny] [--channels-last] [--threads N]
+       [--steps 10] [--tiny] [--channels-last] [--threads N] [--out gpu_throughput.md]
+
+One command on a GPU machine: ``python benchmarks/gpu_throughput.py --out benchmarks/results/gpu_throughput.md``.
 
 Training: ``torch.autocast`` (float16 on CUDA with ``torch.amp.GradScaler``; bfloat16 on CPU), forward, mean loss,
 backward, SGD step. Inference: eval mode, ``torch.no_grad()`` under the same autocast (the group nets' filter
 banks are cached in eval mode). Each round runs ``--steps`` steps of every net back to back (interleaved), after
 warm-up; images/s is the median over rounds. ``--device`` defaults to cuda when available. ``--tiny`` runs the
 same comparison with small nets (1-8 fields, 3 U-Net levels) on 32² / 8³ inputs, for CPU smoke tests.
+
+Memory per net: on CUDA the peak allocated memory of one AMP training step of that net alone
+(``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``; weights, gradients and optimizer state
+included); on every device the MiB of activations one float32 training forward saves for backward
+(``cost_table.activation_mib``, deterministic). The separable rows have the full nets' fields (fewer parameters).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from monai_equivariant.networks.nets import GroupCNN, GroupUNet, count_parameters, matched_channels
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cost_table.py, the sibling module
+from cost_table import activation_mib  # noqa: E402
 
 
 def comparisons(tiny: bool) -> list[dict]:
@@ -29,11 +42,11 @@ def comparisons(tiny: bool) -> list[dict]:
     unet_fields = (2, 4, 8) if tiny else (8, 16, 32, 64, 128)
     cnn_fields = (1, 2) if tiny else (4, 8, 16)
 
-    def unet(group: str, channels) -> Callable[[], nn.Module]:
-        return lambda: GroupUNet(2, 3, 1, tuple(channels), group=group)
+    def unet(group: str, channels, separable: bool = False) -> Callable[[], nn.Module]:
+        return lambda: GroupUNet(2, 3, 1, tuple(channels), group=group, separable=separable)
 
-    def cnn(group: str, channels) -> Callable[[], nn.Module]:
-        return lambda: GroupCNN(3, 1, 2, tuple(channels), group=group)
+    def cnn(group: str, channels, separable: bool = False) -> Callable[[], nn.Module]:
+        return lambda: GroupCNN(3, 1, 2, tuple(channels), group=group, separable=separable)
 
     return [
         dict(
@@ -43,6 +56,7 @@ def comparisons(tiny: bool) -> list[dict]:
             in_channels=3,
             nets={
                 "P4UNet (p4)": unet("p4", unet_fields),
+                "P4UNet separable (p4)": unet("p4", unet_fields, separable=True),
                 "plain U-Net, equal params": unet("trivial", matched_channels(unet_fields, "p4", "trivial", 2)),
                 "plain U-Net, equal FLOPs": unet(
                     "trivial", matched_channels(unet_fields, "p4", "trivial", 2, by="flops")
@@ -56,6 +70,7 @@ def comparisons(tiny: bool) -> list[dict]:
             in_channels=1,
             nets={
                 "GroupCNN (O)": cnn("O", cnn_fields),
+                "GroupCNN separable (O)": cnn("O", cnn_fields, separable=True),
                 "plain GroupCNN, equal params": cnn("trivial", matched_channels(cnn_fields, "O", "trivial", 3)),
                 "plain GroupCNN, equal FLOPs": cnn(
                     "trivial", matched_channels(cnn_fields, "O", "trivial", 3, by="flops")
@@ -125,6 +140,17 @@ def images_per_second(runs: dict[str, Callable[[int], None]], batch: int, rounds
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def peak_train_mib(net: nn.Module, x: torch.Tensor, device: str) -> float | None:
+    """Peak CUDA memory (MiB) of one AMP training step of ``net`` alone (None off CUDA)."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    train_steps(net, x, device)(1)
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
 def measure(comparison: dict, batch: int, args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     shape = (batch, comparison["in_channels"]) + (comparison["size"],) * comparison["spatial_dims"]
@@ -146,6 +172,8 @@ def measure(comparison: dict, batch: int, args: argparse.Namespace) -> list[dict
     infer = images_per_second(
         {k: infer_steps(n, x, args.device) for k, n in nets.items()}, batch, args.rounds, args.steps
     )
+    peak = {k: peak_train_mib(n, x, args.device) for k, n in nets.items()}
+    activations = {k: activation_mib(n, x) for k, n in nets.items()}
     first = next(iter(nets))
     size = f"{comparison['size']}^{comparison['spatial_dims']}"
     return [
@@ -159,6 +187,8 @@ def measure(comparison: dict, batch: int, args: argparse.Namespace) -> list[dict
             infer=infer[label],
             train_vs_group=train[label] / train[first],
             infer_vs_group=infer[label] / infer[first],
+            peak_mib=peak[label],
+            activation_mib=activations[label],
         )
         for label, net in nets.items()
     ]
@@ -167,13 +197,14 @@ def measure(comparison: dict, batch: int, args: argparse.Namespace) -> list[dict
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| net | input | batch | params | train images/s | inference images/s | train speed vs equivariant | "
-        "inference speed vs equivariant |",
-        "|---|---|---|---|---|---|---|---|",
+        "inference speed vs equivariant | peak train MiB | activations MiB (fp32) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        peak = "–" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
         lines.append(
             f"| {r['net']} | {r['size']} | {r['batch']} | {r['params']:,} | {r['train']:.1f} | {r['infer']:.1f} | "
-            f"{r['train_vs_group']:.2f}× | {r['infer_vs_group']:.2f}× |"
+            f"{r['train_vs_group']:.2f}× | {r['infer_vs_group']:.2f}× | {peak} | {r['activation_mib']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -188,6 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="small nets at 32² / 8³, batch 2, 1 round of 1 step")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     parser.add_argument("--channels-last", action="store_true", help="channels_last(_3d) nets and inputs")
+    parser.add_argument("--out", help="also write the header line and the table to this Markdown file")
     args = parser.parse_args(argv)
     if args.tiny:
         args.batch2d, args.batch3d, args.rounds, args.steps = 2, 2, 1, 1
@@ -204,12 +236,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         batch = args.batch2d if comparison["spatial_dims"] == 2 else args.batch3d
         rows.extend(measure(comparison, batch, args))
     amp = "float16" if args.device == "cuda" else "bfloat16"
-    print(
+    report = (
         f"device={args.device} ({name}) torch={torch.__version__} autocast={amp} rounds={args.rounds} "
-        f"steps={args.steps}{' channels_last' if args.channels_last else ''}{' (tiny)' if args.tiny else ''}\n"
+        f"steps={args.steps}{' channels_last' if args.channels_last else ''}{' (tiny)' if args.tiny else ''}\n\n"
+        f"{markdown(rows)}\n\nwall time {time.perf_counter() - start:.0f} s\n"
     )
-    print(markdown(rows))
-    print(f"\nwall time {time.perf_counter() - start:.0f} s")
+    print(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        command = " ".join(["python benchmarks/gpu_throughput.py", *(argv if argv is not None else sys.argv[1:])])
+        Path(args.out).write_text(f"Command: `{command}`\n\n{report}")
     return rows
 
 

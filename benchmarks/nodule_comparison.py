@@ -68,11 +68,13 @@ def train(
     batch: int,
     lr: float,
     seed: int,
+    separable: bool = False,
 ) -> tuple[torch.nn.Module, float]:
     """A GroupCNN trained for ``steps`` Adam steps on shuffled mini-batches of ``samples`` (re-drawn every pass),
-    each sample passed through ``RandGroupElementd(group=augment)`` when ``augment``; returns (net, seconds)."""
+    each sample passed through ``RandGroupElementd(group=augment)`` when ``augment``; returns (net, seconds).
+    ``separable`` builds the net with separable group convs (``benchmarks/pareto.py``)."""
     torch.manual_seed(seed)
-    net = GroupCNN(3, 1, 2, channels, group=group)
+    net = GroupCNN(3, 1, 2, channels, group=group, separable=separable)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     transform = RandGroupElementd(["image"], augment).set_random_state(seed) if augment else None
     data = [{"image": torch.from_numpy(s["image"]), "label": int(s["label"])} for s in samples]

@@ -30,17 +30,26 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def test_gpu_throughput_runs_tiny_on_cpu(capsys):
-    rows = load("gpu_throughput").main(["--tiny", "--device", "cpu", "--threads", "1"])
-    assert "| P4UNet (p4) | 32^2 |" in capsys.readouterr().out
+def test_gpu_throughput_runs_tiny_on_cpu(capsys, tmp_path):
+    out = tmp_path / "gpu.md"
+    rows = load("gpu_throughput").main(["--tiny", "--device", "cpu", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| P4UNet (p4) | 32^2 |" in printed and "| P4UNet separable (p4) | 32^2 |" in printed
+    assert "| GroupCNN separable (O) | 8^3 |" in printed and "peak train MiB" in printed
+    written = out.read_text()
+    assert written.startswith("Command: `python benchmarks/gpu_throughput.py --tiny") and "device=cpu" in written
+    assert "| P4UNet separable (p4) | 32^2 |" in written
     by_net = {r["net"]: r for r in rows}
-    assert len(by_net) == 6
+    assert len(by_net) == 8
     assert all(r["train"] > 0 and r["infer"] > 0 for r in rows)
+    assert all(r["peak_mib"] is None and r["activation_mib"] > 0 for r in rows)  # no CUDA peak on CPU
     labels = ("GroupCNN (O)", "plain GroupCNN, equal params", "plain GroupCNN, equal FLOPs")
     group, params, flops = (by_net[k] for k in labels)
     assert params["params"] == pytest.approx(group["params"], rel=0.1)
     assert flops["params"] > 10 * group["params"]  # equal FLOPs = |G|× the channels
     assert group["train_vs_group"] == 1.0
+    for full, separable in (("P4UNet (p4)", "P4UNet separable (p4)"), ("GroupCNN (O)", "GroupCNN separable (O)")):
+        assert by_net[separable]["params"] < by_net[full]["params"]  # same fields, factorised convs
 
 
 def test_cost_table_smoke_rows_match_by_params_and_by_flops(capsys):
