@@ -173,3 +173,25 @@ def test_steerable_unet_by_params_matches_monais_unet():
     plain = UNet(2, 1, 1, channels, (2, 2))  # no residual units: SteerableUNet has two convs per level
     assert net.channels_as == "params"
     assert count_parameters(net) == pytest.approx(count_parameters(plain), rel=0.05)
+
+
+def test_dynunet_swap_by_params_and_by_flops():
+    """GroupDynUNet with MONAI DynUNet's arguments (the anisotropic nnU-Net plan): by params within 5 % of MONAI's
+    DynUNet, by FLOPs within 5 % of the same plan without the group (MONAI's takes other sides); fields by default."""
+    from monai.networks.nets import DynUNet
+
+    from monai_equivariant.networks.nets import GroupDynUNet
+
+    plan = dict(kernel_size=[[1, 3, 3], [1, 3, 3], [3, 3, 3]], strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+                upsample_kernel_size=[[1, 2, 2], [2, 2, 2]])
+    filters = [16, 32, 64]
+    assert GroupDynUNet(3, 1, 3, filters=filters, **plan).filters == tuple(filters)
+    by_params = GroupDynUNet(3, 1, 3, filters=filters, channels_as="params", **plan)
+    monai = DynUNet(3, 1, 3, filters=filters, **plan)
+    assert abs(count_parameters(by_params) / count_parameters(monai) - 1) < 0.05
+    by_flops = GroupDynUNet(3, 1, 3, filters=filters, channels_as="flops", **plan)
+    plain = GroupDynUNet(3, 1, 3, filters=filters, group="trivial", **plan)
+    shape = (1, 5, 9, 9)  # sides 1 + m·P, P = (2, 4, 4)
+    assert abs(conv_macs_per_pixel(by_flops, shape) / conv_macs_per_pixel(plain, shape) - 1) < 0.05
+    with pytest.raises(ValueError, match="channels_as"):
+        GroupDynUNet(3, 1, 3, filters=filters, channels_as="parameters", **plan)

@@ -24,6 +24,7 @@ from monai_equivariant.networks.blocks.factories import (
     check_separable,
     get_group_dropout_layer,
 )
+from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
 from monai_equivariant.networks.nets.input_check import ParameterDtype, check_input
@@ -69,6 +70,17 @@ def default_plan(spatial_dims: int, levels: int) -> dict[str, list]:
     return {"kernel_size": kernels, "strides": strides, "upsample_kernel_size": strides[1:]}
 
 
+def _plain_twin(channels_as: str, same: tuple, filters: Sequence[int], options: dict) -> nn.Module:
+    """The plain net ``channels_as`` matches: MONAI's own ``DynUNet`` for ``"params"`` (the net a swap replaces), the
+    same plan without the group (``GroupDynUNet(group="trivial")``) for ``"flops"`` (MONAI's DynUNet takes multiples of
+    the strides' products, not the odd sides 1 + m·P at which both are counted)."""
+    if channels_as == "params":
+        from monai.networks.nets import DynUNet
+
+        return DynUNet(*same, filters=list(filters), **options)
+    return GroupDynUNet(*same, list(filters), group=as_group("trivial", same[0]), **options)
+
+
 class GroupDynUpBlock(nn.Module):
     """MONAI's ``UnetUpBlock`` on group tensors: transposed group conv (+ dropout), concatenation with the skip
     (up-sampled fields first, as MONAI), then the two conv units of the level.
@@ -94,7 +106,7 @@ class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
     (the first conv of each strided by ``strides[level]``), up-sampling blocks (transposed group conv, skip
     concatenation, two conv units), then group max-pooling (invariant fields) and a 1×1 plain conv; deep-supervision
     heads (group pooling and a 1×1 conv) on the ``deep_supr_num`` levels above the output. The arguments are MONAI's,
-    in its order, then ``group``, ``route``, ``separable`` and ``label_permutation``.
+    in its order, then ``group``, ``route``, ``separable``, ``label_permutation`` and ``channels_as``.
 
     Args:
         spatial_dims: 2 or 3.
@@ -130,6 +142,10 @@ class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
         separable: every conv after the lifting input block but the transposed ones and the 1×1 shortcuts is a
             :class:`~monai_equivariant.layers.SeparableGroupConv` (pointwise group mixing, then a depthwise conv of
             the group-transformed kernels, strided and per-axis kernels too; exact on the same sizes).
+        channels_as: how ``filters`` is read: ``"fields"`` (default), ``"params"`` (MONAI's ``DynUNet`` filters: the
+            fields are solved so that this net's parameters are the closest to that ``DynUNet``'s, the net a swap
+            replaces) or ``"flops"`` (conv multiply-adds per pixel equal to those of the same plan without the group,
+            ``GroupDynUNet(group="trivial")``: MONAI's DynUNet takes other sides). ``net.filters`` holds the fields.
 
     Input (B, in_channels, *spatial) with every side ``1 + m·P`` (P per axis: the product of that axis's strides,
     :attr:`size_period`); other sizes raise ValueError naming the sizes accepted. Output (B, out_channels, *spatial')
@@ -171,8 +187,10 @@ class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
         route: str = "auto",
         separable: bool = False,
         label_permutation: Sequence[int] | None = None,
+        channels_as: str = "fields",
     ) -> None:
         super().__init__()
+        channels_as = check_channels_as(channels_as)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         group = as_group(_DEFAULT_GROUP[spatial_dims] if group is None else group, spatial_dims)
@@ -201,6 +219,17 @@ class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
             if len(fields) < levels or min(fields) < 1:
                 raise ValueError(f"filters needs at least len(strides) = {levels} positive entries, got {filters!r}")
             fields = fields[:levels]
+        if channels_as != "fields":
+            same = (spatial_dims, in_channels, out_channels, kernel_size, strides, upsample_kernel_size)
+            options = dict(dropout=dropout, norm_name=norm_name, act_name=act_name, deep_supervision=deep_supervision,
+                           deep_supr_num=deep_supr_num, res_block=res_block, trans_bias=trans_bias)
+            fields = list(budget_fields(
+                channels_as, fields,
+                lambda f: GroupDynUNet(*same, f, group=group, separable=separable,
+                                       label_permutation=label_permutation, **options),
+                lambda: _plain_twin(channels_as, same, fields, options),
+                (in_channels, *(1 + 2 * p for p in size_period(steps, spatial_dims))), group.order,
+            ))
         get_group_dropout_layer(dropout)  # ValueError naming a bad dropout spec, before anything is built
         unit = dict(group=group, act=act_name, norm=norm_name, dropout=dropout, adn_ordering="DNA",
                     separable=check_separable(separable))
@@ -246,6 +275,7 @@ class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
         self.deep_supervision, self.deep_supr_num = deep_supervision, deep_supr_num
         self.res_block, self.trans_bias = bool(res_block), bool(trans_bias)
         self.separable = unit["separable"]
+        self.channels_as = channels_as
         self.size_period: List[int] = list(size_period(steps, spatial_dims))
         self.interpolation = "bilinear" if spatial_dims == 2 else "trilinear"
         self.route = route
