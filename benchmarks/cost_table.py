@@ -22,7 +22,11 @@ The row group "MONAI UNet" is issue 21's swap: MONAI's ``UNet(2, 3, 1, (16, 32, 
 num_res_units=2)`` and ``P4UNet`` / ``P4MUNet`` with the same arguments, reading ``channels`` as fields (the default)
 and with ``channels_as="params"`` / ``"flops"``; the column "× first row" gives each net's parameters and FLOPs over
 the first row of its group (for the swap: MONAI's UNet). The row group "MONAI ResNet" is the same for MONAI's 2D
-ResNet-10 layout (block_inplanes (16, 32, 64, 128)) and ``GroupResNet`` (p4).
+ResNet-10 layout (block_inplanes (16, 32, 64, 128)) and ``GroupResNet`` (p4). "MONAI BasicUNet" and "MONAI SegResNet": the same for
+MONAI's BasicUNet (features (32, 32, 64, 128, 256, 32)) / SegResNet (init_filters 8) and their p4 twins. "DynUNet
+plan, no group": the anisotropic nnU-Net plan (3 levels, filters (16, 32, 64)) without the group at 17³ (the twin's
+odd sides; MONAI's own DynUNet takes multiples of the strides' products instead), then the D4h ``GroupDynUNet``
+read as fields, by params (matched to MONAI's DynUNet) and by FLOPs (to this first row).
 
 SteerableUNet's parameters follow escnn's steerable basis (fewer than |G|·C² per tap), so its equal-parameter
 plain U-Net is found by scaling the equal-FLOPs channels until the count matches (closest of the candidates);
@@ -77,6 +81,7 @@ class NetSpec:
     plain: Callable[[Sequence[int]], nn.Module]  # plain net from channels
     params_by_search: bool = False  # no |G|·C² parameter rule (steerable basis)
     twins: Callable[[], dict[str, tuple[tuple[int, ...], nn.Module]]] | None = None  # rows instead of the baselines
+    size: int | None = None  # input side instead of --size2d/--size3d (nets with their own admissible sides)
 
 
 def unet_plain(in_channels: int = 3, out_channels: int = 1) -> Callable[[Sequence[int]], nn.Module]:
@@ -128,6 +133,62 @@ def resnet_swap(tiny: bool = False) -> NetSpec:
                    "trivial", 2, 3, unet_plain(), twins=twins)
 
 
+def basic_unet_swap(tiny: bool = False) -> NetSpec:
+    """MONAI's BasicUNet, then GroupBasicUNet (p4) with its arguments, read as fields, by params, by FLOPs."""
+    from monai.networks.nets import BasicUNet
+
+    from monai_equivariant.networks.nets import GroupBasicUNet
+
+    features = (4, 4, 8, 8, 16, 4) if tiny else (32, 32, 64, 128, 256, 32)
+    args = dict(spatial_dims=2, in_channels=3, out_channels=1)
+
+    def twins() -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+        nets = {reading: GroupBasicUNet(**args, features=features, channels_as=reading)
+                for reading in ("fields", "params", "flops")}
+        return {f"GroupBasicUNet (p4), channels_as={r!r}": (tuple(n.features), n) for r, n in nets.items()}
+
+    return NetSpec("MONAI BasicUNet", "trivial", lambda: BasicUNet(**args, features=features), features, "trivial",
+                   2, 3, unet_plain(), twins=twins)
+
+
+def segresnet_swap(tiny: bool = False) -> NetSpec:
+    """MONAI's SegResNet, then GroupSegResNet (p4) with its arguments, read as fields, by params, by FLOPs."""
+    from monai.networks.nets import SegResNet
+
+    from monai_equivariant.networks.nets import GroupSegResNet
+
+    init = 4 if tiny else 8
+    args = dict(spatial_dims=2, in_channels=3, out_channels=1)
+
+    def twins() -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+        nets = {reading: GroupSegResNet(**args, init_filters=init, channels_as=reading)
+                for reading in ("fields", "params", "flops")}
+        return {f"GroupSegResNet (p4), channels_as={r!r}": ((n.init_filters,), n) for r, n in nets.items()}
+
+    return NetSpec("MONAI SegResNet", "trivial", lambda: SegResNet(**args, init_filters=init), (init,), "trivial", 2,
+                   3, unet_plain(), twins=twins)
+
+
+def dynunet_swap(tiny: bool = False) -> NetSpec:
+    """The nnU-Net plan (3D, anisotropic) without the group (``GroupDynUNet(group="trivial")``, MONAI DynUNet's layout at
+    the twin's odd sides; MONAI's own takes other sides), then the D4h GroupDynUNet read as fields, by params (MONAI's
+    DynUNet), by FLOPs; at 17³ (sides 1 + m·(2, 4, 4))."""
+    from monai_equivariant.networks.nets import GroupDynUNet
+
+    plan = dict(kernel_size=[[1, 3, 3], [1, 3, 3], [3, 3, 3]], strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+                upsample_kernel_size=[[1, 2, 2], [2, 2, 2]])
+    filters = (4, 8, 16) if tiny else (16, 32, 64)
+    args = dict(spatial_dims=3, in_channels=1, out_channels=2, **plan)
+
+    def twins() -> dict[str, tuple[tuple[int, ...], nn.Module]]:
+        nets = {reading: GroupDynUNet(**args, filters=filters, group="D4h", channels_as=reading)
+                for reading in ("fields", "params", "flops")}
+        return {f"GroupDynUNet (D4h), channels_as={r!r}": (n.filters, n) for r, n in nets.items()}
+
+    return NetSpec("DynUNet plan, no group", "trivial", lambda: GroupDynUNet(**args, filters=filters, group="trivial"),
+                   filters, "trivial", 3, 1, unet_plain(), twins=twins, size=9 if tiny else 17)
+
+
 def steerable_unet(channels: Sequence[int]) -> nn.Module:
     from monai_equivariant.networks.nets import SteerableUNet
 
@@ -174,6 +235,9 @@ def specs(tiny: bool = False) -> list[NetSpec]:
         *cube,
         unet_swap(tiny),
         resnet_swap(tiny),
+        basic_unet_swap(tiny),
+        segresnet_swap(tiny),
+        dynunet_swap(tiny),
     ]
 
 
@@ -351,7 +415,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"--only matched no network; names: {[s.name for s in specs()]}")
     rows = []
     for spec in chosen:
-        size = args.size2d if spec.spatial_dims == 2 else args.size3d
+        size = spec.size or (args.size2d if spec.spatial_dims == 2 else args.size3d)
         rows.extend(measure(spec, size, args.batch, args.repeats, args.device))
         print(f"  {spec.name}: done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     print(
@@ -420,7 +484,7 @@ def separable_main(args: argparse.Namespace) -> list[dict]:
         raise SystemExit(f"--only matched no network with a separable option; names: {list(SEPARABLE_NETS)}")
     rows = []
     for spec in chosen:
-        size = args.size2d if spec.spatial_dims == 2 else args.size3d
+        size = spec.size or (args.size2d if spec.spatial_dims == 2 else args.size3d)
         rows.extend(separable_measure(spec, size, args.batch, args.repeats, args.device))
         print(f"  {spec.name} separable: done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     print(f"device={args.device} torch={torch.__version__} threads={args.threads} batch={args.batch} "
