@@ -132,14 +132,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         pool = synthetic_nodules(max(args.sizes), size=args.patch, seed=seed)  # nested training sets
         for n in args.sizes:
             samples = pool[:n]
+            recipes = {"O-CNN": ("O", tuple(args.channels), None), "plain CNN": ("trivial", baseline, None),
+                       "plain CNN + O augmentation": ("trivial", baseline, "O")}
             trained = {
-                "O-CNN": train("O", tuple(args.channels), samples, None, args.steps, args.batch, args.lr, seed),
-                "plain CNN": train("trivial", baseline, samples, None, args.steps, args.batch, args.lr, seed),
-                "plain CNN + O augmentation": train(
-                    "trivial", baseline, samples, "O", args.steps, args.batch, args.lr, seed
-                ),
+                name: train(group, channels, samples, augment, args.steps, args.batch, args.lr, seed)
+                for name, (group, channels, augment) in recipes.items()
+                if any(model.replace(" + O ensemble", "") == name for model in args.models)
             }
-            for model in MODELS:
+            for model in args.models:
                 net, seconds = trained[model.replace(" + O ensemble", "")]
                 result = test(net, ensemble if model.endswith("O ensemble") else simple, test_images, test_labels)
                 row = {"model": model, "train_size": n, "seed": seed, "steps": args.steps,
@@ -157,7 +157,7 @@ def table(rows: list[dict], sizes: list[int]) -> str:
     head = ("| model | parameters | " + " | ".join(f"AUC / acc. n={n}" for n in sizes)
             + " | train s/run | infer ms/patch |")
     lines = [head, "|---" * (len(sizes) + 4) + "|"]
-    for model in MODELS:
+    for model in [m for m in MODELS if any(r["model"] == m for r in rows)]:
         mine = [r for r in rows if r["model"] == model]
         cells = []
         for n in sizes:
@@ -179,6 +179,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for model, style in zip(MODELS, ["-o", "-s", "--s", "-^", "--^"]):
+        if not any(r["model"] == model for r in rows):
+            continue
         sizes = sorted({r["train_size"] for r in rows if r["model"] == model})
         aucs = [[r["auc"] for r in rows if r["model"] == model and r["train_size"] == n] for n in sizes]
         mean = np.array([np.mean(a) for a in aucs])
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--test-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), metavar="MODEL",
+                        help="rows to run (default: all five); e.g. --models O-CNN 'plain CNN'")
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
