@@ -123,7 +123,8 @@ def test(net: torch.nn.Module, inferer: Inferer, images: torch.Tensor, labels: t
     return {**classification_scores(probs, labels), "inference_ms": ms}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Every (seed, size, model) run as a row; ``on_row`` (if given) gets each row as soon as it is measured."""
     baseline = matched_channels(args.channels, "O", "trivial", 3)
     test_images, test_labels = _stack(synthetic_nodules(args.test_size, size=args.patch, seed=10_000))
     simple, ensemble = SimpleInferer(), GroupEnsembleInferer("O", mode="classification")
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 row = {"model": model, "train_size": n, "seed": seed, "steps": args.steps,
                        "parameters": count_parameters(net), "train_seconds": seconds, **result}
                 rows.append(row)
+                if on_row is not None:
+                    on_row(row)
                 print(f"{model:40s} n={n:4d} seed={seed} params={row['parameters']:,} auc={row['auc']:.3f} "
                       f"train {seconds:.1f}s infer {row['inference_ms']:.2f} ms/patch", flush=True)
     return rows
@@ -216,11 +219,17 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows = run(args)
-    with open(out / "nodule_comparison.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    with open(out / "nodule_comparison.csv", "w", newline="") as handle:  # row by row: a killed run keeps its rows
+        writer: list[csv.DictWriter] = []
+
+        def write(row: dict) -> None:
+            if not writer:
+                writer.append(csv.DictWriter(handle, fieldnames=list(row)))
+                writer[0].writeheader()
+            writer[0].writerow(row)
+            handle.flush()
+
+        rows = run(args, write)
     plot(rows, out / "nodule_comparison.png")
     print(table(rows, args.sizes))
     print(f"wrote {out / 'nodule_comparison.csv'} and {out / 'nodule_comparison.png'} "
