@@ -125,7 +125,8 @@ def test(net: torch.nn.Module, inferer: Inferer, images: torch.Tensor, labels: t
     return {**classification_scores(probs, labels), "inference_ms": ms}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Every (seed, size, model) run as a row; ``on_row`` (if given) gets each row as soon as it is measured."""
     baseline = matched_channels(args.channels, "O", "trivial", 3)
     test_images, test_labels = _stack(synthetic_nodules(args.test_size, size=args.patch, seed=10_000))
     simple, ensemble = SimpleInferer(), GroupEnsembleInferer("O", mode="classification")
@@ -134,19 +135,21 @@ def run(args: argparse.Namespace) -> list[dict]:
         pool = synthetic_nodules(max(args.sizes), size=args.patch, seed=seed)  # nested training sets
         for n in args.sizes:
             samples = pool[:n]
+            recipes = {"O-CNN": ("O", tuple(args.channels), None), "plain CNN": ("trivial", baseline, None),
+                       "plain CNN + O augmentation": ("trivial", baseline, "O")}
             trained = {
-                "O-CNN": train("O", tuple(args.channels), samples, None, args.steps, args.batch, args.lr, seed),
-                "plain CNN": train("trivial", baseline, samples, None, args.steps, args.batch, args.lr, seed),
-                "plain CNN + O augmentation": train(
-                    "trivial", baseline, samples, "O", args.steps, args.batch, args.lr, seed
-                ),
+                name: train(group, channels, samples, augment, args.steps, args.batch, args.lr, seed)
+                for name, (group, channels, augment) in recipes.items()
+                if any(model.replace(" + O ensemble", "") == name for model in args.models)
             }
-            for model in MODELS:
+            for model in args.models:
                 net, seconds = trained[model.replace(" + O ensemble", "")]
                 result = test(net, ensemble if model.endswith("O ensemble") else simple, test_images, test_labels)
                 row = {"model": model, "train_size": n, "seed": seed, "steps": args.steps,
                        "parameters": count_parameters(net), "train_seconds": seconds, **result}
                 rows.append(row)
+                if on_row is not None:
+                    on_row(row)
                 print(f"{model:40s} n={n:4d} seed={seed} params={row['parameters']:,} auc={row['auc']:.3f} "
                       f"train {seconds:.1f}s infer {row['inference_ms']:.2f} ms/patch", flush=True)
     return rows
@@ -159,7 +162,7 @@ def table(rows: list[dict], sizes: list[int]) -> str:
     head = ("| model | parameters | " + " | ".join(f"AUC / acc. n={n}" for n in sizes)
             + " | train s/run | infer ms/patch |")
     lines = [head, "|---" * (len(sizes) + 4) + "|"]
-    for model in MODELS:
+    for model in [m for m in MODELS if any(r["model"] == m for r in rows)]:
         mine = [r for r in rows if r["model"] == model]
         cells = []
         for n in sizes:
@@ -181,6 +184,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for model, style in zip(MODELS, ["-o", "-s", "--s", "-^", "--^"]):
+        if not any(r["model"] == model for r in rows):
+            continue
         sizes = sorted({r["train_size"] for r in rows if r["model"] == model})
         aucs = [[r["auc"] for r in rows if r["model"] == model and r["train_size"] == n] for n in sizes]
         mean = np.array([np.mean(a) for a in aucs])
@@ -208,17 +213,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--test-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), metavar="MODEL",
+                        help="rows to run (default: all five); e.g. --models O-CNN 'plain CNN'")
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows = run(args)
-    with open(out / "nodule_comparison.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    with open(out / "nodule_comparison.csv", "w", newline="") as handle:  # row by row: a killed run keeps its rows
+        writer: list[csv.DictWriter] = []
+
+        def write(row: dict) -> None:
+            if not writer:
+                writer.append(csv.DictWriter(handle, fieldnames=list(row)))
+                writer[0].writeheader()
+            writer[0].writerow(row)
+            handle.flush()
+
+        rows = run(args, write)
     plot(rows, out / "nodule_comparison.png")
     print(table(rows, args.sizes))
     print(f"wrote {out / 'nodule_comparison.csv'} and {out / 'nodule_comparison.png'} "

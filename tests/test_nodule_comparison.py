@@ -52,3 +52,14 @@ def test_trained_net_has_batch_norm_statistics_of_its_final_weights(group: str) 
         eval_logits = net.eval()(images)
         train_logits = copy.deepcopy(net).train()(images)  # batch statistics of the same (whole) set
     torch.testing.assert_close(eval_logits, train_logits, atol=2e-3, rtol=1e-3)
+
+
+def test_models_option_runs_only_the_named_rows(tmp_path: Path, capsys) -> None:
+    module = _load()
+    module.main(["--sizes", "4", "--seeds", "0", "--steps", "1", "--batch", "4", "--patch", "8", "--test-size", "4",
+                 "--models", "O-CNN", "plain CNN", "--out-dir", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "nodule_comparison.csv")))
+    assert [r["model"] for r in rows] == ["O-CNN", "plain CNN"]
+    assert "augmentation" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        module.main(["--models", "O-CNN++", "--out-dir", str(tmp_path)])
