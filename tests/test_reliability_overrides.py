@@ -238,7 +238,8 @@ def _net(name: str, **kwargs) -> torch.nn.Module:
     ("steerable", "se2", r"trained with network_name=steerable \(group steerable\); this bundle builds "
                          r"network_name=se2 \(group se2_12, \|G\|=12\)"),
     # the same group, full vs separable convs: told apart by the weights (not "other --network_channels?")
-    ("p4", "p4_separable", r"trained with network_name=p4 \(group p4, \|G\|=4\); this bundle builds "
+    ("p4", "p4_separable", r"trained with network_name=p4 or basicunet_p4 or segresnet_p4 \(group p4, \|G\|=4\); "
+                           r"this bundle builds "
                            r"network_name=p4_separable \(group p4, \|G\|=4\): run with --network_name p4,"),
     ("p4_separable", "p4", r"trained with network_name=p4_separable \(group p4, \|G\|=4\); this bundle builds "
                            r"network_name=p4 \(group p4, \|G\|=4\): run with --network_name p4_separable,"),
