@@ -192,3 +192,29 @@ def test_torchrun_two_processes_gloo_trains_with_the_multi_gpu_config(tmp_path):
     weights = torch.load(root / "models" / "model.pt", weights_only=True)
     assert weights and not any(key.startswith("module.") for key in weights)  # the DDP wrapper is not saved
     assert len(decathlon_datalist(root / "data" / "synthetic_organs")) == 14  # written once, by rank 0
+
+
+def test_the_default_d4h_dynunet_trains_and_evaluates_through_monai_bundle_run(tmp_path):
+    """The bundle's default network (the D4h GroupDynUNet, on odd crops 1 + m·(2, 4, 4)) through the command line:
+    one tiny epoch of training, then the evaluation with its equivariance check over D4."""
+    root = copy_bundle("organ_segmentation", tmp_path / "bundle")
+    configs = root / "configs"
+    overrides = dict(ORGAN_TINY, network_name="dynunet_d4h", roi_size=[9, 17, 17], network_channels=[1, 2, 2],
+                     epochs=1)
+
+    def run(config_files: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_files,
+                   "--meta_file", str(configs / "metadata.json"), "--logging_file", str(configs / "logging.conf"),
+                   "--bundle_root", str(root), *_cli_overrides(overrides)]
+        done = subprocess.run(command, cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    run(str(configs / "train.json"))
+    assert (root / "models" / "model.pt").is_file()
+    evaluated = run(f"['{configs / 'train.json'}','{configs / 'evaluate.json'}']")
+    assert "for the 8 elements of D4" in evaluated.stdout
+    metrics = dict(line.split(",") for line in (root / "eval" / "metrics.csv").read_text().splitlines())
+    assert {"val_mean_dice", "equivariance_dice"} <= set(metrics)
+    # exact on D4's rotations: the masks agree and the probabilities (in [0, 1]) differ by float32 round-off only
+    assert float(metrics["equivariance_dice"]) == 1.0 and float(metrics["equivariance_mad"]) < 1e-5
