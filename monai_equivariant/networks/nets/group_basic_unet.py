@@ -8,12 +8,13 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
-from monai_equivariant.groups import Group, as_group
+from monai_equivariant.groups import Group
 from monai_equivariant.networks.blocks import GroupDoubleConv
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
 from monai_equivariant.networks.nets.group_unet import GroupUpStep, matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
+from monai_equivariant.networks.nets.group_cnn import grid_group
 from monai_equivariant.networks.nets.input_check import ParameterDtype, check_input
 from monai_equivariant.networks.nets.unet_skeleton import UNetSkeleton
 
@@ -25,7 +26,6 @@ UPSAMPLE_MODES = ("deconv", "nontrainable")
 ``"pixelshuffle"`` arranges channels into sub-pixel positions, which no group element permutes as it permutes the
 pixels: refused."""
 
-_DEFAULT_GROUP = {2: "p4", 3: "O"}
 _MONAI_FEATURES = (32, 32, 64, 128, 256, 32)
 
 
@@ -107,12 +107,8 @@ class GroupBasicUNet(ParameterDtype, UNetSkeleton):
         channels_as: str = "fields",
         label_permutation: Sequence[int] | None = None,
     ) -> None:
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        group = as_group(_DEFAULT_GROUP[spatial_dims] if group is None else group, spatial_dims)
-        if not group.is_grid:
-            raise ValueError(f"GroupBasicUNet needs a grid group (max-pooling and transposed convs are exact only for "
-                             f"flips and axis permutations), got {group.name!r}")
+        group = grid_group("GroupBasicUNet", spatial_dims, group,
+                           "max-pooling and transposed convs are exact only for flips and axis permutations")
         channels_as = check_channels_as(channels_as)
         group_upsample(upsample, 2, 1, group, bias)  # ValueError naming a bad mode before anything else is built
         if features is None:

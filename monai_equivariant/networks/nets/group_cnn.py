@@ -35,7 +35,7 @@ from monai_equivariant.networks.nets.input_check import (
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.layers.plain import ScriptsAsExport
 
-__all__ = ["GroupCNN", "InvariantFeatureNorm", "count_parameters", "default_group", "matched_baseline"]
+__all__ = ["GroupCNN", "InvariantFeatureNorm", "count_parameters", "default_group", "grid_group", "matched_baseline"]
 
 _CLASSIFIER_DIFFERENCES = """
     Compared with MONAI's classifiers (e.g. ``monai.networks.nets.Classifier`` / ``UNet``-style defaults):
@@ -52,6 +52,17 @@ def default_group(spatial_dims: int) -> str:
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     return "p4" if spatial_dims == 2 else "O"
+
+
+def grid_group(net: str, spatial_dims: int, group: str | Group | None, why: str) -> Group:
+    """``group`` (None: :func:`default_group`) as a :class:`Group` acting on ``spatial_dims`` dims; ValueError naming
+    ``net`` and ``why`` (what is exact only for flips and axis permutations) for an interpolated group."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    group = as_group(default_group(spatial_dims) if group is None else group, spatial_dims)
+    if not group.is_grid:
+        raise ValueError(f"{net} needs a grid group ({why}), got {group.name!r}")
+    return group
 
 
 class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):

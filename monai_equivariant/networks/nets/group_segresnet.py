@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool, split_args
 
-from monai_equivariant.groups import Group, as_group
+from monai_equivariant.groups import Group
 from monai_equivariant.layers.plain import ScriptsAsExport
 from monai_equivariant.networks.blocks.factories import (
     ActSpec,
@@ -25,11 +25,10 @@ from monai_equivariant.networks.nets.channel_budget import budget_fields, check_
 from monai_equivariant.networks.nets.group_basic_unet import group_upsample
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
+from monai_equivariant.networks.nets.group_cnn import grid_group
 from monai_equivariant.networks.nets.input_check import check_input
 
 __all__ = ["GroupSegResBlock", "GroupSegResNet", "group_segresnet_norm"]
-
-_DEFAULT_GROUP = {2: "p4", 3: "O"}
 
 
 def group_segresnet_norm(norm: NormSpec, fields: int, group: Group) -> nn.Module:
@@ -148,12 +147,8 @@ class GroupSegResNet(ScriptsAsExport, nn.Module):
         label_permutation: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        group = as_group(_DEFAULT_GROUP[spatial_dims] if group is None else group, spatial_dims)
-        if not group.is_grid:
-            raise ValueError(f"GroupSegResNet needs a grid group (max-pooling is exact only for flips and axis "
-                             f"permutations), got {group.name!r}")
+        group = grid_group("GroupSegResNet", spatial_dims, group,
+                           "max-pooling is exact only for flips and axis permutations")
         channels_as = check_channels_as(channels_as)
         if norm_name:
             if str(norm_name).lower() != "group":
