@@ -6,6 +6,19 @@ import torch
 import torch.nn as nn
 
 
+def forward_flops(net: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one eval forward pass (convs, matmuls), counted by torch; the expanded filter banks are cached by a
+    first pass, so interpolated groups' kernel expansion is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net.eval()
+    with torch.no_grad():
+        net(x)
+        with FlopCounterMode(display=False) as counter:
+            net(x)
+    return counter.get_total_flops()
+
+
 def trained_briefly(net: nn.Module, size: tuple[int, ...] = (16, 16), steps: int = 2) -> nn.Module:
     """A few SGD steps on random (2, in_channels, *size) inputs, so batch-norm running statistics and weights
     are not at their initial values; returns the net in eval mode."""

@@ -9,27 +9,17 @@ import numpy as np
 import pytest
 import torch
 from monai.networks.nets import UNet
-from torch.utils.flop_counter import FlopCounterMode
 
 from monai_equivariant.groups import Group
 from monai_equivariant.networks.nets import SE2CNN, GroupCNN, GroupUNet, P4MUNet, P4UNet, SE2UNet, count_parameters
 from monai_equivariant.networks.nets.channel_budget import conv_macs_per_pixel, solve_fields
 
-from helpers import assert_matches, trained_briefly
+from helpers import assert_matches, forward_flops, trained_briefly
 
 SWAP = dict(spatial_dims=2, in_channels=3, out_channels=1, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
             num_res_units=2)
 ISSUE_UNET_PARAMETERS = 1_624_844  # issue 21: MONAI's UNet with SWAP's arguments
 
-
-def forward_flops(net: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one eval forward (convs, matmuls) counted by torch, filter banks cached by a first pass."""
-    net.eval()
-    with torch.no_grad():
-        net(x)
-        with FlopCounterMode(display=False) as counter:
-            net(x)
-    return counter.get_total_flops()
 
 
 def axis_flips(spatial_dims: int) -> Group:

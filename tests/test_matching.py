@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from monai_equivariant.networks.nets import GroupCNN, GroupUNet, count_parameters, matched_channels
 
-
-def forward_flops(net: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one eval forward pass (convs, matmuls), counted by torch; the expanded filter banks are
-    cached by a first pass, so interpolated groups' kernel expansion is not counted."""
-    net.eval()
-    with torch.no_grad():
-        net(x)
-        with FlopCounterMode(display=False) as counter:
-            net(x)
-    return counter.get_total_flops()
+from helpers import forward_flops
 
 
 def test_by_params_is_the_default_and_scales_by_the_square_root_of_the_order_ratio():
