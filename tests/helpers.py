@@ -19,6 +19,30 @@ def forward_flops(net: nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
+def assert_compiled_trains_then_validates(net: nn.Module, x: torch.Tensor, one_graph: bool = True) -> None:
+    """``torch.compile(net, fullgraph=True, backend="aot_eager")`` (float64 nets and inputs): no graph break (and one
+    graph when ``one_graph``); a training step's output and every gradient, then an eval ``no_grad`` call, equal to
+    an eager copy (the tolerances are float64 round-off)."""
+    import copy
+
+    reference = copy.deepcopy(net)
+    explanation = torch._dynamo.explain(copy.deepcopy(net))(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    if one_graph:
+        assert explanation.graph_count == 1, explanation.break_reasons
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    out = compiled(x)  # a training step first
+    out.square().mean().backward()
+    expected = reference(x)
+    expected.square().mean().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+    for p, q in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9)
+    net.eval(), reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
+
+
 def trained_briefly(net: nn.Module, size: tuple[int, ...] = (16, 16), steps: int = 2) -> nn.Module:
     """A few SGD steps on random (2, in_channels, *size) inputs, so batch-norm running statistics and weights
     are not at their initial values; returns the net in eval mode."""

@@ -13,7 +13,7 @@ from monai_equivariant.networks.nets import GroupResNet, count_parameters, group
 from monai_equivariant.networks.nets.channel_budget import conv_macs_per_pixel
 from monai_equivariant.utils import export
 
-from helpers import assert_matches, trained_briefly
+from helpers import assert_compiled_trains_then_validates, assert_matches, trained_briefly
 
 
 def small_2d(**kwargs) -> GroupResNet:
@@ -145,25 +145,9 @@ def test_resnet_entries_build_through_the_factory():
 
 @pytest.mark.slow  # about 12 s on 2 shared cores (dynamo + AOT autograd)
 def test_torch_compile_one_graph_train_then_eval():
-    import copy
-
     torch._dynamo.reset()
     net = small_2d(shortcut_type="A").double()
-    x = torch.randn(2, 2, 16, 16, dtype=torch.float64)
-    reference = copy.deepcopy(net)
-    explanation = torch._dynamo.explain(copy.deepcopy(net))(x)
-    assert explanation.graph_break_count == 0 and explanation.graph_count == 1, explanation.break_reasons
-    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
-    out = compiled(x)  # a training step first
-    out.square().mean().backward()
-    expected = reference(x)
-    expected.square().mean().backward()
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
-    for p, q in zip(net.parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9)
-    net.eval(), reference.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
+    assert_compiled_trains_then_validates(net, torch.randn(2, 2, 16, 16, dtype=torch.float64))
 
 
 def test_the_histopathology_bundle_offers_the_resnets_and_refuses_sizes_they_do_not_take():

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import assert_matches
+from helpers import assert_compiled_trains_then_validates, assert_matches
 from monai.networks.layers.factories import Conv
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -332,20 +332,7 @@ def test_compiled_separable_net_trains_then_validates_in_one_graph():
     torch._dynamo.reset()
     torch.manual_seed(0)
     net = P4UNet(2, 1, 1, channels=(2, 3), separable=True).double()
-    x = torch.randn(2, 1, 8, 8, dtype=torch.double)
-    reference = copy.deepcopy(net)
-    explanation = torch._dynamo.explain(copy.deepcopy(net))(x)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
-    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
-    out, expected = compiled(x), reference(x)
-    out.square().mean().backward()
-    expected.square().mean().backward()
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
-    for p, q in zip(net.parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9)
-    net.eval(), reference.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x), reference(x), rtol=1e-9, atol=1e-10)
+    assert_compiled_trains_then_validates(net, torch.randn(2, 1, 8, 8, dtype=torch.double), one_graph=False)
 
 
 def test_both_routes_of_the_pointwise_convs_agree():
