@@ -8,7 +8,8 @@ import torch
 from monai_equivariant.layers import GroupConv, LiftingConv, frozen_filters
 from monai_equivariant.layers.conv import group_convs
 from monai_equivariant.networks.factory import classification_network, segmentation_network
-from monai_equivariant.networks.nets import SE2CNN, GroupCNN, GroupUNet, P4MUNet, P4UNet, SE2UNet
+from monai_equivariant.networks.nets import (
+    SE2CNN, GroupBasicUNet, GroupCNN, GroupDynUNet, GroupResNet, GroupSegResNet, GroupUNet, P4MUNet, P4UNet, SE2UNet)
 
 
 @pytest.mark.parametrize("cls", [LiftingConv, GroupConv])
@@ -46,6 +47,12 @@ GRID_NETS = {
     "SE2CNN-4": lambda **kw: SE2CNN(2, 1, 2, (2,), num_rotations=4, **kw),
     "factory-p4m": lambda **kw: segmentation_network("p4m", in_channels=1, channels=(2, 4), **kw),
     "factory-D4h": lambda **kw: classification_network("D4h", spatial_dims=3, in_channels=1, channels=(2,), **kw),
+    "GroupBasicUNet": lambda **kw: GroupBasicUNet(2, 1, 1, (2, 2, 2, 2, 2, 2), group="p4", **kw),
+    "GroupSegResNet": lambda **kw: GroupSegResNet(2, 2, 1, 1, blocks_down=(1, 1), blocks_up=(1,), group="p4", **kw),
+    "GroupResNet": lambda **kw: GroupResNet("basic", (1, 1, 1, 1), (2, 2, 2, 2), spatial_dims=2, n_input_channels=1,
+                                           num_classes=2, group="p4", **kw),
+    "GroupDynUNet": lambda **kw: GroupDynUNet(2, 1, 1, [3, 3, 3], [1, 2, 2], [2, 2], filters=(2, 2, 4),
+                                             group="p4", **kw),
 }
 
 
@@ -53,7 +60,9 @@ GRID_NETS = {
 def test_route_is_a_constructor_argument_and_a_network_setting_of_every_group_conv(name):
     net = GRID_NETS[name](route="input")
     convs = group_convs(net)
-    assert convs and all(conv.route == "input" for conv in convs) and net.route == "input"
+    choosing = [conv for conv in convs if conv.grid_action]  # strided and transposed layers have no input route
+    assert choosing and all(conv.route == "input" for conv in choosing) and net.route == "input"
+    assert all(conv.route == "filter" for conv in convs if not conv.grid_action)
     net.route = "filter"
     assert all(conv.route == "filter" for conv in convs) and net.route == "filter"
     with pytest.raises(ValueError, match=r"route must be one of \('auto', 'filter', 'input'\), got 'bogus'"):
@@ -61,7 +70,7 @@ def test_route_is_a_constructor_argument_and_a_network_setting_of_every_group_co
     assert all(conv.route == "filter" for conv in convs)  # the refused value changed nothing
     with pytest.raises(ValueError, match="route must be one of .* got 'fast'"):
         GRID_NETS[name](route="fast")
-    convs[0].route = "auto"
+    choosing[0].route = "auto"
     assert net.route == "mixed"
 
 

@@ -14,7 +14,7 @@ from monai.networks.layers.factories import Conv
 
 from monai_equivariant.groups import Group, as_group, check_plan
 from monai_equivariant.groups.admissible import plan_sides
-from monai_equivariant.layers.conv import check_route, group_convs
+from monai_equivariant.layers.conv import check_route
 from monai_equivariant.layers.plain import ScriptsAsExport
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock
 from monai_equivariant.networks.blocks.factories import (
@@ -28,6 +28,7 @@ from monai_equivariant.networks.nets.channel_budget import budget_fields, check_
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
 from monai_equivariant.networks.nets.input_check import ParameterDtype, check_input
+from monai_equivariant.networks.nets.route import RoutedNetwork
 
 __all__ = ["GroupDynUNet", "default_plan", "size_period", "up_kernel_sides"]
 
@@ -98,7 +99,7 @@ class GroupDynUpBlock(nn.Module):
         return self.conv_block(torch.cat([self.dropout(self.transp_conv(x)), skip], dim=1))
 
 
-class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
+class GroupDynUNet(ParameterDtype, RoutedNetwork, ScriptsAsExport, nn.Module):
     """MONAI's ``DynUNet`` (nnU-Net) with group convolutions: exactly equivariant to a grid group on its admissible
     input sizes, also for anisotropic plans (per-level kernels like 1×3×3 and strides like (1, 2, 2)).
 
@@ -279,20 +280,6 @@ class GroupDynUNet(ParameterDtype, ScriptsAsExport, nn.Module):
         self.size_period: List[int] = list(size_period(steps, spatial_dims))
         self.interpolation = "bilinear" if spatial_dims == 2 else "trilinear"
         self.route = route
-
-    @property
-    def route(self) -> str:
-        """The route of the stride-1 cubic group convs (those with a choice; ``"mixed"`` when they differ). Setting
-        ``"input"`` sets it on those and ``"filter"`` on the strided, transposed and anisotropic ones, which have no
-        input route."""
-        routes = {conv.route for conv in group_convs(self) if conv.grid_action}
-        return routes.pop() if len(routes) == 1 else ("mixed" if routes else "auto")
-
-    @route.setter
-    def route(self, value: str) -> None:
-        route = check_route(value)
-        for conv in group_convs(self):
-            conv.route = route if conv.grid_action or route != "input" else "filter"
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless x is (B, in_channels, *spatial) in the network's dtype with every side ``1 + m·P``

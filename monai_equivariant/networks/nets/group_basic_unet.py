@@ -12,6 +12,7 @@ from monai_equivariant.groups import Group
 from monai_equivariant.networks.blocks import GroupDoubleConv
 from monai_equivariant.networks.blocks.factories import ActSpec, DropoutSpec, NormSpec
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
+from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.networks.nets.group_unet import GroupUpStep, matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
 from monai_equivariant.networks.nets.group_cnn import grid_group
@@ -51,7 +52,7 @@ def group_upsample(mode: object, in_fields: int, out_fields: int, group: Group, 
     return nn.Sequential(Conv["groupconv", dims](in_fields, out_fields, group, 1, bias=bias), interpolate)
 
 
-class GroupBasicUNet(ParameterDtype, UNetSkeleton):
+class GroupBasicUNet(ParameterDtype, RoutedNetwork, UNetSkeleton):
     """MONAI's ``BasicUNet`` with group convolutions, exactly equivariant to a grid group on inputs whose sides are
     multiples of 16.
 
@@ -78,12 +79,14 @@ class GroupBasicUNet(ParameterDtype, UNetSkeleton):
             conv multiply-adds per pixel, :mod:`.channel_budget`).
         label_permutation: lateral labels (a group with reflections): the output channels permute by it under the
             reflections, ``f(g·x) = P_g g·f(x)`` (see :mod:`~monai_equivariant.layers.lateral_head`).
+        route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
+            :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
 
     Input (B, in_channels, *spatial), every side a multiple of 16 (:attr:`size_multiple`); output (B, out_channels,
     *spatial). Other sizes raise ValueError naming the multiple.
 
     Differences from ``monai.networks.nets.BasicUNet`` (same arguments in the same order, then ``group``,
-    ``channels_as`` and ``label_permutation``):
+    ``channels_as``, ``label_permutation`` and ``route``):
 
     - ``features`` count fields (the tensors carry fields·|G| channels) unless ``channels_as`` says otherwise;
     - sides must be multiples of 16 (MONAI pads the up-sampled maps to the skip's size instead): only then does every
@@ -106,7 +109,9 @@ class GroupBasicUNet(ParameterDtype, UNetSkeleton):
         group: str | Group | None = None,
         channels_as: str = "fields",
         label_permutation: Sequence[int] | None = None,
+        route: str = "auto",
     ) -> None:
+        route = check_route(route)
         group = grid_group("GroupBasicUNet", spatial_dims, group,
                            "max-pooling and transposed convs are exact only for flips and axis permutations")
         channels_as = check_channels_as(channels_as)
@@ -145,6 +150,7 @@ class GroupBasicUNet(ParameterDtype, UNetSkeleton):
         self.group, self.out_channels = group, int(out_channels)
         self.features, self.upsample, self.channels_as = tuple(fields), upsample.lower(), channels_as
         self.label_permutation = None if label_permutation is None else list(head.label_permutation)
+        set_network_route(self, route)
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless x is (B, in_channels, *spatial), B ≥ 1, with sides multiples of 16, in the network's

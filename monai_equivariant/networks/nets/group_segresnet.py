@@ -22,6 +22,7 @@ from monai_equivariant.networks.blocks.factories import (
     get_group_norm_layer,
 )
 from monai_equivariant.networks.nets.channel_budget import budget_fields, check_channels_as
+from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.networks.nets.group_basic_unet import group_upsample
 from monai_equivariant.networks.nets.group_unet import matched_channels
 from monai_equivariant.networks.nets.heads import segmentation_head
@@ -80,7 +81,7 @@ class GroupSegResUp(nn.Module):
         return self.blocks(self.upsample(x) + skip)
 
 
-class GroupSegResNet(ScriptsAsExport, nn.Module):
+class GroupSegResNet(RoutedNetwork, ScriptsAsExport, nn.Module):
     """MONAI's ``SegResNet`` with group convolutions, exactly equivariant to a grid group on inputs whose sides are
     multiples of ``2**(len(blocks_down) - 1)`` (:attr:`size_multiple`; 8 for the default blocks).
 
@@ -113,12 +114,14 @@ class GroupSegResNet(ScriptsAsExport, nn.Module):
             conv multiply-adds per pixel; one number, so matches within a few % need a few fields).
         label_permutation: lateral labels under the group's reflections (needs ``use_conv_final``), see
             :func:`~monai_equivariant.networks.nets.heads.segmentation_head`.
+        route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
+            :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
 
     Input (B, in_channels, *spatial), every side a multiple of :attr:`size_multiple`; output (B, out_channels,
     *spatial). Other sizes raise ValueError naming the multiple.
 
     Differences from ``monai.networks.nets.SegResNet`` (same arguments in the same order, then ``group``,
-    ``channels_as``, ``label_permutation``):
+    ``channels_as``, ``label_permutation``, ``route``):
 
     - down-sampling is a 2×2 max-pool followed by the level's 3×3 conv at stride 1 (MONAI: a stride-2 3×3 conv,
       whose sampled grid no rotation maps onto itself on even sides); same parameters, same multiply-adds;
@@ -145,8 +148,10 @@ class GroupSegResNet(ScriptsAsExport, nn.Module):
         group: str | Group | None = None,
         channels_as: str = "fields",
         label_permutation: Sequence[int] | None = None,
+        route: str = "auto",
     ) -> None:
         super().__init__()
+        route = check_route(route)
         group = grid_group("GroupSegResNet", spatial_dims, group,
                            "max-pooling is exact only for flips and axis permutations")
         channels_as = check_channels_as(channels_as)
@@ -207,6 +212,7 @@ class GroupSegResNet(ScriptsAsExport, nn.Module):
         self.use_conv_final, self.upsample_mode = bool(use_conv_final), upsample_mode.lower()
         self.size_multiple = multiple
         self.label_permutation = None if label_permutation is None else list(self.head.label_permutation)
+        set_network_route(self, route)
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless x is (B, in_channels, *spatial) in the network's dtype with sides multiples of
