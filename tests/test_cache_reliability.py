@@ -7,7 +7,6 @@ import collections
 import copy
 import pickle
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
