@@ -253,28 +253,44 @@ def test_copies_start_with_an_empty_cache():
         torch.testing.assert_close(restored(x), conv(x), rtol=0, atol=0)
 
 
+def _steerable_unet():
+    from monai_equivariant.networks.nets import SteerableUNet
+
+    pytest.importorskip("escnn")
+    return SteerableUNet(2, 1, 1, (2, 3), num_rotations=4), torch.randn(1, 1, 16, 16)
+
+
 @pytest.mark.parametrize("make", [
     lambda: (LiftingConv(1, 2, "p4m"), torch.randn(1, 1, 5, 5)),
     lambda: (GroupConvTranspose(2, 2, "p4", kernel_size=2, stride=2), torch.randn(1, 8, 4, 4)),
     lambda: (SeparableGroupConv(2, 3, "p4"), torch.randn(1, 8, 5, 5)),
-])
+    _steerable_unet,
+], ids=["lifting", "transposed", "separable", "steerable"])
 def test_every_cache_owner_refreshes_on_eval_and_clear(make):
     layer, x = make()
     layer.eval()
+
+    def assert_fresh():
+        torch.testing.assert_close(layer(x), export(layer)(x), rtol=1e-6, atol=1e-6)
+
+    owners = [m for m in layer.modules() if isinstance(getattr(m, "_cache", None), FilterCache)]
+    cached = [p for m in owners for p in m.parameters(recurse=False)]  # what the cached banks are built from
+    assert owners and cached
     with torch.no_grad():
-        layer(x)
-        for p in layer.parameters():
+        stale = layer(x)
+        for p in cached:
             p.data.copy_(torch.randn_like(p))  # unseen by the default check
-        assert clear_filter_caches(layer) >= 1
-        torch.testing.assert_close(layer(x), layer.to_plain()(x), rtol=0, atol=0)
-        for p in layer.parameters():
+        assert torch.equal(layer(x), stale)
+        assert clear_filter_caches(layer) == len(owners)
+        assert_fresh()
+        for p in cached:
             p.data.mul_(-1.0)
         layer.eval()
-        torch.testing.assert_close(layer(x), layer.to_plain()(x), rtol=0, atol=0)
+        assert_fresh()
         with filter_cache_check("values"):
-            for p in layer.parameters():
+            for p in cached:
                 p.data.mul_(2.0)
-            torch.testing.assert_close(layer(x), layer.to_plain()(x), rtol=0, atol=0)
+            assert_fresh()
 
 
 class _SyncCounter(TorchFunctionMode):
