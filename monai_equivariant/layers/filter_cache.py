@@ -22,6 +22,11 @@ compiler, and only while the parameters it was built from are unchanged. What "u
   (1.06–1.07× the plain export for a P4UNet at batch 4, 64² on one CPU thread; a host sync per layer on a GPU)
   and of one copy of the parameters.
 
+Why the default changed (issue 22 item 4): until then every eval forward compared every parameter with a copy
+by value — 1.06–1.07× the plain export, a host sync per layer on a GPU and a second copy of the parameters — to
+also catch ``.data`` and NumPy edits, which are rare and done on purpose; now those need a refresh or
+``"values"``, and the check costs 0.001 of that forward.
+
 Parameters created under ``torch.inference_mode()`` (inference tensors) have no version counter: they are
 always compared by value. For many small inference forwards in ``"values"`` mode, :func:`frozen_filters` skips
 the comparison inside a block and checks once on leaving it, raising if anything it can see changed.
@@ -51,7 +56,7 @@ class filter_cache_check:  # noqa: N801  # a function that also works as a conte
     default: identity, storage and version counter, no value read) or ``"values"`` (every parameter compared by
     value on each eval forward: sees edits through ``.data`` and NumPy views too).
 
-    Takes effect at the call, for the whole process; used as a context manager, the previous setting is restored
+    Takes effect at the call, for the whole process (every thread); used as a context manager, the previous setting is restored
     on leaving the block::
 
         filter_cache_check("values")          # from now on
