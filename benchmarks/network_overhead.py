@@ -6,9 +6,9 @@ Usage: python benchmarks/network_overhead.py [--quick] [--repeats 15] [--threads
 
 Cases (P4UNet with its default fields (8, 16, 32, 64, 128), 3 → 1 channels; GroupCNN(group="O") in 3D):
   - train step (zero_grad, forward, MSE loss, backward) at batch 4, 64² and batch 8, 128²;
-  - eval forward without gradient (our filter banks cached) at batch 4, 64², as it is (every forward compares
-    the parameters with the cache's snapshot) and inside one ``frozen_filters(net)`` block around all its rounds
-    (compared once, on leaving it);
+  - eval forward without gradient (our filter banks cached) at batch 4, 64², as it is (every forward checks each
+    layer's parameters against the cache's snapshot by identity, storage and version counter: no value read) and
+    inside one ``frozen_filters(net)`` block around all its rounds (checked once, on leaving it);
   - torch.compile of both nets (compile time printed, then the compiled train step) at batch 4, 64²;
   - channels-last train step: P4UNet (2D, ``torch.channels_last``) and the 3D O CNN (``channels_last_3d``).
 The "plain" net is ``export(net)`` put back in training mode: the same filter banks as ``nn.ConvNd`` weights,
@@ -20,7 +20,7 @@ machine noise hits both alike. ``--quick`` runs tiny sizes (a smoke test, not a 
 train step of ours, of ours with every filter bank frozen (precomputed leaf tensors: the convs, group batch
 norms and pooling of ours without the expansion and its backward), of the plain export, and the expansion alone
 (forward and backward of every layer's bank); in eval, the forward of ours and plain and the cache check alone
-(every layer's cached bank looked up: the parameters compared with their snapshot).
+(every layer's cached bank looked up: the parameters checked against their snapshot).
 
 ``--routes`` times every group conv of the P4UNet by itself (forward + backward, at the input it gets in the
 network at batch 4, 64² and batch 8, 128²) on both routes, filter expansion and transformed input
@@ -47,7 +47,7 @@ from monai_equivariant.utils.export import export
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/timing.py, the sibling module
 from timing import interleaved_times  # noqa: E402
 
-TARGETS = {"train b4 64²": 1.08, "train b8 128²": 1.03, "eval b4 64²": 1.01, "eval b4 64², frozen_filters": 1.01}
+TARGETS = {"train b4 64²": 1.08, "train b8 128²": 1.03, "eval b4 64²": 1.02, "eval b4 64², frozen_filters": 1.01}
 
 
 def plain_copy(net: nn.Module) -> nn.Module:

@@ -1,7 +1,7 @@
 """Generic equivariant layers: one implementation for every group and for 2D/3D."""
 
 from monai_equivariant.layers.conv import GroupConv, LiftingConv, expand_filter
-from monai_equivariant.layers.filter_cache import frozen_filters
+from monai_equivariant.layers.filter_cache import clear_filter_caches, filter_cache_check, frozen_filters
 from monai_equivariant.layers.lateral_head import LateralGroupHead
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
@@ -17,6 +17,8 @@ __all__ = [
     "LateralGroupHead",
     "LiftingConv",
     "SeparableGroupConv",
+    "clear_filter_caches",
     "expand_filter",
+    "filter_cache_check",
     "frozen_filters",
 ]

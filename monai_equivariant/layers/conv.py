@@ -52,7 +52,7 @@ class _GroupConvNd(nn.Module):
     The expansion tables are built at construction and kept as non-persistent buffers (``expand_index``,
     ``inverse_index``, ``tap_matrix``): they move with ``.to()`` and never appear in the state dict. In eval mode
     with gradients off the expanded bank is cached (:class:`FilterCache`: a plain attribute, reused only while
-    the weight and bias are equal in value to those it was built from; never under tracing, scripting,
+    the weight and bias are unchanged, as their version counters record it; never under tracing, scripting,
     ``torch.compile`` or ``torch.export``). The layer is scriptable and traceable as it is.
     """
 
@@ -257,7 +257,7 @@ class _GroupConvNd(nn.Module):
         return side + 2 * self.padding - self.kernel_size + 1
 
     def train(self, mode: bool = True) -> "_GroupConvNd":
-        self._cache.clear()  # frees memory only: the cache checks the parameters' values itself
+        self._cache.clear()  # net.eval() refreshes the cache (after an edit its version check cannot see)
         return super().train(mode)
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True):  # type: ignore[override]

@@ -161,8 +161,9 @@ class SteerableConv(_PicklableByRecipe, enn.R2Conv):
         off) as a plain attribute, never as the ``filter``/``expanded_bias`` buffers escnn adds and removes in
         ``train()``/``eval()``; the state dict holds only ``weights`` and ``bias`` (the sampled basis and
         index tables are non-persistent buffers), and escnn checkpoints carrying those extras still load;
-      - the cache (:class:`FilterCache`) is reused only while the parameters equal those it was built from, so
-        no way of changing weights leaves a stale filter (escnn rebuilds it only on a train -> eval switch);
+      - the cache (:class:`FilterCache`) is reused only while the parameters are unchanged as their version
+        counters record it (escnn rebuilds it only on a train -> eval switch; see the cache's module for the
+        edits that bypass the counter);
       - it pickles (``torch.save(net)``) as field-type recipes plus its state dict, since escnn's
         representations hold local functions;
       - construction skips escnn's uncached ``generalized_he_init`` (seconds for wide layers) and uses
