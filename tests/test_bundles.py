@@ -47,7 +47,7 @@ def _cli_overrides(overrides: dict) -> list[str]:
 
 def copy_bundle(name: str, root: Path) -> Path:
     """The bundle's configs/docs copied to ``root`` (outputs then land in ``root``, never in the repo)."""
-    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "data", "predictions"))
+    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "data", "predictions", "runs"))
     return root
 
 

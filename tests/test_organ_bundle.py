@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, verify_net_in_out
+from helpers import roundoff_bound
 from test_bundles import BUNDLES, ORGAN_TINY, _cli_overrides, _env, copy_bundle
 
 from monai_equivariant.bundle.overrides import check_roi_size, rotation_subgroup
@@ -218,3 +219,59 @@ def test_the_default_d4h_dynunet_trains_and_evaluates_through_monai_bundle_run(t
     assert {"val_mean_dice", "equivariance_dice"} <= set(metrics)
     # exact on D4's rotations: the masks agree and the probabilities (in [0, 1]) differ by float32 round-off only
     assert float(metrics["equivariance_dice"]) == 1.0 and float(metrics["equivariance_mad"]) < 1e-5
+
+
+# ---------------------------------------------------------------- lateral labels: reflections swap left and right
+
+
+PAIRS = [("./imagesTr/a.nii.gz", "./labelsTr/a.nii.gz")]  # dataset.json needs a training list; no file is read
+
+
+def test_label_permutation_of_the_synthetic_set_and_of_an_msd_task(tmp_path):
+    from monai_equivariant.data import organ_label_permutation
+    from monai_equivariant.data.decathlon import write_decathlon_json
+
+    assert organ_label_permutation("") == [0, 2, 1, 3]
+    (tmp_path / "kidneys").mkdir()
+    (tmp_path / "spleen").mkdir()
+    write_decathlon_json(tmp_path / "kidneys", "kidneys", {0: "background", 1: "Right Kidney", 2: "spleen",
+                                                           3: "Left Kidney"}, "CT", PAIRS)
+    assert organ_label_permutation(tmp_path / "kidneys") == [0, 3, 2, 1]
+    write_decathlon_json(tmp_path / "spleen", "spleen", {0: "background", 1: "spleen"}, "CT", PAIRS)
+    assert organ_label_permutation(tmp_path / "spleen") is None  # nothing lateral: no permutation
+
+
+def test_the_default_d4h_net_has_the_lateral_head_and_swaps_left_and_right_under_reflections():
+    from monai_equivariant.groups import as_group
+    from monai_equivariant.layers.lateral_head import reflections
+
+    parser = _parser(network_channels=[2, 4, 8])
+    net = parser.get_parsed_content("network_def").eval()
+    assert net.label_permutation == [0, 2, 1, 3]
+    group = as_group("D4h", 3)
+    x = torch.randn(1, 1, 9, 17, 17)
+    with torch.no_grad():
+        y = net(x)
+        for g in range(group.order):
+            moved = net(group.spatial_transform(x, g))
+            expected = group.spatial_transform(y, g)
+            if reflections(group)[g]:
+                expected = expected[:, [0, 2, 1, 3]]
+            torch.testing.assert_close(moved, expected, rtol=0, atol=roundoff_bound(net) * float(y.abs().max()))
+    plain = _parser(network_name="dynunet", network_channels=[2, 4, 8]).get_parsed_content("network_def")
+    assert not hasattr(plain, "label_permutation")  # MONAI's DynUNet: no group, left and right are its own
+
+
+def test_reflection_groups_are_taken_for_augmentation_and_ensemble_with_the_swap():
+    from monai_equivariant.bundle.overrides import check_overrides
+
+    for group in ("D4h", "Oh"):
+        check_overrides({"augmentation_group": group, "ensemble_group": group}, "organ_segmentation")
+    parser = _parser(augmentation="group", augmentation_group="D4h", inferer="group_ensemble", ensemble_group="D4h",
+                     network_channels=[2, 4, 8])
+    augment = parser.get_parsed_content("train#random_transforms")[-1]
+    assert augment.label_permutation == (0, 2, 1, 3) and tuple(augment.label_keys) == ("label",)
+    assert list(parser.get_parsed_content("validate#inferer").label_permutation) == [0, 2, 1, 3]
+    rotations = _parser(augmentation="group", inferer="group_ensemble", network_channels=[2, 4, 8])  # D4 defaults
+    assert getattr(rotations.get_parsed_content("train#random_transforms")[-1], "label_permutation", None) is None
+    assert rotations.get_parsed_content("validate#inferer").label_permutation is None

@@ -26,6 +26,7 @@ from ignite.engine import Engine
 from ignite.metrics import Metric
 from monai.bundle import ConfigWorkflow
 from monai.engines import SupervisedEvaluator
+from test_bundles import copy_bundle
 from PIL import Image
 
 from monai_equivariant.bundle import resume_checkpoint, trained_model
@@ -49,9 +50,7 @@ POLYP_TINY = {"image_size": 32, "synthetic_samples": 12, "network_channels": [4,
 
 
 def _copy_bundle(root: Path) -> Path:
-    shutil.copytree(REPO / "bundles" / "polyp_segmentation", root,
-                    ignore=shutil.ignore_patterns("models", "eval", "data", "predictions"))
-    return root
+    return copy_bundle("polyp_segmentation", root)
 
 
 def _workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow, ckpt_export
+from test_bundles import copy_bundle
 
 from monai_equivariant.bundle import bundle_network, first_samples, integer, sample_count, training_samples
 
@@ -29,11 +30,6 @@ TINY = {
                            "synthetic_samples": 8, "network_channels": [2, 4, 8], "epochs": 1, "batch_size": 2,
                            "progress": False},
 }
-
-
-def copy_bundle(name: str, root: Path) -> Path:
-    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "data", "predictions"))
-    return root
 
 
 def workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
@@ -124,10 +120,10 @@ BAD_OVERRIDES = [
     ("organ_segmentation", "roi_size", [2, 4, 4], r"more than one voxel at the deepest level; use e.g. \[2, 4, 8\]"),
     ("organ_segmentation", "roi_size", [8, 16], r"--roi_size must be a list of 3 integers ≥ 1 \(z, y, x\)"),
     ("organ_segmentation", "volume_size", [4, 24, 24], r"--volume_size must be an integer ≥ 8, got 4"),
-    ("organ_segmentation", "augmentation_group", "D4h", r"--augmentation_group 'D4h' holds reflections, which mirror "
-     r"the left organ onto the right one .*use a group of rotations only, e.g. 'D4'"),
-    ("organ_segmentation", "ensemble_group", "Oh", r"--ensemble_group 'Oh' holds reflections.*e.g. 'O'"),
     ("organ_segmentation", "ensemble_group", "p4", r"--ensemble_group 'p4' is not a group of 3D images"),
+    ("organ_segmentation", "label_permutation", [0, 1, 1, 3], r"--label_permutation must hold every class index "
+     r"0..C-1 once and swap pairs"),
+    ("organ_segmentation", "label_permutation", "left", r"--label_permutation must be null or a list of class"),
     ("organ_segmentation", "strides", [[1, 1, 1], [1, 2, 2]],
      r"--strides has 2 entries, but --network_channels \[2, 4, 8\] has 3 levels: give 3"),
     ("organ_segmentation", "kernel_size", [[1, 3], [3, 3, 3], [3, 3, 3]], r"--kernel_size: each level needs 1 or 3"),
@@ -161,12 +157,14 @@ def test_bad_override_is_refused_by_name_before_anything_is_written(tmp_path, na
 
 @pytest.mark.parametrize("name", list(TINY))
 def test_every_config_checks_its_overrides_first(name):
-    """evaluate / inference / multi-GPU start with the same checks as train (the multi-GPU list after its
-    process-group set-up lines would still be before the lock and the data)."""
+    """evaluate / inference / multi-GPU start with the same checks as train, right after the seed (which comes
+    first: the network check builds the network; see tests/test_bundle_determinism.py)."""
     from monai.bundle import ConfigParser
 
     for config in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json"):
         steps = ConfigParser.load_config_file(str(BUNDLES / name / "configs" / config))["initialize"]
+        assert steps[0] == "$monai.utils.set_determinism(seed=@seed)", config
+        steps = steps[1:]
         assert steps[0].startswith("$monai_equivariant.bundle.check_overrides(@bundle_overrides, "), config
         assert steps[1].startswith(("$monai_equivariant.bundle.check_network_input(@network_def, ",
                                     "$monai_equivariant.bundle.overrides.check_roi_size(@network_def, ")), config

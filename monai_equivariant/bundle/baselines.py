@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from monai.inferers import Inferer, SimpleInferer
 from monai.transforms import RandRotated
 
-__all__ = ["AUGMENTATIONS", "INFERERS", "augmentation", "bundle_inferer"]
+__all__ = ["AUGMENTATIONS", "INFERERS", "augmentation", "bundle_inferer", "lateral_permutation"]
 
 AUGMENTATIONS: dict[str, str] = {
     "none": "no augmentation (the default: the equivariant nets do not need it)",
@@ -27,6 +27,18 @@ INFERERS: dict[str, str] = {
 }
 
 
+def lateral_permutation(group: object, label_permutation: Sequence[int] | None, spatial_dims: int | None = None
+                        ) -> list[int] | None:
+    """``label_permutation`` when ``group`` holds reflections (they swap lateral classes), else None: rotations keep
+    left and right, and the transforms, inferers and heads refuse a permutation for a group without reflections."""
+    if label_permutation is None:
+        return None
+    from monai_equivariant.groups import as_group
+    from monai_equivariant.layers.lateral_head import reflections
+
+    return [int(c) for c in label_permutation] if reflections(as_group(group, spatial_dims)).any() else None
+
+
 def _choice(value: str, table: dict[str, str], option: str) -> str:
     name = str(value).strip().lower()
     if name not in table:
@@ -35,7 +47,8 @@ def _choice(value: str, table: dict[str, str], option: str) -> str:
 
 
 def augmentation(
-    kind: str, keys: str | Sequence[str], spatial_dims: int = 2, group: str = "p4", modes: str | Sequence[str] = "bilinear"
+    kind: str, keys: str | Sequence[str], spatial_dims: int = 2, group: str = "p4", modes: str | Sequence[str] = "bilinear",
+    label_keys: str | Sequence[str] | None = None, label_permutation: Sequence[int] | None = None,
 ) -> list:
     """The random transforms of ``--augmentation kind`` (a list to append to the training transforms).
 
@@ -45,6 +58,8 @@ def augmentation(
         spatial_dims: 2 or 3.
         group: the group of ``"group"`` (``p4``, ``p4m`` in 2D; ``O``, ``Oh``, ``D4h`` ... in 3D).
         modes: interpolation per key for ``"rotate"`` (``"nearest"`` for labels).
+        label_keys, label_permutation: lateral labels: under a drawn reflection the classes of ``label_keys`` swap
+            by ``label_permutation`` (e.g. ``[0, 2, 1, 3]``: left ↔ right); ignored for groups of rotations only.
     """
     kind = _choice(kind, AUGMENTATIONS, "augmentation")
     if kind == "none":
@@ -56,11 +71,14 @@ def augmentation(
         from monai_equivariant.transforms import RandGroupElementd
     except ImportError as error:  # the transforms package lands separately
         raise ValueError(f"--augmentation group needs monai_equivariant.transforms.RandGroupElementd ({error})") from error
-    return [RandGroupElementd(keys=keys, group=group, prob=1.0)]
+    permutation = lateral_permutation(group, label_permutation, spatial_dims)
+    if permutation is None:
+        return [RandGroupElementd(keys=keys, group=group, prob=1.0)]
+    return [RandGroupElementd(keys=keys, group=group, prob=1.0, label_keys=label_keys, label_permutation=permutation)]
 
 
 def bundle_inferer(inferer: Inferer | str, group: str = "p4", mode: str = "segmentation",
-                   base: Inferer | None = None) -> Inferer:
+                   base: Inferer | None = None, label_permutation: Sequence[int] | None = None) -> Inferer:
     """The inferer of evaluation and inference: ``inferer`` itself when it is a MONAI ``Inferer`` object (the
     configs' default ``SimpleInferer``), or the one named by ``--inferer simple|group_ensemble``.
 
@@ -70,6 +88,8 @@ def bundle_inferer(inferer: Inferer | str, group: str = "p4", mode: str = "segme
         mode: ``"segmentation"`` (average g⁻¹·f(g·x)) or ``"classification"`` (average f(g·x)).
         base: what ``"simple"`` means and what the ensemble runs for each element (default ``SimpleInferer``;
             whole volumes: a ``SlidingWindowInferer``).
+        label_permutation: lateral classes of a segmentation: the ensemble swaps them back after each reflection
+            (ignored for groups of rotations only).
     """
     if isinstance(inferer, Inferer):
         return inferer
@@ -81,6 +101,9 @@ def bundle_inferer(inferer: Inferer | str, group: str = "p4", mode: str = "segme
         return base
     from monai_equivariant.inferers import GroupEnsembleInferer
 
-    return GroupEnsembleInferer(group, inferer=base, mode=mode)
+    permutation = lateral_permutation(group, label_permutation) if mode == "segmentation" else None
+    if permutation is None:
+        return GroupEnsembleInferer(group, inferer=base, mode=mode)
+    return GroupEnsembleInferer(group, inferer=base, mode=mode, label_permutation=permutation)
 
 

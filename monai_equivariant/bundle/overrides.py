@@ -179,16 +179,20 @@ def rotation_subgroup(name: str) -> str:
     raise ValueError(f"group {name!r}: no built-in group is made of its {len(proper)} rotations")
 
 
-def _lateral_group(value: Any, option: str, spatial_dims: int) -> str:
-    """:func:`grid_group` of rotations only, for data whose labels are lateral (a left and a right organ)."""
-    name = grid_group(value, option, spatial_dims)
-    rotations = rotation_subgroup(name)
-    if rotations != name:
-        raise ValueError(
-            f"--{option} {name!r} holds reflections, which mirror the left organ onto the right one without "
-            f"swapping their labels (1 and 2): use a group of rotations only, e.g. {rotations!r}"
-        )
-    return name
+def _label_permutation(value: Any, option: str) -> list[int] | None:
+    """None (no lateral classes) or the class permutation of a left-right reflection: every class index 0..C-1 once,
+    pairs swapped (applied twice it is the identity), e.g. [0, 2, 1, 3]."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"--{option} must be null or a list of class indices (e.g. [0, 2, 1, 3]: left <-> right), "
+                         f"got {value!r}")
+    perm = [int(v) for v in value]
+    if sorted(perm) != list(range(len(perm))) or any(perm[perm[c]] != c for c in range(len(perm))):
+        raise ValueError(f"--{option} must hold every class index 0..C-1 once and swap pairs (a reflection applied "
+                         f"twice changes nothing), got {perm}")
+    return perm
 
 
 def _choice(value: Any, option: str, allowed: Sequence[str]) -> str:
@@ -370,7 +374,6 @@ class BundleSpec:
     min_levels: int  # network_channels entries the nets need
     min_synthetic: int  # synthetic_samples the split needs (polyp: one per split; classes: both labels)
     size_option: str  # the override giving the input's spatial size
-    lateral_labels: bool = False  # labels name a left and a right side: augmentation and ensemble groups rotate only
 
     @property
     def network_names(self) -> tuple[str, ...]:
@@ -385,7 +388,7 @@ BUNDLE_SPECS: dict[str, BundleSpec] = {
     "polyp_segmentation": BundleSpec("segmentation", 2, 2, 3, "image_size"),
     "histopathology_classification": BundleSpec("classification", 2, 1, 2, "image_size"),
     "nodule_classification": BundleSpec("classification", 3, 1, 2, "patch_size"),
-    "organ_segmentation": BundleSpec("segmentation", 3, 2, 3, "roi_size", lateral_labels=True),
+    "organ_segmentation": BundleSpec("segmentation", 3, 2, 3, "roi_size"),
 }
 
 
@@ -404,7 +407,7 @@ def _checks(bundle: str) -> dict[str, Callable[[Any, str], Any]]:
         return lambda value, option: integer(value, option, minimum)
 
     def group(value: Any, option: str) -> str:
-        return _lateral_group(value, option, dims) if spec.lateral_labels else grid_group(value, option, dims)
+        return grid_group(value, option, dims)
 
     def plan(value: Any, option: str) -> list[list[int]]:
         return _plan(value, option, dims)
@@ -422,7 +425,7 @@ def _checks(bundle: str) -> dict[str, Callable[[Any, str], Any]]:
         "learning_rate": positive_number,
         "train_samples": sample_count, "max_samples": sample_count,
         "augmentation": lambda value, option: _choice(value, option, list(AUGMENTATIONS)),
-        "augmentation_group": group, "ensemble_group": group,
+        "augmentation_group": group, "ensemble_group": group, "label_permutation": _label_permutation,
         "roi_size": lambda value, option: _spatial_size(value, option, dims),
         "volume_size": lambda value, option: _spatial_size(value, option, dims, 8),
         "pixdim": lambda value, option: _spacing(value, option, dims), "intensity_range": _intensity_range,

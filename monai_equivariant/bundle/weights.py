@@ -65,6 +65,23 @@ def weights_separable(state_dict: Mapping[str, Any]) -> bool:
     return any(key.endswith(".pointwise.weight") for key in state_dict)
 
 
+def _has_reflections(task: str, name: str, spatial_dims: int, num_rotations: int) -> bool:
+    """Whether the group of the registered net ``name`` holds reflections (False for plain, SE(2,N) and
+    steerable nets, and for names the factory will refuse with its own message)."""
+    from monai_equivariant.groups import as_group
+    from monai_equivariant.layers.lateral_head import reflections
+    from monai_equivariant.networks.registry import lookup
+
+    entry = lookup(task, name.lower(), spatial_dims)
+    if entry is None or entry.group == STEERABLE:
+        return False
+    try:
+        group = as_group(entry.group.replace("{N}", str(num_rotations)), spatial_dims)
+    except ValueError:
+        return False
+    return bool(reflections(group).any())
+
+
 def weights_group_order(state_dict: Mapping[str, Any], spatial_dims: int) -> int | str:
     """|G| of the network whose weights these are: the largest group axis of a convolution weight
     ``(C_out, C_in, |G_in|, *k)`` (1 for a plain net), or ``"steerable"`` for escnn's flat ``weights``."""
@@ -133,7 +150,7 @@ def _check_weights(
 
 
 def bundle_network(
-    task: str, name: str, spatial_dims: int, num_rotations: int = 8, **kwargs: Any
+    task: str, name: str, spatial_dims: int, num_rotations: int = 8, label_permutation: Any = None, **kwargs: Any
 ) -> nn.Module:
     """``--network_name name`` built by :func:`~monai_equivariant.networks.factory.segmentation_network` or
     :func:`~monai_equivariant.networks.factory.classification_network` (``task``), with the pre-hook that
@@ -141,12 +158,17 @@ def bundle_network(
 
     Args:
         task: ``"segmentation"`` or ``"classification"``.
+        label_permutation: lateral classes (e.g. ``[0, 2, 1, 3]``): a net whose group holds reflections gets the
+            lateral head (its output channels swap by it under the reflections); nets without reflections (plain,
+            rotations only) keep left and right anyway and are built without it.
         kwargs: passed to the factory (``in_channels``, ``out_channels``, ``channels``, ``norm``...).
     """
     from monai_equivariant.networks import factory
 
     if task not in ("segmentation", "classification"):
         raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
+    if label_permutation is not None and _has_reflections(task, str(name), int(spatial_dims), int(num_rotations)):
+        kwargs["label_permutation"] = [int(c) for c in label_permutation]
     if task == "segmentation":
         net = factory.segmentation_network(name, spatial_dims, **kwargs)
     else:

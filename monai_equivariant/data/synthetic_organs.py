@@ -40,6 +40,7 @@ __all__ = [
     "SYNTHETIC_ORGAN_VERSION",
     "organ_datalist",
     "organ_in_channels",
+    "organ_label_permutation",
     "organ_num_classes",
     "synthetic_organ_volume",
     "write_synthetic_organ_dataset",
@@ -178,6 +179,26 @@ HELD_OUT_SYNTHETIC_FOLDER = "synthetic_organs_held_out"
 def organ_num_classes(dataset_dir: str | os.PathLike | None) -> int:
     """The number of classes (network output channels): 4 for the synthetic set, else ``dataset.json``'s labels."""
     return len(ORGAN_LABELS) if is_unset_folder(dataset_dir) else len(decathlon_labels(dataset_dir))
+
+
+def organ_label_permutation(dataset_dir: str | os.PathLike | None) -> list[int] | None:
+    """The class permutation of a left-right reflection (lateral labels), or None when no class has a mirror twin.
+
+    The synthetic set: ``[0, 2, 1, 3]`` (the left and the right organ swap). An MSD task: the classes whose names
+    differ only by "left" ↔ "right" (``"left kidney"`` / ``"right kidney"``, any case) swap; the others stay.
+    """
+    if is_unset_folder(dataset_dir):
+        labels = ORGAN_LABELS
+    else:
+        labels = decathlon_labels(dataset_dir)
+    index = {name.lower(): k for k, name in labels.items()}
+    swap = {"left": "right", "right": "left"}
+    perm = []
+    for k in range(len(labels)):
+        words = labels[k].lower().split()
+        twin = " ".join(swap.get(w, w) for w in words)
+        perm.append(index.get(twin, k) if twin != labels[k].lower() else k)
+    return perm if perm != list(range(len(labels))) else None
 
 
 def organ_in_channels(dataset_dir: str | os.PathLike | None) -> int:
