@@ -7,8 +7,10 @@ Data: glyphs drawn as soft strokes (24×24, one channel, a random continuous ang
 noise). Six classes: "L" and "J", "S" and "Z" (two mirror pairs: a reflection maps one onto the other, and no
 rotation does) and the achiral "T" and "I". A classifier invariant to reflections cannot tell a mirror pair apart.
 
-Usage (the default run, about 10 min on one thread; the tables in docs/which_to_choose.md):
+Usage (the tables in docs/which_to_choose.md; the main table about 10 min on one thread, the diagnosis as long):
     OMP_NUM_THREADS=1 python benchmarks/classifier_comparison.py --out-dir benchmarks/results
+    OMP_NUM_THREADS=1 python benchmarks/classifier_comparison.py --tables diagnosis --out-dir benchmarks/results
+    python benchmarks/classifier_comparison.py --diagnose --out-dir benchmarks/results   # kernel shapes, seconds
 ``--quick`` runs a tiny setting (seconds; the test uses it).
 """
 
@@ -18,6 +20,7 @@ import argparse
 import csv
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,11 +99,12 @@ def rotate_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 @dataclass(frozen=True)
 class Row:
-    """One model: a name, the net from a seed and the plain reference's channels, whether to augment."""
+    """One model: a name, the net from the plain reference's channels, whether to augment, a learning-rate factor."""
 
     name: str
     build: Callable[[Sequence[int]], torch.nn.Module]
     augment: bool = False
+    lr_factor: float = 1.0
 
 
 def _plain(channels: Sequence[int]) -> GroupCNN:
@@ -149,6 +153,8 @@ DIAGNOSIS_ROWS = (
     Row("p4, kernel_size=5", _group_at_params("p4", kernel_size=5)),
     Row("p4m, kernel_size=5", _group_at_params("p4m", kernel_size=5)),
     Row("se2_8, kernel 5×5 + rotation aug.", _group_at_params("se2_8"), augment=True),
+    Row("se2_8, kernel_size=3, lr ×1/3", _group_at_params("se2_8", kernel_size=3), lr_factor=1 / 3),
+    Row("se2_8, kernel_size=3, lr ×3", _group_at_params("se2_8", kernel_size=3), lr_factor=3.0),
 )
 
 
@@ -160,7 +166,7 @@ def train_and_test(row: Row, channels: Sequence[int], train: tuple[torch.Tensor,
     """Adam with a cosine schedule for ``steps`` steps on random mini-batches; test error and train seconds."""
     torch.manual_seed(seed)
     net = row.build(channels)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr * row.lr_factor)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     images, labels = train
     generator = torch.Generator().manual_seed(seed)
@@ -273,11 +279,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--diagnosis", action="store_true", help="also the diagnosis rows")
+    parser.add_argument("--tables", nargs="+", choices=("main", "diagnosis"), default=["main"],
+                        help="the tables to train: the main rows, the diagnosis rows (SE(2,8) and p4m taken apart)")
     parser.add_argument("--diagnose", action="store_true", help="only the kernel-shape table (no training)")
     parser.add_argument("--quick", action="store_true", help="a tiny setting (seconds)")
     parser.add_argument("--out-dir", type=Path, default=None, help="write classifier_comparison{,_diagnosis}.{csv,md}")
     args = parser.parse_args(argv)
+    command = "python benchmarks/classifier_comparison.py " + " ".join(
+        sys.argv[1:] if argv is None else [str(a) for a in argv])
     if args.diagnose:
         text = kernel_shape_kept()
         print(text)
@@ -289,15 +298,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         args.channels, args.train_size, args.test_size, args.size = [4, 8], 24, 24, 8
         args.steps, args.batch, args.seeds = 2, 8, [0]
     torch.set_num_threads(1)
-    outputs = [("classifier_comparison", MAIN_ROWS)]
-    if args.diagnosis:
-        outputs.append(("classifier_comparison_diagnosis", DIAGNOSIS_ROWS))
+    tables = {"main": ("classifier_comparison", MAIN_ROWS),
+              "diagnosis": ("classifier_comparison_diagnosis", DIAGNOSIS_ROWS)}
+    outputs = [tables[name] for name in dict.fromkeys(args.tables)]
     every_run = []
     for stem, rows in outputs:
         runs = run(args.channels, args.train_size, args.test_size, args.size, args.steps, args.batch, args.lr,
                    args.seeds, rows)
         every_run += runs
-        text = markdown(summarise(runs))
+        text = (f"Command: `{command.strip()}` (seeds {', '.join(map(str, args.seeds))}; channels "
+                f"{args.channels}, {args.train_size} training / {args.test_size} test images of {args.size}², "
+                f"{args.steps} Adam steps of {args.batch}, lr {args.lr:g}, cosine; 1 thread)\n\n"
+                + markdown(summarise(runs)))
         print(text)
         if args.out_dir is not None:
             args.out_dir.mkdir(parents=True, exist_ok=True)
