@@ -155,6 +155,9 @@ DIAGNOSIS_ROWS = (
     Row("se2_8, kernel 5×5 + rotation aug.", _group_at_params("se2_8"), augment=True),
     Row("se2_8, kernel_size=3, lr ×1/3", _group_at_params("se2_8", kernel_size=3), lr_factor=1 / 3),
     Row("se2_8, kernel_size=3, lr ×3", _group_at_params("se2_8", kernel_size=3), lr_factor=3.0),
+    Row("se2_8 (kernel 5×5), lr ×3", _group_at_params("se2_8"), lr_factor=3.0),
+    Row("plain CNN, kernel_size=5", _group_at_params("trivial", kernel_size=5)),
+    Row("plain CNN, kernel_size=5 + rotation aug.", _group_at_params("trivial", kernel_size=5), augment=True),
 )
 
 
@@ -281,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tables", nargs="+", choices=("main", "diagnosis"), default=["main"],
                         help="the tables to train: the main rows, the diagnosis rows (SE(2,8) and p4m taken apart)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="MODEL",
+                        help="train only the rows of these names (of the tables chosen)")
     parser.add_argument("--diagnose", action="store_true", help="only the kernel-shape table (no training)")
     parser.add_argument("--quick", action="store_true", help="a tiny setting (seconds)")
     parser.add_argument("--out-dir", type=Path, default=None, help="write classifier_comparison{,_diagnosis}.{csv,md}")
@@ -301,6 +306,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     tables = {"main": ("classifier_comparison", MAIN_ROWS),
               "diagnosis": ("classifier_comparison_diagnosis", DIAGNOSIS_ROWS)}
     outputs = [tables[name] for name in dict.fromkeys(args.tables)]
+    if args.only is not None:
+        unknown = set(args.only) - {row.name for _, rows in outputs for row in rows}
+        if unknown:
+            raise SystemExit(f"--only: no rows named {sorted(unknown)} in the tables {args.tables}")
+        outputs = [(stem, tuple(row for row in rows if row.name in args.only)) for stem, rows in outputs]
+        outputs = [(stem, rows) for stem, rows in outputs if rows]
     every_run = []
     for stem, rows in outputs:
         runs = run(args.channels, args.train_size, args.test_size, args.size, args.steps, args.batch, args.lr,

@@ -75,8 +75,10 @@ def default_kernel_size(group: Group) -> int:
 
     A 3×3 kernel of an interpolated group keeps the 5 taps of its disk (a plus), and its 45° copy is a bilinear
     blur of them: an edge detector keeps 29 % of its norm, a corner detector's shape is lost (cosine 0.58 to the
-    truly rotated one); at 5×5 (13 taps) 78 % and 0.92, at 7×7 87–90 % and 1.00
-    (``benchmarks/classifier_comparison.py --diagnose``). Bekkers et al. use 5×5 and larger."""
+    truly rotated one, 17 % of its norm); at 5×5 (13 taps) 78 % and 0.92, at 7×7 90 % and 1.00
+    (``benchmarks/classifier_comparison.py --diagnose``). Bekkers et al. use 5×5 and larger. On glyphs at random
+    angles the se2_8 net at a plain 3×3 CNN's parameters erred 35.7 % at 3×3 and 3.8 % at 5×5 (p4: 7.8 %;
+    docs/which_to_choose.md)."""
     return 3 if group.is_grid else 5
 
 
