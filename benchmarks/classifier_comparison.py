@@ -156,6 +156,8 @@ DIAGNOSIS_ROWS = (
     Row("se2_8, kernel_size=3, lr ×1/3", _group_at_params("se2_8", kernel_size=3), lr_factor=1 / 3),
     Row("se2_8, kernel_size=3, lr ×3", _group_at_params("se2_8", kernel_size=3), lr_factor=3.0),
     Row("se2_8 (kernel 5×5), lr ×3", _group_at_params("se2_8"), lr_factor=3.0),
+    Row("p4, lr ×3", _group_at_params("p4"), lr_factor=3.0),
+    Row("plain CNN + rotation aug., lr ×3", _plain, augment=True, lr_factor=3.0),
     Row("plain CNN, kernel_size=5", _group_at_params("trivial", kernel_size=5)),
     Row("plain CNN, kernel_size=5 + rotation aug.", _group_at_params("trivial", kernel_size=5), augment=True),
 )
