@@ -51,7 +51,8 @@ def subgroup_cosets(group: Group, subgroup: str | Sequence[int]) -> np.ndarray:
         members = tuple(int(h) for h in subgroup)
         if len(set(members)) != len(members) or not all(0 <= h < group.order for h in members):
             raise ValueError(
-                f"subgroup must list distinct element indices 0..{group.order - 1} of {group.name!r}, got {list(members)}"
+                f"subgroup must list distinct element indices 0..{group.order - 1} of {group.name!r}, "
+                f"got {list(members)}"
             )
         if 0 not in members:
             raise ValueError(f"subgroup must contain the identity (element 0), got {list(members)}")

@@ -159,12 +159,14 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
             loss sat near 0.6 (bundles/nodule_classification/docs/README.md). ``False`` builds the net of earlier
             versions (their checkpoints have no ``feature_norm.*`` entries). True or False only.
         invariance: what the logits are invariant to: ``"group"`` (every element: max over the group) or
-            ``"rotation"`` (max over each coset of the rotation subgroup, :class:`~monai_equivariant.layers.SubgroupPool`:
-            for a group with reflections every field gives two features, a reflection swaps them, and the head
-            can learn labels that tell mirror images apart, such as "L" and "J"). None (default): ``"rotation"`` for
-            2D groups with reflections (p4m), ``"group"`` otherwise (:func:`default_invariance`). Nets of p4m built
-            before this default had ``"group"`` (their ``feature_norm`` and ``head`` have channels[-1] inputs, not
-            twice that): ``invariance="group"`` builds them and loads their checkpoints.
+            ``"rotation"`` (max over each coset of the rotation subgroup,
+            :class:`~monai_equivariant.layers.SubgroupPool`: for a group with reflections every field gives two
+            features, a reflection swaps them, and the head can learn labels that tell mirror images apart, such as
+            "L" and "J"). None (default): ``"rotation"`` for 2D groups with reflections (p4m), ``"group"`` otherwise
+            (:func:`default_invariance`; measured in docs/which_to_choose.md: p4m erred 44 % with ``"group"`` and
+            11 % with ``"rotation"`` on glyphs with mirror pairs). Nets of p4m built before this default had
+            ``"group"`` (their ``feature_norm`` and ``head`` have channels[-1] inputs, not twice that):
+            ``invariance="group"`` builds them and loads their checkpoints.
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
         channels_as: how ``channels`` is read: ``"fields"`` (default: fields per stage), ``"params"`` (the channels
