@@ -6,6 +6,7 @@ from monai_equivariant.layers.lateral_head import LateralGroupHead
 from monai_equivariant.layers.norm import GroupBatchNorm, GroupInstanceNorm
 from monai_equivariant.layers.pool import GroupPool
 from monai_equivariant.layers.separable import SeparableGroupConv
+from monai_equivariant.layers.subgroup_pool import SubgroupPool
 from monai_equivariant.layers.transposed import GroupConvTranspose
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "LateralGroupHead",
     "LiftingConv",
     "SeparableGroupConv",
+    "SubgroupPool",
     "clear_filter_caches",
     "expand_filter",
     "filter_cache_check",

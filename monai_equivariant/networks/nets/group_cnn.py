@@ -14,7 +14,8 @@ import torch.nn as nn
 from monai.networks.layers.factories import Act, Pool
 
 from monai_equivariant.groups import Group, as_group, check_plan
-from monai_equivariant.layers import GroupConv
+from monai_equivariant.layers import GroupConv, SubgroupPool
+from monai_equivariant.layers.subgroup_pool import rotation_subgroup
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
 from monai_equivariant.networks.blocks.factories import (
@@ -35,7 +36,21 @@ from monai_equivariant.networks.nets.input_check import (
 from monai_equivariant.networks.nets.route import RoutedNetwork, check_route, set_network_route
 from monai_equivariant.layers.plain import ScriptsAsExport
 
-__all__ = ["GroupCNN", "InvariantFeatureNorm", "count_parameters", "default_group", "grid_group", "matched_baseline"]
+__all__ = [
+    "INVARIANCES",
+    "GroupCNN",
+    "InvariantFeatureNorm",
+    "count_parameters",
+    "default_group",
+    "default_invariance",
+    "default_kernel_size",
+    "grid_group",
+    "matched_baseline",
+]
+
+INVARIANCES = ("group", "rotation")
+"""What a :class:`GroupCNN`'s logits are invariant to: every element of the group (``"group"``), or only its rotations
+(``"rotation"``: mirror images keep separate features, so labels that tell them apart can be learned)."""
 
 _CLASSIFIER_DIFFERENCES = """
     Compared with MONAI's classifiers (e.g. ``monai.networks.nets.Classifier`` / ``UNet``-style defaults):
@@ -52,6 +67,34 @@ def default_group(spatial_dims: int) -> str:
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     return "p4" if spatial_dims == 2 else "O"
+
+
+def default_kernel_size(group: Group) -> int:
+    """The kernel side a :class:`GroupCNN` of ``group`` uses when none is given: 5 for groups that interpolate their
+    kernels (se2_N, N ∉ {1, 2, 4}), 3 otherwise.
+
+    A 3×3 kernel of an interpolated group keeps the 5 taps of its disk (a plus), and its 45° copy is a bilinear
+    blur of them: an edge detector keeps 29 % of its norm, a corner detector's shape is lost (cosine 0.58 to the
+    truly rotated one, 17 % of its norm); at 5×5 (13 taps) 78 % and 0.92, at 7×7 90 % and 1.00
+    (``benchmarks/classifier_comparison.py --diagnose``). Bekkers et al. use 5×5 and larger. On glyphs at random
+    angles the se2_8 net at a plain 3×3 CNN's parameters erred 35.7 % at 3×3 and 3.8 % at 5×5 (p4: 7.8 %;
+    docs/which_to_choose.md)."""
+    return 3 if group.is_grid else 5
+
+
+def default_invariance(group: Group) -> str:
+    """The ``invariance`` of a :class:`GroupCNN` of ``group`` when none is given: ``"rotation"`` for 2D groups with
+    reflections (p4m: a reflection swaps two features instead of being forgotten), ``"group"`` otherwise (3D
+    groups with reflections keep the invariant head their nodule bundle and its checkpoints were built with)."""
+    has_reflections = len(rotation_subgroup(group)) < group.order
+    return "rotation" if has_reflections and group.spatial_dims == 2 else "group"
+
+
+def check_invariance(value: object) -> str:
+    """``value`` if it is one of :data:`INVARIANCES`; ValueError naming the choices otherwise."""
+    if not isinstance(value, str) or value not in INVARIANCES:
+        raise ValueError(f"invariance must be one of {INVARIANCES} or None (the group's default), got {value!r}")
+    return value
 
 
 def grid_group(net: str, spatial_dims: int, group: str | Group | None, why: str) -> Group:
@@ -71,9 +114,10 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
     Layout: lifting conv + norm + act (``channels[0]`` fields); stage 0 = ``num_res_units`` residual blocks
     (:class:`~monai_equivariant.networks.blocks.GroupResidualBlock`); stage i > 0 = spatial max-pool by
     ``strides[i-1]`` then ``num_res_units`` residual blocks (the first maps ``channels[i-1]`` -> ``channels[i]``
-    fields); then group max-pool (invariant fields), global average pool over space, batch norm of those
-    invariant features (``feature_norm``) and a linear layer.
-    For grid groups the logits are exactly invariant (float round-off): ``f(g·x) == f(x)`` for every g.
+    fields); then group max-pool (invariant fields; ``invariance="rotation"``: max over the rotations only),
+    global average pool over space, batch norm of those invariant features (``feature_norm``) and a linear layer.
+    For grid groups the logits are exactly invariant (float round-off): ``f(g·x) == f(x)`` for every g (every
+    rotation g with ``invariance="rotation"``).
 
     Args:
         spatial_dims: 2 or 3 (must match the group).
@@ -85,7 +129,10 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         strides: max-pool factor between consecutive stages (default 2 each): an int, or one int per axis
             (``((2, 1), ...)``); per-axis strides that differ admit only the group elements mapping each axis onto
             one of the same stride (others: ValueError naming the level and the largest named group that fits).
-        kernel_size: odd kernel size: an int or ``spatial_dims`` equal ints.
+        kernel_size: odd kernel size: an int or ``spatial_dims`` equal ints; None (default) picks 5 for groups that
+            interpolate their kernels (se2_N with N ∉ {1, 2, 4}) and 3 otherwise (:func:`default_kernel_size`: a 3×3
+            kernel rotated by 45° keeps too little of its shape to learn from). Before this default such nets were
+            3×3: ``kernel_size=3`` builds them (and loads their checkpoints).
         act: MONAI act spec (``"relu"``, ``("leakyrelu", {...})``, None).
         norm: MONAI norm spec (``"batch"``, ``"instance"``, ``("batch", {...})``, ``"groupbatch"``, None), with
             statistics shared over the group.
@@ -111,6 +158,15 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
             between-sample spread of ≈0.1 (plain CNN: ≈0.55 ± 0.1), so the head saw near-constant inputs and the
             loss sat near 0.6 (bundles/nodule_classification/docs/README.md). ``False`` builds the net of earlier
             versions (their checkpoints have no ``feature_norm.*`` entries). True or False only.
+        invariance: what the logits are invariant to: ``"group"`` (every element: max over the group) or
+            ``"rotation"`` (max over each coset of the rotation subgroup,
+            :class:`~monai_equivariant.layers.SubgroupPool`: for a group with reflections every field gives two
+            features, a reflection swaps them, and the head can learn labels that tell mirror images apart, such as
+            "L" and "J"). None (default): ``"rotation"`` for 2D groups with reflections (p4m), ``"group"`` otherwise
+            (:func:`default_invariance`; measured in docs/which_to_choose.md: p4m erred 44 % with ``"group"`` and
+            11 % with ``"rotation"`` on glyphs with mirror pairs). Nets of p4m built before this default had
+            ``"group"`` (their ``feature_norm`` and ``head`` have channels[-1] inputs, not twice that):
+            ``invariance="group"`` builds them and loads their checkpoints.
         route: how every group conv computes: ``"auto"`` (default), ``"filter"`` or ``"input"`` (see
             :attr:`~monai_equivariant.layers.GroupConv.route`); ``net.route = ...`` sets every layer later.
         channels_as: how ``channels`` is read: ``"fields"`` (default: fields per stage), ``"params"`` (the channels
@@ -126,7 +182,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
     """
 
     __doc__ += _CLASSIFIER_DIFFERENCES
-    __jit_unused_properties__ = ["checkpointing", "route"]
+    __jit_unused_properties__ = ["checkpointing", "route", "num_cosets"]
 
     def __init__(
         self,
@@ -136,7 +192,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         channels: Sequence[int] = (4, 8, 16),
         group: str | Group | None = None,
         strides: Sequence[Stride | Sequence[int]] | None = None,
-        kernel_size: Sequence[int] | int = 3,
+        kernel_size: Sequence[int] | int | None = None,
         act: ActSpec = Act.RELU,
         norm: NormSpec = "batch",
         dropout: DropoutSpec = 0.0,
@@ -148,11 +204,14 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         channels_as: str = "fields",
         separable: bool = False,
         feature_norm: bool = True,
+        invariance: str | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.group = as_group(default_group(spatial_dims) if group is None else group, spatial_dims)
+        kernel_size = default_kernel_size(self.group) if kernel_size is None else kernel_size
+        self.invariance = check_invariance(default_invariance(self.group) if invariance is None else invariance)
         route = check_route(route)
         self.channels_as = check_channels_as(channels_as)
         channels, strides = check_levels(channels, strides, min_levels=1, spatial_dims=spatial_dims)
@@ -166,7 +225,8 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
                         num_res_units=num_res_units, adn_ordering=adn_ordering, feature_norm=feature_norm)
             channels = list(budget_fields(
                 self.channels_as, channels,
-                lambda fields: GroupCNN(channels=fields, group=self.group, separable=separable, **same),
+                lambda fields: GroupCNN(channels=fields, group=self.group, separable=separable,
+                                        invariance=self.invariance, **same),
                 lambda: GroupCNN(channels=channels, group="trivial", **same),
                 (in_channels, *(2 * m for m in multiples)), self.group.order,
             ))
@@ -193,12 +253,13 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
                 in_fields = channels[i - 1] if i > 0 and unit == 0 else fields
                 body.append(GroupResidualBlock(in_fields, fields, dropout=dropout, **block))
         self.body = nn.ModuleList(body)
-        self.project = Pool["group", spatial_dims](self.group.order, mode="max")
+        self.project = _invariant_pool(self.group, self.invariance)
+        features = channels[-1] * self.num_cosets
         self.spatial_pool = Pool[Pool.ADAPTIVEAVG, spatial_dims](1)
         self.feature_norm = (
-            InvariantFeatureNorm(channels[-1]) if _strict_bool("feature_norm", feature_norm) else nn.Identity()
+            InvariantFeatureNorm(features) if _strict_bool("feature_norm", feature_norm) else nn.Identity()
         )
-        self.head = nn.Linear(channels[-1], out_channels)
+        self.head = nn.Linear(features, out_channels)
         _field_fan_in_init(self)
         self.checkpointing = checkpointing
         set_network_route(self, route)
@@ -225,6 +286,7 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
         super().__setstate__(state)
         self.__dict__.setdefault("axis_multiples", None)  # pickled before per-axis strides
         self.__dict__.setdefault("channels_as", "fields")
+        self.__dict__.setdefault("invariance", "group")  # pickled before the rotation-invariant head
 
     @torch.jit.unused
     def _checkpointed_body(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,8 +318,16 @@ class GroupCNN(RoutedNetwork, ScriptsAsExport, nn.Module):
                 x = checkpoint_segment(layer, x, modules=[layer])
         return x
 
+    @property
+    def num_cosets(self) -> int:
+        """Pooled features per field: 1 when the logits are invariant to the whole group, 2 for ``invariance=
+        "rotation"`` with a group that has reflections (the rotations and the mirrored rotations)."""
+        return self.project.num_cosets if isinstance(self.project, SubgroupPool) else 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, *spatial) -> invariant pooled features (B, channels[-1])."""
+        """(B, in_channels, *spatial) -> pooled features (B, channels[-1]·num_cosets), field-major: invariant to
+        every element (``invariance="group"``) or to the rotations, a reflection swapping each field's two
+        features (``"rotation"``, see :class:`~monai_equivariant.layers.SubgroupPool`)."""
         self.check_input(x)
         if self._checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
             x = self._checkpointed_body(x)
@@ -309,6 +379,15 @@ class InvariantFeatureNorm(nn.BatchNorm1d):
                                dtype=None if tensor is None else tensor.dtype)
         plain.load_state_dict(state)
         return plain.eval()
+
+
+def _invariant_pool(group: Group, invariance: str) -> nn.Module:
+    """Max over the group (``GroupPool``, as before the ``invariance`` option) or, for ``"rotation"`` with a group
+    that has reflections, max over each coset of its rotations (``SubgroupPool``). Neither holds parameters or
+    persistent buffers, so the state-dict keys are the same."""
+    if invariance == "rotation" and len(rotation_subgroup(group)) < group.order:
+        return SubgroupPool(group, "rotations", mode="max")
+    return Pool["group", group.spatial_dims](group.order, mode="max")
 
 
 def _field_fan_in_init(net: nn.Module) -> None:
