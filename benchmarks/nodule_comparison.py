@@ -23,10 +23,16 @@ Markdown table (AUC mean ± spread over seeds, conv multiply-adds per voxel, tra
 per patch). ``--table-from a.csv b.csv ...`` rebuilds the table and plot from the CSVs of several runs (e.g. one
 per training-set size run side by side) without training.
 
-Usage (the setting reported in bundles/nodule_classification/docs/README.md and docs/which_to_choose.md)::
+Usage (the setting reported in bundles/nodule_classification/docs/README.md, "Current defaults"; two runs side by
+side, then one table)::
 
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/nodule_comparison.py --sizes 16 64 256 --seeds 0 1 \
-        --steps 60 --patch 16 --channels 2 4 --test-size 200 --out-dir benchmarks/results
+    R=benchmarks/results/nodule_equal_flops
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/nodule_comparison.py --sizes 64 --seeds 0 1 2 3 4 \
+        --steps 60 --patch 16 --channels 2 4 --test-size 200 --out-dir $R/n64
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/nodule_comparison.py --sizes 16 256 --seeds 0 1 2 \
+        --steps 60 --patch 16 --channels 2 4 --test-size 200 --out-dir $R/n16_n256
+    PYTHONPATH=$PWD python benchmarks/nodule_comparison.py --out-dir $R \
+        --table-from $R/n16_n256/nodule_comparison.csv $R/n64/nodule_comparison.csv
 """
 
 from __future__ import annotations
@@ -241,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), metavar="MODEL",
-                        help="rows to run (default: all five); e.g. --models O-CNN 'plain CNN'")
+                        help="rows to run (default: all six); e.g. --models O-CNN 'plain CNN'")
     parser.add_argument("--out-dir", default="benchmarks/results")
     parser.add_argument("--table-from", nargs="+", metavar="CSV",
                         help="no training: the table and plot of the rows in these CSVs (sizes from the rows)")
