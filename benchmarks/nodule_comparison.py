@@ -1,7 +1,7 @@
 """Data efficiency on the synthetic nodule task, against what a MONAI user does instead of an equivariant net.
 
-At equal parameters (and one plain row at equal FLOPs), over growing training sets (each structure at a random 3D orientation), tested on a fixed
-test set at random (non-cube) orientations:
+At equal parameters (and one plain row at equal FLOPs), over growing training sets (each structure at a random 3D
+orientation), tested on a fixed test set at random (non-cube) orientations:
 
 - the O-group GroupCNN (invariant to the 24 cube rotations by construction);
 - the plain CNN (GroupCNN with group "trivial", matched channels), no augmentation;
@@ -187,7 +187,8 @@ def table(rows: list[dict], sizes: list[int]) -> str:
             cells.append(f"{np.mean(aucs):.3f} ± {(max(aucs) - min(aucs)) / 2:.3f} / {accuracy:.2f}")
         lines.append(
             f"| {model} | {mine[0]['parameters']:,} | {mine[0]['conv_macs_per_voxel']:,} | " + " | ".join(cells)
-            + f" | {np.median([r['train_seconds'] for r in mine]):.1f} | {np.median([r['inference_ms'] for r in mine]):.2f} |"
+            + f" | {np.median([r['train_seconds'] for r in mine]):.1f}"
+            + f" | {np.median([r['inference_ms'] for r in mine]):.2f} |"
         )
     return "\n".join(lines)
 

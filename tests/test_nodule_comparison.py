@@ -1,5 +1,6 @@
 """benchmarks/nodule_comparison.py runs end to end at a toy size and reports every model at equal parameters (one
-plain row at equal conv FLOPs); its trained nets carry batch-norm statistics of their final weights (eval mode = train mode on the training set)."""
+plain row at equal conv FLOPs); its trained nets carry batch-norm statistics of their final weights (eval mode =
+train mode on the training set)."""
 
 from __future__ import annotations
 
