@@ -228,7 +228,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training-set size")
     ax.set_ylabel("test AUC (random 3D orientations)")
-    ax.set_title("Synthetic nodules, equal parameters (one plain net at equal FLOPs)")
+    ax.set_title("Synthetic nodules: equal parameters, one plain net at equal FLOPs", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
