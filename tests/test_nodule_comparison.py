@@ -1,5 +1,6 @@
-"""benchmarks/nodule_comparison.py runs end to end at a toy size and reports every model at equal parameters;
-its trained nets carry batch-norm statistics of their final weights (eval mode = train mode on the training set)."""
+"""benchmarks/nodule_comparison.py runs end to end at a toy size and reports every model at equal parameters (one
+plain row at equal conv FLOPs); its trained nets carry batch-norm statistics of their final weights (eval mode =
+train mode on the training set)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,32 @@ def test_nodule_comparison_toy_run(tmp_path: Path, capsys) -> None:
     assert [r["model"] for r in rows] == list(module.MODELS)
     params = {r["model"]: int(r["parameters"]) for r in rows}
     assert abs(params["O-CNN"] - params["plain CNN"]) / params["O-CNN"] < 0.15  # equal parameters (matched)
+    macs = {r["model"]: int(r["conv_macs_per_voxel"]) for r in rows}
+    assert macs["plain CNN, equal FLOPs"] == macs["O-CNN"]  # fields·|G| channels: the same planar convs
+    assert params["plain CNN, equal FLOPs"] > 10 * params["O-CNN"]  # about |G| = 24 times the parameters
     by_model = {r["model"]: r for r in rows}
     assert by_model["plain CNN + O ensemble"]["train_seconds"] == by_model["plain CNN"]["train_seconds"]
     assert (tmp_path / "nodule_comparison.png").stat().st_size > 1000
-    assert "| O-CNN |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| O-CNN |" in out and "| plain CNN, equal FLOPs |" in out and "train s/run" in out
+
+
+def test_table_from_merges_csvs_of_separate_runs(tmp_path: Path, capsys) -> None:
+    """Two runs (different sizes) merged by ``--table-from``: one table with both sizes, the runs' own numbers."""
+    module = _load()
+    for n in (4, 6):
+        module.main(["--sizes", str(n), "--seeds", "0", "--steps", "1", "--batch", "4", "--patch", "8",
+                     "--test-size", "4", "--models", "O-CNN", "plain CNN, equal FLOPs",
+                     "--out-dir", str(tmp_path / f"n{n}")])
+    capsys.readouterr()
+    csvs = [str(tmp_path / f"n{n}" / "nodule_comparison.csv") for n in (4, 6)]
+    module.main(["--table-from", *csvs, "--out-dir", str(tmp_path / "merged")])
+    out = capsys.readouterr().out
+    rows = module.load_rows(csvs)
+    assert out == module.table(rows, [4, 6]) + "\n"
+    assert "AUC / acc. n=4" in out and "AUC / acc. n=6" in out
+    assert isinstance(rows[0]["parameters"], int) and isinstance(rows[0]["auc"], float)
+    assert (tmp_path / "merged" / "nodule_comparison.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("group", ["trivial", "O"])
