@@ -148,8 +148,9 @@ FACTORY = {name: (make, len(shape) - 2, _three_sizes(name, shape)) for name, (ma
 """Every net the factory builds (test_export_tools' cases): builder, spatial dims, three input sides."""
 
 
-RECOMPILING = ("segmentation-p4m", "segmentation-p4_separable", "classification-O-3d", "classification-Oh-3d",
-               "classification-D4h-3d", "classification-plain-3d", "classification-O_separable-3d")
+RECOMPILING = ("segmentation-p4m", "segmentation-p4_separable", "segmentation-basicunet_p4", "classification-O-3d",
+               "classification-Oh-3d", "classification-D4h-3d", "classification-plain-3d",
+               "classification-O_separable-3d", "classification-resnet-2d")
 """Nets that recompile at every new input size after the second (issue 19 item 2): torch's, not this package's —
 ``test_plain_torch_conv_net_recompiles_at_every_size`` below reproduces both causes with ``nn.Conv2d``/``nn.Conv3d``,
 ``nn.BatchNorm`` and ``nn.ReLU`` only (torch 2.13.0+cpu). Both come from the *backward* compile, which AOT autograd
@@ -169,12 +170,19 @@ inductor, compiles the p4m U-Net 3, 6, 6, 6 times over sizes 8..32):
 
 Neither ``dynamic=True`` nor ``options={"layout_optimization": False}`` avoids it (the second turns the 2D case into
 the 3D one: the convolution backward's stride guard). Graphs measured after three sizes: p4m U-Net and p4_separable
-3, 6, 7; O, Oh, D4h, O_separable and plain 3D CNN 3, 6, 7 (sizes 4, 8, 12); see docs/reliability.md."""
+3, 6, 7; basicunet_p4 and MONAI's own ResNet (``resnet``, 2D) 3, 6, 7; O, Oh, D4h, O_separable and plain 3D CNN
+3, 6, 7 (sizes 4, 8, 12); see docs/reliability.md."""
 
-INDUCTOR_FAILS = ("segmentation-dynunet-3d", "segmentation-dynunet_plain-3d")
-"""Nets whose compile at symbolic sizes (the second size) fails inside inductor: ``InductorError: ValueRangeError:
-Invalid ranges [0:-1]`` (``pow_by_natural`` with exponent -1 on the strided convs' ``(s - 1)//2`` sizes). MONAI's own
-DynUNet (``dynunet``) fails the same way, so it is torch's (2.13.0+cpu), not the twins'."""
+INDUCTOR_FAILS = ("segmentation-dynunet-3d", "segmentation-dynunet_plain-3d", "segmentation-dynunet_d4h-3d",
+                  "classification-resnet_p4-2d")
+"""Nets whose compile at symbolic sizes (the second size) fails inside inductor (torch 2.13.0+cpu). DynUNets:
+``InductorError: ValueRangeError: Invalid ranges [0:-1]`` (``pow_by_natural`` with exponent -1 on the strided convs'
+``(s - 1)//2`` sizes); MONAI's own DynUNet (``dynunet``) fails the same way. resnet_p4: ``InductorError: TypeError:
+cannot determine truth value of Relational: 8*s0**2 < 8*s0`` (not traced; MONAI's own ResNet compiles, then storms)."""
+
+WRONG_GRADIENTS = ("segmentation-segresnet_p4",)
+"""Open, not traced (measured 2026-12-06): the compiled training step's gradient of ``conv_init.weight`` differs from
+eager by 5e-2 of the largest gradient (round-off bound 7e-4)."""
 
 
 def _expected_failure(name: str):
@@ -183,6 +191,9 @@ def _expected_failure(name: str):
         return pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "torch 2.13 CPU backward compile specialises every size (issue 19 item 2; "
             "test_plain_torch_conv_net_recompiles_at_every_size)")))
+    if name in WRONG_GRADIENTS:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+            "compiled gradients differ from eager (open, not traced)")))
     if name in INDUCTOR_FAILS:
         from torch._inductor.exc import InductorError
 
