@@ -23,7 +23,8 @@ class _SharedOverGroup(nn.Module):
     def extra_repr(self) -> str:
         return f"num_fields={self.num_fields}, group_size={self.group_size}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_channels(self, x: torch.Tensor) -> None:
+        """ValueError unless x is (B, C·|G|, *spatial)."""
         expected = self.num_fields * self.group_size
         if x.dim() < 3 or x.shape[1] != expected:
             raise ValueError(
@@ -31,6 +32,9 @@ class _SharedOverGroup(nn.Module):
                 + " fields x |G|=" + str(self.group_size) + ", got " + str(x.dim()) + " dims with "
                 + str(x.shape[1]) + " channels"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_channels(x)
         return self.norm(x.reshape(x.shape[0], self.num_fields, -1)).reshape(x.shape)
 
 
@@ -108,6 +112,18 @@ class GroupGroupNorm(_SharedOverGroup):
             )
         super().__init__(nn.GroupNorm(num_groups, int(num_fields), **kwargs), num_fields, group_size)
         self.spatial_dims = int(spatial_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C·|G|, *spatial) -> the same shape: ``group_norm`` on the tensor as it is, each field's affine repeated
+        |G| times (field-major channels keep each norm group's fields side by side). Not through the (B, C, -1)
+        reshape of the other norms: torch 2.13's inductor, with its CPU layout optimisation (channels-last conv
+        outputs), compiled that reshape's backward into wrong gradients in GroupSegResNet (5e-2 of the scale;
+        ``tests/test_compile.py``)."""
+        self.check_channels(x)
+        norm: nn.GroupNorm = self.norm
+        weight = None if norm.weight is None else norm.weight.repeat_interleave(self.group_size)
+        bias = None if norm.bias is None else norm.bias.repeat_interleave(self.group_size)
+        return nn.functional.group_norm(x, norm.num_groups, weight, bias, norm.eps)
 
     def to_plain(self) -> nn.Module:
         """``nn.GroupNorm(num_groups, C·|G|)`` with each field's affine repeated |G| times: field-major channels
