@@ -181,18 +181,20 @@ def rotation_subgroup(name: str) -> str:
 
 def _label_permutation(value: Any, option: str) -> list[int] | None:
     """None (no lateral classes) or the class permutation of a left-right reflection: every class index 0..C-1 once,
-    pairs swapped (applied twice it is the identity), e.g. [0, 2, 1, 3]."""
+    pairs swapped (applied twice it is the identity), e.g. [0, 2, 1, 3] (the checks of
+    :func:`~monai_equivariant.layers.lateral_head.check_class_permutation`, named as the override)."""
+    from monai_equivariant.layers.lateral_head import check_class_permutation
+
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+    try:
+        return list(check_class_permutation(value, f"--{option}"))
+    except TypeError as error:
         raise ValueError(f"--{option} must be null or a list of class indices (e.g. [0, 2, 1, 3]: left <-> right), "
-                         f"got {value!r}")
-    perm = [int(v) for v in value]
-    if sorted(perm) != list(range(len(perm))) or any(perm[perm[c]] != c for c in range(len(perm))):
+                         f"got {value!r}") from error
+    except ValueError as error:
         raise ValueError(f"--{option} must hold every class index 0..C-1 once and swap pairs (a reflection applied "
-                         f"twice changes nothing), got {perm}")
-    return perm
+                         f"twice changes nothing), got {list(value)}") from error
 
 
 def _choice(value: Any, option: str, allowed: Sequence[str]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from monai_equivariant.bundle.baselines import lateral_permutation
 from monai_equivariant.networks.registry import RegistryView, network_entries
 
 __all__ = ["NETWORK_GROUPS", "bundle_network", "network_groups", "weights_group_order"]
@@ -65,21 +66,19 @@ def weights_separable(state_dict: Mapping[str, Any]) -> bool:
     return any(key.endswith(".pointwise.weight") for key in state_dict)
 
 
-def _has_reflections(task: str, name: str, spatial_dims: int, num_rotations: int) -> bool:
-    """Whether the group of the registered net ``name`` holds reflections (False for plain, SE(2,N) and
-    steerable nets, and for names the factory will refuse with its own message)."""
+def _network_group(task: str, name: str, spatial_dims: int, num_rotations: int) -> Any:
+    """The group of the registered net ``name`` (None for steerable nets and for names the factory will refuse with
+    its own message)."""
     from monai_equivariant.groups import as_group
-    from monai_equivariant.layers.lateral_head import reflections
     from monai_equivariant.networks.registry import lookup
 
     entry = lookup(task, name.lower(), spatial_dims)
     if entry is None or entry.group == STEERABLE:
-        return False
+        return None
     try:
-        group = as_group(entry.group.replace("{N}", str(num_rotations)), spatial_dims)
+        return as_group(entry.group.replace("{N}", str(num_rotations)), spatial_dims)
     except ValueError:
-        return False
-    return bool(reflections(group).any())
+        return None
 
 
 def weights_group_order(state_dict: Mapping[str, Any], spatial_dims: int) -> int | str:
@@ -167,8 +166,10 @@ def bundle_network(
 
     if task not in ("segmentation", "classification"):
         raise ValueError(f"task must be 'segmentation' or 'classification', got {task!r}")
-    if label_permutation is not None and _has_reflections(task, str(name), int(spatial_dims), int(num_rotations)):
-        kwargs["label_permutation"] = [int(c) for c in label_permutation]
+    group = _network_group(task, str(name), int(spatial_dims), int(num_rotations))
+    permutation = None if group is None else lateral_permutation(group, label_permutation, int(spatial_dims))
+    if permutation is not None:
+        kwargs["label_permutation"] = permutation
     if task == "segmentation":
         net = factory.segmentation_network(name, spatial_dims, **kwargs)
     else:

@@ -197,7 +197,7 @@ def organ_label_permutation(dataset_dir: str | os.PathLike | None) -> list[int] 
     for k in range(len(labels)):
         words = labels[k].lower().split()
         twin = " ".join(swap.get(w, w) for w in words)
-        perm.append(index.get(twin, k) if twin != labels[k].lower() else k)
+        perm.append(index.get(twin, k))
     return perm if perm != list(range(len(labels))) else None
 
 

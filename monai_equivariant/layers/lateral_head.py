@@ -44,6 +44,18 @@ def check_label_permutation(
         ValueError: not a permutation of ``range(C)``, not an involution, or ``group`` has no reflections (a
             permutation for rotations only is meaningless: rotations keep left and right).
     """
+    perm = check_class_permutation(label_permutation, argument)
+    if not reflections(group).any():
+        raise ValueError(
+            f"{argument} is given but group {group.name!r} has no reflections: rotations keep left and right, so "
+            "a label permutation is meaningless there; use a group with reflections (p4m, D4h, Oh) or drop it"
+        )
+    return perm
+
+
+def check_class_permutation(label_permutation: object, argument: str = "label_permutation") -> tuple[int, ...]:
+    """The group-free part of :func:`check_label_permutation`: a list of integers that permutes ``range(C)`` and
+    swaps classes in pairs (TypeError / ValueError naming ``argument`` otherwise); returns it as a tuple of ints."""
     if isinstance(label_permutation, (np.ndarray, torch.Tensor)) and label_permutation.ndim == 1:
         label_permutation = label_permutation.tolist()
     if isinstance(label_permutation, (str, bytes)) or not isinstance(label_permutation, Sequence):
@@ -64,11 +76,6 @@ def check_label_permutation(
         raise ValueError(
             f"{argument} must swap classes in pairs (applied twice it must give the identity, since two "
             f"reflections make a rotation, which keeps every label), got {list(perm)}"
-        )
-    if not reflections(group).any():
-        raise ValueError(
-            f"{argument} is given but group {group.name!r} has no reflections: rotations keep left and right, so "
-            "a label permutation is meaningless there; use a group with reflections (p4m, D4h, Oh) or drop it"
         )
     return perm
 
