@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
-from test_bundles import BUNDLE_NAMES, BUNDLES, POLYP_TINY, TINY, copy_bundle, run_workflow
+from test_bundles import BUNDLE_NAMES, BUNDLES, POLYP_TINY, TINY, copy_bundle, initialized_workflow, run_workflow
 
 CONFIGS = sorted(p for p in BUNDLES.glob("*/configs/*.json") if "initialize" in json.loads(p.read_text()))
 
@@ -31,11 +30,7 @@ def _scramble_global_random_state(seed: int) -> None:
 
 def _initial_weights(root: Path, name: str, scramble: int) -> list[torch.Tensor]:
     _scramble_global_random_state(scramble)
-    workflow = ConfigWorkflow(
-        config_file=str(root / "configs" / "train.json"), meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=str(root / "configs" / "logging.conf"), workflow_type="train", bundle_root=str(root),
-        **TINY[name])
-    workflow.initialize()
+    workflow = initialized_workflow(root, ["train.json"], **TINY[name])
     try:
         return [p.detach().clone() for p in workflow.parser.get_parsed_content("network").parameters()]
     finally:

@@ -47,12 +47,13 @@ def _cli_overrides(overrides: dict) -> list[str]:
 
 def copy_bundle(name: str, root: Path) -> Path:
     """The bundle's configs/docs copied to ``root`` (outputs then land in ``root``, never in the repo)."""
-    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "data", "predictions", "runs"))
+    outputs = shutil.ignore_patterns("models", "eval", "data", "predictions", "runs")
+    shutil.copytree(BUNDLES / name, root, ignore=outputs)
     return root
 
 
-def run_workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
-    """What ``python -m monai.bundle run`` does, in-process (saves the interpreter start-up per run)."""
+def initialized_workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
+    """What ``python -m monai.bundle run`` builds, in-process and initialized (the caller runs and finalizes it)."""
     workflow = ConfigWorkflow(
         config_file=[str(root / "configs" / c) for c in configs],
         meta_file=str(root / "configs" / "metadata.json"),
@@ -62,6 +63,12 @@ def run_workflow(root: Path, configs: list[str], workflow_type: str = "train", *
         **overrides,
     )
     workflow.initialize()
+    return workflow
+
+
+def run_workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
+    """What ``python -m monai.bundle run`` does, in-process (saves the interpreter start-up per run)."""
+    workflow = initialized_workflow(root, configs, workflow_type, **overrides)
     workflow.run()
     workflow.finalize()
     return workflow

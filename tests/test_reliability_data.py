@@ -26,7 +26,7 @@ from ignite.engine import Engine
 from ignite.metrics import Metric
 from monai.bundle import ConfigWorkflow
 from monai.engines import SupervisedEvaluator
-from test_bundles import copy_bundle
+from test_bundles import copy_bundle, initialized_workflow
 from PIL import Image
 
 from monai_equivariant.bundle import resume_checkpoint, trained_model
@@ -53,15 +53,7 @@ def _copy_bundle(root: Path) -> Path:
     return copy_bundle("polyp_segmentation", root)
 
 
-def _workflow(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
-    """What ``python -m monai.bundle run`` builds, in-process and initialized (the caller runs it)."""
-    workflow = ConfigWorkflow(
-        config_file=[str(root / "configs" / c) for c in configs], meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=str(root / "configs" / "logging.conf"), workflow_type=workflow_type, bundle_root=str(root),
-        **overrides,
-    )
-    workflow.initialize()
-    return workflow
+_workflow = initialized_workflow  # in-process and initialized (the caller runs it)
 
 
 def _run(root: Path, configs: list[str], workflow_type: str = "train", **overrides) -> ConfigWorkflow:
