@@ -60,28 +60,26 @@ def _dataset_json(dataset_dir: str | os.PathLike) -> tuple[Path, dict]:
 def decathlon_labels(dataset_dir: str | os.PathLike) -> dict[int, str]:
     """The classes of an MSD task: ``dataset.json``'s ``labels`` as {index: name} (``{0: "background", 1:
     "spleen"}``). ValueError naming the file when they are missing or are not 0..K-1."""
-    path, content = _dataset_json(dataset_dir)
-    labels = content.get("labels")
-    try:
-        table = {int(index): str(name) for index, name in labels.items()}
-    except (AttributeError, TypeError, ValueError):
-        table = {}
-    if sorted(table) != list(range(len(table))) or len(table) < 2:
-        raise ValueError(f"{str(path)!r}: 'labels' must map 0, 1, ..., K-1 (K >= 2) to class names, got {labels!r}")
-    return table
+    return _index_table(dataset_dir, "labels", 2, "0, 1, ..., K-1 (K >= 2) to class names")
 
 
 def decathlon_modalities(dataset_dir: str | os.PathLike) -> dict[int, str]:
     """The image channels of an MSD task: ``dataset.json``'s ``modality`` as {index: name} (``{0: "CT"}``; BraTS
     has four). ValueError naming the file when it is missing or is not 0..C-1."""
+    return _index_table(dataset_dir, "modality", 1, "0, 1, ..., C-1 to channel names")
+
+
+def _index_table(dataset_dir: str | os.PathLike, key: str, minimum: int, expected: str) -> dict[int, str]:
+    """``dataset.json``'s ``key`` as {index: name} with indices 0..n-1, n >= ``minimum``; ValueError naming the file
+    and ``expected`` otherwise."""
     path, content = _dataset_json(dataset_dir)
-    modality = content.get("modality")
+    value = content.get(key)
     try:
-        table = {int(index): str(name) for index, name in modality.items()}
+        table = {int(index): str(name) for index, name in value.items()}
     except (AttributeError, TypeError, ValueError):
         table = {}
-    if sorted(table) != list(range(len(table))) or not table:
-        raise ValueError(f"{str(path)!r}: 'modality' must map 0, 1, ..., C-1 to channel names, got {modality!r}")
+    if sorted(table) != list(range(len(table))) or len(table) < minimum:
+        raise ValueError(f"{str(path)!r}: {key!r} must map {expected}, got {value!r}")
     return table
 
 
