@@ -249,15 +249,17 @@ def test_the_default_d4h_net_has_the_lateral_head_and_swaps_left_and_right_under
     net = parser.get_parsed_content("network_def").eval()
     assert net.label_permutation == [0, 2, 1, 3]
     group = as_group("D4h", 3)
-    x = torch.randn(1, 1, 9, 17, 17)
-    with torch.no_grad():
-        y = net(x)
-        for g in range(group.order):
-            moved = net(group.spatial_transform(x, g))
-            expected = group.spatial_transform(y, g)
-            if reflections(group)[g]:
-                expected = expected[:, [0, 2, 1, 3]]
-            torch.testing.assert_close(moved, expected, rtol=0, atol=roundoff_bound(net) * float(y.abs().max()))
+    for shape in ((5, 9, 9), (9, 17, 17)):  # two admissible sizes 1 + m·(2, 4, 4)
+        x = torch.randn(1, 1, *shape)
+        with torch.no_grad():
+            y = net(x)
+            for g in range(group.order):
+                moved = net(group.spatial_transform(x, g))
+                expected = group.spatial_transform(y, g)
+                if reflections(group)[g]:
+                    expected = expected[:, [0, 2, 1, 3]]
+                torch.testing.assert_close(moved, expected, rtol=0,
+                                           atol=roundoff_bound(net) * float(y.abs().max()))
     plain = _parser(network_name="dynunet", network_channels=[2, 4, 8]).get_parsed_content("network_def")
     assert not hasattr(plain, "label_permutation")  # MONAI's DynUNet: no group, left and right are its own
 
