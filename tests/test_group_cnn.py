@@ -168,7 +168,7 @@ def test_streamed_block_equals_plain_block_in_float64(affine):
     torch.manual_seed(0)
     plain = GroupResidualBlock(3, 3, "O", norm=("batch", {"affine": affine})).double()
     for m in plain.modules():
-        if isinstance(m, torch.nn.BatchNorm1d) and affine:  # away from the initial 1 / 0
+        if isinstance(m, torch.nn.BatchNorm2d) and affine:  # away from the initial 1 / 0
             torch.nn.init.uniform_(m.weight, 0.5, 1.5), torch.nn.init.uniform_(m.bias, -0.5, 0.5)
     streamed = copy.deepcopy(plain)
     streamed.checkpointing = True

@@ -127,11 +127,10 @@ class GroupResidualBlock(nn.Module):
         norm = second.norm
         group_norm = isinstance(norm, (GroupBatchNorm, GroupInstanceNorm))
         if second.layout == "CN" and group_norm and type(self.act) is nn.ReLU:
-            # the norm's flat output is a fresh tensor that no backward needs: add and ReLU in place on it (ReLU's
+            # the norm's output is a fresh tensor that no backward needs: add and ReLU in place on it (ReLU's
             # backward needs only its output), two activations fewer while this segment is recomputed
-            y = norm.norm(pre_second.reshape(pre_second.shape[0], norm.num_fields, -1))
-            y = y.add_(self.shortcut(x).reshape(y.shape))
-            return torch.relu_(y).reshape(pre_second.shape)
+            y = norm(pre_second)
+            return torch.relu_(y.add_(self.shortcut(x)))
         return self.act(second.after_conv(pre_second) + self.shortcut(x))
 
 
