@@ -77,10 +77,9 @@ class _SharedOverGroup(nn.Module):
     That view only splits the channel axis, so it is a view both of contiguous and of channels-last tensors, and it
     leaves the spatial sizes alone. The (B, C, |G|·prod(spatial)) reshape of earlier versions copied channels-last
     tensors (and its backward again), which is what inductor's CPU layout optimisation makes of every conv output:
-    compiled P4UNet training cost 1.09-1.17x its compiled plain export through those copies. Where the statistics
-    are fixed (eval) or per sample (instance norm), the subclasses normalise ``x`` itself with per-channel values
-    (each field's repeated |G| times) instead, the op of the plain export. The norm's parameter and buffer names and
-    shapes are those of the 1D norms of earlier versions, so checkpoints load unchanged."""
+    compiled P4UNet training cost 1.09-1.17x its compiled plain export through those copies. Under ``torch.compile``
+    the subclasses' ``forward_for_compile`` returns tensors that are not views instead. The norm's parameter and
+    buffer names and shapes are those of the 1D norms of earlier versions, so checkpoints load unchanged."""
 
     def __init__(self, norm: nn.Module, num_fields: int, group_size: int) -> None:
         super().__init__()
@@ -106,6 +105,17 @@ class _SharedOverGroup(nn.Module):
         channels-last tensors."""
         return x.unflatten(1, (self.num_fields, self.group_size))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C·|G|, *spatial) -> the same shape: the native kernel on the field view; under ``torch.compile``,
+        :meth:`forward_for_compile`."""
+        self.check_channels(x)
+        if torch.compiler.is_compiling():
+            return self.forward_for_compile(x)
+        return self.norm(self.fields_view(x)).flatten(1, 2)
+
+    def forward_for_compile(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map as :meth:`forward` with an output that is not a view (subclasses)."""
+        raise NotImplementedError
 
 
 class GroupBatchNorm(_SharedOverGroup):
@@ -122,17 +132,14 @@ class GroupBatchNorm(_SharedOverGroup):
         super().__init__(_FieldBatchNorm(num_fields, **kwargs), num_fields, group_size)
         self.spatial_dims = int(spatial_dims)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C·|G|, *spatial) -> the same shape. With running statistics in eval mode: ``batch_norm`` on ``x``
-        with them repeated |G| times (the plain export's op); with batch statistics: the native kernel on the field
-        view, or under ``torch.compile`` :func:`_batch_statistics_norm` (an output that is not a view)."""
-        self.check_channels(x)
+    def forward_for_compile(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map with an output that is not a view (:func:`_batch_statistics_norm` says why): with running
+        statistics in eval mode, ``batch_norm`` on ``x`` with them repeated |G| times (the plain export's op), else
+        :func:`_batch_statistics_norm`. In eager mode the native kernel on the view is faster (fewer ops)."""
         norm: _FieldBatchNorm = self.norm
         if not norm.training and norm.running_mean is not None:
             return _frozen_statistics_norm(x, norm, self.group_size)
-        if torch.compiler.is_compiling():
-            return _batch_statistics_norm(x, norm, self.group_size)
-        return norm(self.fields_view(x)).flatten(1, 2)
+        return _batch_statistics_norm(x, norm, self.group_size)
 
     def to_plain(self) -> nn.Module:
         """An eval-mode ``nn.BatchNormNd`` over C·|G| channels with each field's statistics and affine
@@ -152,12 +159,11 @@ class GroupInstanceNorm(_SharedOverGroup):
         super().__init__(_FieldInstanceNorm(num_fields, **kwargs), num_fields, group_size)
         self.spatial_dims = int(spatial_dims)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C·|G|, *spatial) -> the same shape. Without running statistics (the default): ``group_norm`` on ``x``
-        with one norm group per field, each field's affine repeated |G| times (no view of ``x``, a fresh output, as
-        :func:`_batch_statistics_norm` explains); with running statistics: those in eval mode, the native kernel on
-        the field view in training mode (which updates them)."""
-        self.check_channels(x)
+    def forward_for_compile(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map with an output that is not a view where it can be (:func:`_batch_statistics_norm` says
+        why): without running statistics (the default), ``group_norm`` on ``x`` with one norm group per field and
+        each field's affine repeated |G| times; with them, those in eval mode, and the native kernel on the field
+        view in training mode (which updates them)."""
         norm: _FieldInstanceNorm = self.norm
         if not norm.track_running_stats or norm.running_mean is None:
             return F.group_norm(x, self.num_fields, _per_channel(norm.weight, self.group_size),
