@@ -2,7 +2,7 @@
 interleaved run.
 
 Usage: python benchmarks/network_overhead.py [--quick] [--repeats 15] [--threads N] [--no-compile] [--breakdown]
-       [--routes]
+       [--routes] [--compiled-only]
 
 Cases (P4UNet with its default fields (8, 16, 32, 64, 128), 3 → 1 channels; GroupCNN(group="O") in 3D):
   - train step (zero_grad, forward, MSE loss, backward) at batch 4, 64² and batch 8, 128²;
@@ -88,8 +88,9 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 
     return result
 
 
-def run_cases(quick: bool, repeats: int, compile_: bool) -> list[dict]:
-    """All cases of the module docstring; each row: case, ours_ms, plain_ms, ratio (and compile_s)."""
+def run_cases(quick: bool, repeats: int, compile_: bool, compiled_only: bool = False) -> list[dict]:
+    """All cases of the module docstring (only the compiled one with ``compiled_only``); each row: case, ours_ms,
+    plain_ms, ratio (and compile_s)."""
     torch.manual_seed(0)
     channels2d = (2, 4, 8) if quick else (8, 16, 32, 64, 128)
     sizes = [(2, 16), (2, 32)] if quick else [(4, 64), (8, 128)]
@@ -101,6 +102,9 @@ def run_cases(quick: bool, repeats: int, compile_: bool) -> list[dict]:
                      **extra})
         print(_row(rows[-1]), flush=True)
 
+    if compiled_only:
+        batch, size = sizes[0]
+        return compiled_case(channels2d, torch.randn(batch, 3, size, size), add, rows)
     net = P4UNet(2, 3, 1, channels=channels2d).train()
     plain = plain_copy(net)
     for batch, size in sizes:
@@ -129,16 +133,23 @@ def run_cases(quick: bool, repeats: int, compile_: bool) -> list[dict]:
     add(f"channels_last_3d train b{batch3} {size3}³", train_step(net3_cl, x3_cl), train_step(plain3_cl, x3_cl))
 
     if compile_:
-        net = P4UNet(2, 3, 1, channels=channels2d).train()
-        plain = plain_copy(net)
-        compiled = {}
-        for name, module in (("ours", net), ("plain", plain)):
-            start = time.perf_counter()
-            fn = train_step(torch.compile(module, fullgraph=True), x)
-            fn()  # the first call compiles (forward and backward graphs)
-            compiled[name] = (fn, time.perf_counter() - start)
-        add(f"compiled train b{batch} {size}²", compiled["ours"][0], compiled["plain"][0],
-            compile_s=(compiled["ours"][1], compiled["plain"][1]))
+        compiled_case(channels2d, x, add, rows)
+    return rows
+
+
+def compiled_case(channels: tuple, x: torch.Tensor, add: Callable, rows: list[dict]) -> list[dict]:
+    """``torch.compile`` (fullgraph, inductor) of a new P4UNet and of its plain export, compile time printed, then
+    their train steps on ``x`` interleaved (one row added through ``add``)."""
+    net = P4UNet(2, 3, 1, channels=channels).train()
+    plain = plain_copy(net)
+    compiled = {}
+    for name, module in (("ours", net), ("plain", plain)):
+        start = time.perf_counter()
+        fn = train_step(torch.compile(module, fullgraph=True), x)
+        fn()  # the first call compiles (forward and backward graphs)
+        compiled[name] = (fn, time.perf_counter() - start)
+    add(f"compiled train b{x.shape[0]} {x.shape[-1]}²", compiled["ours"][0], compiled["plain"][0],
+        compile_s=(compiled["ours"][1], compiled["plain"][1]))
     return rows
 
 
@@ -253,6 +264,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile case")
     parser.add_argument("--breakdown", action="store_true", help="where the P4UNet overhead goes (b4 64²) instead")
     parser.add_argument("--routes", action="store_true", help="each P4UNet group conv on both routes instead")
+    parser.add_argument("--compiled-only", action="store_true",
+                        help="only the compiled case, in a fresh process (where glibc returns the plain export's "
+                             "large buffers to the OS every step, which slows it: 0.99 here against 1.02-1.06 after "
+                             "the eager cases or with MALLOC_MMAP_THRESHOLD_ set; docs/performance.md)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -268,7 +283,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return [breakdown(args.quick, repeats)]
     print("| case | ours ms | plain export ms | ours / plain |")
     print("|---|---|---|---|")
-    return run_cases(args.quick, repeats, args.compile)
+    return run_cases(args.quick, repeats, args.compile, args.compiled_only)
 
 
 if __name__ == "__main__":
