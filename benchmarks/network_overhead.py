@@ -104,7 +104,8 @@ def run_cases(quick: bool, repeats: int, compile_: bool, compiled_only: bool = F
 
     if compiled_only:
         batch, size = sizes[0]
-        return compiled_case(channels2d, torch.randn(batch, 3, size, size), add, rows)
+        compiled_case(channels2d, torch.randn(batch, 3, size, size), add)
+        return rows
     net = P4UNet(2, 3, 1, channels=channels2d).train()
     plain = plain_copy(net)
     for batch, size in sizes:
@@ -133,11 +134,11 @@ def run_cases(quick: bool, repeats: int, compile_: bool, compiled_only: bool = F
     add(f"channels_last_3d train b{batch3} {size3}³", train_step(net3_cl, x3_cl), train_step(plain3_cl, x3_cl))
 
     if compile_:
-        compiled_case(channels2d, x, add, rows)
+        compiled_case(channels2d, x, add)
     return rows
 
 
-def compiled_case(channels: tuple, x: torch.Tensor, add: Callable, rows: list[dict]) -> list[dict]:
+def compiled_case(channels: tuple, x: torch.Tensor, add: Callable) -> None:
     """``torch.compile`` (fullgraph, inductor) of a new P4UNet and of its plain export, compile time printed, then
     their train steps on ``x`` interleaved (one row added through ``add``)."""
     net = P4UNet(2, 3, 1, channels=channels).train()
@@ -150,7 +151,6 @@ def compiled_case(channels: tuple, x: torch.Tensor, add: Callable, rows: list[di
         compiled[name] = (fn, time.perf_counter() - start)
     add(f"compiled train b{x.shape[0]} {x.shape[-1]}²", compiled["ours"][0], compiled["plain"][0],
         compile_s=(compiled["ours"][1], compiled["plain"][1]))
-    return rows
 
 
 def breakdown(quick: bool, repeats: int) -> dict[str, float]:

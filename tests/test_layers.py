@@ -149,8 +149,9 @@ def test_batch_norm_to_plain_equals_in_eval(dims, group):
 def test_norms_view_channels_last_tensors_without_a_copy(dims, group, norm_class):
     """The field view (B, C, |G|, *spatial) that the shared-over-group norms normalise is a view of contiguous and
     of channels-last tensors (what inductor's CPU layout optimisation makes of conv outputs; the copy of the
-    (B, C, -1) reshape before cost compiled P4UNet training 9-17 %), and the norm's outputs, running statistics and input gradients are the same in
-    both layouts (float32 round-off of a mean over the batch's B·|G|·prod(spatial) entries)."""
+    (B, C, -1) reshape before cost compiled P4UNet training 9-17 %), and the norm's outputs, running statistics
+    and input gradients are the same in both layouts (float32 round-off of a mean over the batch's
+    B·|G|·prod(spatial) entries)."""
     g = get_group(group)
     torch.manual_seed(0)
     norm = norm_class(3, g.order, spatial_dims=dims, affine=True, track_running_stats=True)

@@ -179,14 +179,7 @@ class GroupInstanceNorm(_SharedOverGroup):
         norm: _FieldInstanceNorm = self.norm
         if norm.track_running_stats and norm.running_mean is not None:
             return _frozen_batch_norm(norm, self.group_size, self.spatial_dims)
-        channels = self.num_fields * self.group_size
-        plain = nn.GroupNorm(self.num_fields, channels, eps=norm.eps, affine=norm.affine)
-        if norm.affine:
-            plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
-            with torch.no_grad():
-                plain.weight.copy_(norm.weight.repeat_interleave(self.group_size))
-                plain.bias.copy_(norm.bias.repeat_interleave(self.group_size))
-        return plain.eval()
+        return _plain_group_norm(self.num_fields, norm, self.num_fields, self.group_size)
 
 
 class GroupGroupNorm(_SharedOverGroup):
@@ -218,9 +211,9 @@ class GroupGroupNorm(_SharedOverGroup):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C·|G|, *spatial) -> the same shape: ``group_norm`` on the tensor as it is, each field's affine repeated
         |G| times (field-major channels keep each norm group's fields side by side). Not through a (B, C, -1)
-        reshape (what the other norms used before their (B, C, |G|, *spatial) view): torch 2.13's inductor, with its CPU
-        layout optimisation (channels-last conv outputs), compiled that reshape's backward into wrong gradients in
-        GroupSegResNet (5e-2 of the scale; ``tests/test_compile.py``)."""
+        reshape (what the other norms used before their (B, C, |G|, *spatial) view): torch 2.13's inductor, with its
+        CPU layout optimisation (channels-last conv outputs), compiled that reshape's backward into wrong gradients
+        in GroupSegResNet (5e-2 of the scale; ``tests/test_compile.py``)."""
         self.check_channels(x)
         norm: nn.GroupNorm = self.norm
         return F.group_norm(x, norm.num_groups, _per_channel(norm.weight, self.group_size),
@@ -230,13 +223,19 @@ class GroupGroupNorm(_SharedOverGroup):
         """``nn.GroupNorm(num_groups, C·|G|)`` with each field's affine repeated |G| times: field-major channels
         put each norm group's fields side by side, so its contiguous chunks are the same norm groups."""
         norm: nn.GroupNorm = self.norm
-        plain = nn.GroupNorm(norm.num_groups, self.num_fields * self.group_size, eps=norm.eps, affine=norm.affine)
-        if norm.affine:
-            plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
-            with torch.no_grad():
-                plain.weight.copy_(norm.weight.repeat_interleave(self.group_size))
-                plain.bias.copy_(norm.bias.repeat_interleave(self.group_size))
-        return plain.eval()
+        return _plain_group_norm(norm.num_groups, norm, self.num_fields, self.group_size)
+
+
+def _plain_group_norm(num_groups: int, norm: nn.Module, num_fields: int, group_size: int) -> nn.Module:
+    """An eval-mode ``nn.GroupNorm(num_groups, C·|G|)`` with ``norm``'s eps and its per-field affine (if any)
+    repeated |G| times: field-major channels put each norm group's fields side by side."""
+    plain = nn.GroupNorm(num_groups, num_fields * group_size, eps=norm.eps, affine=norm.affine)
+    if norm.affine:
+        plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
+        with torch.no_grad():
+            plain.weight.copy_(_per_channel(norm.weight, group_size))
+            plain.bias.copy_(_per_channel(norm.bias, group_size))
+    return plain.eval()
 
 
 def _frozen_batch_norm(norm: nn.modules.batchnorm._NormBase, group_size: int, spatial_dims: int) -> nn.Module:
@@ -246,9 +245,9 @@ def _frozen_batch_norm(norm: nn.modules.batchnorm._NormBase, group_size: int, sp
         norm.num_features * group_size, eps=norm.eps, momentum=norm.momentum, affine=norm.affine
     ).to(device=norm.running_mean.device, dtype=norm.running_mean.dtype)
     with torch.no_grad():
-        plain.running_mean.copy_(norm.running_mean.repeat_interleave(group_size))
-        plain.running_var.copy_(norm.running_var.repeat_interleave(group_size))
+        plain.running_mean.copy_(_per_channel(norm.running_mean, group_size))
+        plain.running_var.copy_(_per_channel(norm.running_var, group_size))
         if norm.affine:
-            plain.weight.copy_(norm.weight.repeat_interleave(group_size))
-            plain.bias.copy_(norm.bias.repeat_interleave(group_size))
+            plain.weight.copy_(_per_channel(norm.weight, group_size))
+            plain.bias.copy_(_per_channel(norm.bias, group_size))
     return plain.eval()

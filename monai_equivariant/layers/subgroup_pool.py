@@ -23,13 +23,15 @@ import torch.fx as fx
 import torch.nn as nn
 
 from monai_equivariant.groups import Group, as_group
+from monai_equivariant.layers.lateral_head import reflections
 
 __all__ = ["SubgroupPool", "rotation_subgroup", "subgroup_cosets"]
 
 
 def rotation_subgroup(group: Group) -> tuple[int, ...]:
-    """The indices of the elements of ``group`` that keep orientation (det = +1): its rotations."""
-    return tuple(int(g) for g in np.flatnonzero(np.linalg.det(group.matrices) > 0))
+    """The indices of the elements of ``group`` that keep orientation (det = +1): its rotations, the complement of
+    :func:`~monai_equivariant.layers.lateral_head.reflections`."""
+    return tuple(int(g) for g in np.flatnonzero(~reflections(group)))
 
 
 def subgroup_cosets(group: Group, subgroup: str | Sequence[int]) -> np.ndarray:

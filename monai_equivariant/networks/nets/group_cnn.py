@@ -15,7 +15,7 @@ from monai.networks.layers.factories import Act, Pool
 
 from monai_equivariant.groups import Group, as_group, check_plan
 from monai_equivariant.layers import GroupConv, SubgroupPool
-from monai_equivariant.layers.subgroup_pool import rotation_subgroup
+from monai_equivariant.layers.lateral_head import reflections
 from monai_equivariant.networks.blocks import GroupConvBlock, GroupResidualBlock, as_kernel_size, checkpoint_segment
 from monai_equivariant.networks.blocks.checkpointing import streamable, streamable_unit, streamed_conv_norm_relu
 from monai_equivariant.networks.blocks.factories import (
@@ -86,8 +86,7 @@ def default_invariance(group: Group) -> str:
     """The ``invariance`` of a :class:`GroupCNN` of ``group`` when none is given: ``"rotation"`` for 2D groups with
     reflections (p4m: a reflection swaps two features instead of being forgotten), ``"group"`` otherwise (3D
     groups with reflections keep the invariant head their nodule bundle and its checkpoints were built with)."""
-    has_reflections = len(rotation_subgroup(group)) < group.order
-    return "rotation" if has_reflections and group.spatial_dims == 2 else "group"
+    return "rotation" if reflections(group).any() and group.spatial_dims == 2 else "group"
 
 
 def check_invariance(value: object) -> str:
@@ -385,7 +384,7 @@ def _invariant_pool(group: Group, invariance: str) -> nn.Module:
     """Max over the group (``GroupPool``, as before the ``invariance`` option) or, for ``"rotation"`` with a group
     that has reflections, max over each coset of its rotations (``SubgroupPool``). Neither holds parameters or
     persistent buffers, so the state-dict keys are the same."""
-    if invariance == "rotation" and len(rotation_subgroup(group)) < group.order:
+    if invariance == "rotation" and reflections(group).any():
         return SubgroupPool(group, "rotations", mode="max")
     return Pool["group", group.spatial_dims](group.order, mode="max")
 
