@@ -189,11 +189,13 @@ def test_norms_load_the_state_dicts_of_their_one_dimensional_versions():
 
 @pytest.mark.parametrize("momentum,affine", [(0.1, True), (None, False)])
 def test_batch_norm_written_for_compile_equals_the_native_kernel(momentum, affine):
-    """Under ``torch.compile`` a training batch norm runs ``_batch_statistics_norm`` (var_mean and one addcmul, an
-    output that is not a view; tests/test_compile.py says why). Called directly here, it gives the native kernel's
-    outputs, input and affine gradients and running statistics (cumulative average when momentum is None), in
-    2D and 3D (round-off of means over B·|G|·prod(spatial) entries)."""
-    from monai_equivariant.layers.norm import _batch_statistics_norm
+    """Under ``torch.compile`` a training batch norm runs ``batch_statistics_norm``: statistics per channel combined
+    per field by the law of total variance, its own backward, an output that is not a view (``layers/compiled_norm.py``
+    and tests/test_compile.py say why). Called directly here, on channels whose means differ within a field, in
+    both layouts, it gives the native kernel's outputs, input and affine gradients and running statistics
+    (cumulative average when momentum is None), in 2D and 3D (round-off of means over B·|G|·prod(spatial)
+    entries)."""
+    from monai_equivariant.layers.compiled_norm import batch_statistics_norm
 
     for dims, group in ((2, "p4m"), (3, "O")):
         g = get_group(group)
@@ -203,10 +205,14 @@ def test_batch_norm_written_for_compile_equals_the_native_kernel(momentum, affin
             native.norm.weight.data.uniform_(0.5, 1.5), native.norm.bias.data.uniform_(-1, 1)
         written = copy.deepcopy(native)
         fan_in = 2 * g.order * 5 ** dims
+        offsets = torch.linspace(-4, 4, 3 * g.order).view((1, -1) + (1,) * dims)  # channel means differ in a field
+        layout = torch.channels_last if dims == 2 else torch.channels_last_3d
         for step in range(2):
-            x = torch.randn((2, 3 * g.order) + (5,) * dims) * 2 + step
+            x = torch.randn((2, 3 * g.order) + (5,) * dims) * 2 + step + offsets
+            if step == 1:  # what inductor's layout optimisation makes of conv outputs
+                x = x.contiguous(memory_format=layout)
             a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-            ya, yb = native(a), _batch_statistics_norm(b, written.norm, g.order)
+            ya, yb = native(a), batch_statistics_norm(b, written.norm, g.order)
             assert yb._base is None, "the output must not be a view"
             weight = torch.randn_like(ya)
             (ya * weight).sum().backward(), (yb * weight).sum().backward()
@@ -227,7 +233,7 @@ def test_batch_norm_written_for_compile_equals_the_native_kernel(momentum, affin
 def test_norms_for_compile_equal_the_native_kernel_on_the_field_view(norm_class, track):
     """Under ``torch.compile`` the norms run ``forward_for_compile``: eval with running statistics (``batch_norm``
     on ``x`` with them repeated |G| times), instance norm without them (``group_norm``, one group per field) and
-    batch statistics (``_batch_statistics_norm``). Each gives the eager forward's outputs (the native kernel on the
+    batch statistics (``batch_statistics_norm``). Each gives the eager forward's outputs (the native kernel on the
     field view), a tensor that is not a view where the mode allows it, in training and eval, and eval changes no
     buffer."""
     g = get_group("p4m")
@@ -247,3 +253,33 @@ def test_norms_for_compile_equal_the_native_kernel_on_the_field_view(norm_class,
         if not mode:
             for k, v in norm.state_dict().items():
                 torch.testing.assert_close(v, before[k], rtol=0, atol=0, msg=f"eval changed {k}")
+
+
+def test_repeat_per_field_is_a_well_formed_operator():
+    """``repeat_per_field`` (the compiled norms' per-field to per-channel step, an operator so that inductor reads
+    its output per channel): each value repeated |G| times, field-major, a fresh tensor, its gradient the sum over
+    the |G| copies, and torch's operator checks (schema, fake tensor, autograd registration) pass."""
+    from monai_equivariant.layers.compiled_norm import repeat_per_field
+
+    values = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    out = repeat_per_field(values, 4)
+    assert torch.equal(out, values.repeat_interleave(4, dim=-1)) and out.data_ptr() != values.data_ptr()
+    torch.autograd.gradcheck(lambda v: repeat_per_field(v, 4), (values,))
+    torch.library.opcheck(torch.ops.monai_equivariant.repeat_per_field.default, (values, 4))
+
+
+def test_exported_eval_batch_norm_holds_only_torch_ops():
+    """Inside ``torch.export`` the eval-mode group batch norm is ``batch_norm`` with the statistics repeated |G|
+    times (the plain export's op): no operator of ours in the exported program, which then runs without this
+    package, with the eager outputs."""
+    g = get_group("p4")
+    torch.manual_seed(0)
+    norm = GroupBatchNorm(3, g.order)
+    norm.train()(torch.randn(4, 3 * g.order, 6, 6) * 2 + 1)
+    norm.eval()
+    x = torch.randn(2, 3 * g.order, 6, 6)
+    program = torch.export.export(norm, (x,))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert not any("monai_equivariant" in t for t in targets), targets
+    expected = norm(x)
+    assert_matches(program.module()(x), expected, depth=1, scale=expected.abs().max())

@@ -9,46 +9,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.factories import Norm
 
+from monai_equivariant.layers.compiled_norm import batch_statistics_norm, frozen_statistics_norm
+
 __all__ = ["GroupBatchNorm", "GroupGroupNorm", "GroupInstanceNorm"]
 
 
 def _per_channel(values: torch.Tensor | None, group_size: int) -> torch.Tensor | None:
     """(C,) per-field values -> (C·|G|,) per-channel values (each repeated |G| times, field-major), or None."""
     return None if values is None else values.repeat_interleave(group_size)
-
-
-def _frozen_statistics_norm(x: torch.Tensor, norm: nn.modules.batchnorm._NormBase, group_size: int) -> torch.Tensor:
-    """``batch_norm`` of (B, C·|G|, *spatial) ``x`` with ``norm``'s running statistics and affine repeated |G| times
-    (no view of ``x``, a fresh output): what the eval-mode plain export computes."""
-    return F.batch_norm(x, _per_channel(norm.running_mean, group_size), _per_channel(norm.running_var, group_size),
-                        _per_channel(norm.weight, group_size), _per_channel(norm.bias, group_size), False, 0.0,
-                        norm.eps)
-
-
-def _batch_statistics_norm(x: torch.Tensor, norm: nn.modules.batchnorm._BatchNorm, group_size: int) -> torch.Tensor:
-    """Training batch norm of (B, C·|G|, *spatial) ``x`` with statistics per field (over batch, group and space),
-    written as ``var_mean`` on the field view and one ``addcmul`` on ``x`` itself, updating the running statistics
-    as ``nn.BatchNorm1d`` does. Its output is not a view, which is what ``torch.compile`` needs: after an in-place
-    activation (MONAI's ``ReLU(inplace=True)``) on the view that the native kernel's output makes, functionalization
-    saves a re-made view with channels-last strides, and inductor 2.13 cannot order its symbolic strides
-    ("cannot determine truth value of Relational: 8*s0**2 < 8*s0", GroupResNet; the same with plain torch modules,
-    ``tests/test_compile.py``). In eager mode the native kernel is 9 % faster for the P4UNet step, so this runs
-    only under compile (the same ``var_mean`` ops that inductor decomposes batch norm into)."""
-    fields = norm.num_features
-    var, mean = torch.var_mean(x.unflatten(1, (fields, group_size)), dim=[0, *range(2, x.dim() + 1)], correction=0)
-    if norm.training and norm.track_running_stats and norm.running_mean is not None:
-        with torch.no_grad():
-            norm.num_batches_tracked.add_(1)
-            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-            count = x.numel() // fields
-            norm.running_mean.lerp_(mean, factor)
-            norm.running_var.lerp_(var * (count / max(count - 1, 1)), factor)
-    scale = torch.rsqrt(var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    return torch.addcmul(_per_channel(shift, group_size).view(shape), x, _per_channel(scale, group_size).view(shape))
 
 
 class _FieldBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -133,13 +101,14 @@ class GroupBatchNorm(_SharedOverGroup):
         self.spatial_dims = int(spatial_dims)
 
     def forward_for_compile(self, x: torch.Tensor) -> torch.Tensor:
-        """The same map with an output that is not a view (:func:`_batch_statistics_norm` says why): with running
-        statistics in eval mode, ``batch_norm`` on ``x`` with them repeated |G| times (the plain export's op), else
-        :func:`_batch_statistics_norm`. In eager mode the native kernel on the view is faster (fewer ops)."""
+        """The same map with an output that is not a view, in the form inductor compiles well
+        (:mod:`~monai_equivariant.layers.compiled_norm` says why): with running statistics in eval mode,
+        ``frozen_statistics_norm``, else ``batch_statistics_norm``. In eager mode the native kernel on the view is
+        faster (fewer ops)."""
         norm: _FieldBatchNorm = self.norm
         if not norm.training and norm.running_mean is not None:
-            return _frozen_statistics_norm(x, norm, self.group_size)
-        return _batch_statistics_norm(x, norm, self.group_size)
+            return frozen_statistics_norm(x, norm, self.group_size)
+        return batch_statistics_norm(x, norm, self.group_size)
 
     def to_plain(self) -> nn.Module:
         """An eval-mode ``nn.BatchNormNd`` over C·|G| channels with each field's statistics and affine
@@ -160,8 +129,8 @@ class GroupInstanceNorm(_SharedOverGroup):
         self.spatial_dims = int(spatial_dims)
 
     def forward_for_compile(self, x: torch.Tensor) -> torch.Tensor:
-        """The same map with an output that is not a view where it can be (:func:`_batch_statistics_norm` says
-        why): without running statistics (the default), ``group_norm`` on ``x`` with one norm group per field and
+        """The same map with an output that is not a view where it can be
+        (:func:`~monai_equivariant.layers.compiled_norm.batch_statistics_norm` says why): without running statistics (the default), ``group_norm`` on ``x`` with one norm group per field and
         each field's affine repeated |G| times; with them, those in eval mode, and the native kernel on the field
         view in training mode (which updates them)."""
         norm: _FieldInstanceNorm = self.norm
@@ -169,7 +138,7 @@ class GroupInstanceNorm(_SharedOverGroup):
             return F.group_norm(x, self.num_fields, _per_channel(norm.weight, self.group_size),
                                 _per_channel(norm.bias, self.group_size), norm.eps)
         if not norm.training:
-            return _frozen_statistics_norm(x, norm, self.group_size)
+            return frozen_statistics_norm(x, norm, self.group_size)
         return norm(self.fields_view(x)).flatten(1, 2)
 
     def to_plain(self) -> nn.Module:
