@@ -257,15 +257,19 @@ def test_norms_for_compile_equal_the_native_kernel_on_the_field_view(norm_class,
 
 def test_repeat_per_field_is_a_well_formed_operator():
     """``repeat_per_field`` (the compiled norms' per-field to per-channel step, an operator so that inductor reads
-    its output per channel): each value repeated |G| times, field-major, a fresh tensor, its gradient the sum over
-    the |G| copies, and torch's operator checks (schema, fake tensor, autograd registration) pass."""
+    its output per channel): each value repeated |G| times, field-major, a fresh tensor (also for a trivial group or
+    a single field: an operator's output may not alias its input, which GroupUNet-trivial and -3d-O hit under
+    inductor), its gradient the
+    sum over the |G| copies, and torch's operator checks (schema, fake tensor, autograd registration) pass."""
     from monai_equivariant.layers.compiled_norm import repeat_per_field
 
-    values = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
-    out = repeat_per_field(values, 4)
-    assert torch.equal(out, values.repeat_interleave(4, dim=-1)) and out.data_ptr() != values.data_ptr()
-    torch.autograd.gradcheck(lambda v: repeat_per_field(v, 4), (values,))
-    torch.library.opcheck(torch.ops.monai_equivariant.repeat_per_field.default, (values, 4))
+    for fields, group_size in ((5, 4), (5, 1), (1, 24)):  # trivial group, one field: views if not written with care
+        values = torch.randn(3, fields, dtype=torch.float64, requires_grad=True)
+        out = repeat_per_field(values, group_size)
+        assert torch.equal(out, values.repeat_interleave(group_size, dim=-1))
+        assert out.data_ptr() != values.data_ptr()
+        torch.autograd.gradcheck(lambda v, n=group_size: repeat_per_field(v, n), (values,))
+        torch.library.opcheck(torch.ops.monai_equivariant.repeat_per_field.default, (values, group_size))
 
 
 def test_exported_eval_batch_norm_holds_only_torch_ops():

@@ -32,7 +32,9 @@ def repeat_per_field(values: torch.Tensor, group_size: int) -> torch.Tensor:
 
     An operator (opaque to ``torch.compile``) rather than ``repeat_interleave``, so that its output is a buffer read
     at ``c`` (module docstring)."""
-    return values.unsqueeze(-1).expand(*values.shape, group_size).reshape(*values.shape[:-1], -1)  # a copy
+    out = values.new_empty(list(values.shape[:-1]) + [values.shape[-1] * group_size])  # never a view of the input
+    out.view(list(values.shape) + [group_size]).copy_(values.unsqueeze(-1))
+    return out
 
 
 @repeat_per_field.register_fake
