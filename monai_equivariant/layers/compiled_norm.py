@@ -13,9 +13,9 @@ Measured on the first P4UNet level (b4, 8 fields, 64²): the norm's forward kern
 plain export's batch-norm kernels. So here the statistics are reduced per *channel* (the plain batch norm's
 vectorised reduction) and combined per field by the law of total variance (|G| equal counts), and every per-field
 value reaches the channels through :func:`repeat_per_field`, an operator the compiler cannot see into, whose output
-is a buffer it reads at ``c``. The backward is written out (:class:`_FieldBatchNorm`) so that it, too, reduces
+is a buffer it reads at ``c``. The backward is written out (:class:`_FieldStatisticsNorm`) so that it, too, reduces
 per channel and reads per-channel coefficients. Eager code keeps the native kernel on the field view
-(:mod:`~monai_equivariant.layers.norm`): this module runs only under ``torch.compile``.
+(:mod:`~monai_equivariant.layers.norm`): this module runs only under ``torch.compile`` (and ``torch.export``).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _normalize(x: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, weight
     return y
 
 
-class _FieldBatchNorm(torch.autograd.Function):
+class _FieldStatisticsNorm(torch.autograd.Function):
     """Training batch norm of (B, C·|G|, *spatial) with statistics per field: ``(y, mean, var)`` with the biased
     per-field ``var``. Reductions run per channel and are combined per field; per-field values reach the channels
     through :func:`repeat_per_field` (module docstring). Once differentiable (compiled graphs are, anyway)."""
@@ -137,7 +137,7 @@ def batch_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._Bat
     native kernel's output makes, functionalization saves a re-made view with channels-last strides, and inductor
     2.13 cannot order its symbolic strides ("cannot determine truth value of Relational: 8*s0**2 < 8*s0",
     GroupResNet; the same with plain torch modules, ``tests/test_compile.py``)."""
-    y, mean, var = _FieldBatchNorm.apply(x, norm.weight, norm.bias, group_size, norm.eps)
+    y, mean, var = _FieldStatisticsNorm.apply(x, norm.weight, norm.bias, group_size, norm.eps)
     if norm.training and norm.track_running_stats and norm.running_mean is not None:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)
@@ -151,8 +151,8 @@ def batch_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._Bat
 def frozen_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._NormBase, group_size: int) -> torch.Tensor:
     """Batch norm of (B, C·|G|, *spatial) ``x`` with ``norm``'s running statistics (a fresh output, no view). Inside
     ``torch.export`` it is ``batch_norm`` with them repeated |G| times, the plain export's op (no operator of ours
-    in an exported program); under ``torch.compile`` one ``addcmul`` with per-channel scale and shift from
-    :func:`repeat_per_field` (module docstring)."""
+    in an exported program); under ``torch.compile`` :func:`_normalize` with the per-field values spread to the
+    channels by :func:`repeat_per_field` (module docstring)."""
     if torch.compiler.is_exporting():
         def per_channel(v: torch.Tensor | None) -> torch.Tensor | None:
             return None if v is None else v.repeat_interleave(group_size)
