@@ -193,9 +193,9 @@ Was ``resnet_p4`` too (``TypeError: cannot determine truth value of Relational: 
 ``flatten``); functionalization re-makes that view for the tensors saved for backward, with channels-last symbolic
 strides, and inductor sorts them without its shape environment (``GraphLowering.run_node``, ``get_stride_order``).
 ``test_plain_torch_inplace_act_on_a_norm_view_fails_in_inductor`` reproduces it with torch modules only. Under
-compile ``GroupBatchNorm`` now returns a tensor that is not a view (``layers/compiled_norm.py``, ``batch_statistics_norm``),
-and ``GroupInstanceNorm`` never does (``group_norm`` on the tensor); resnet_p4 compiles at every size with eager's
-outputs and gradients, and recompiles like the nets in ``RECOMPILING`` (graphs 3, 6, 8)."""
+compile ``GroupBatchNorm`` now returns a tensor that is not a view (``layers/compiled_norm.py``,
+``batch_statistics_norm``), and ``GroupInstanceNorm`` never does (``group_norm`` on the tensor); resnet_p4 compiles
+at every size with eager's outputs and gradients, and recompiles like the nets in ``RECOMPILING`` (graphs 3, 6, 8)."""
 
 WRONG_GRADIENTS: tuple = ()
 """Nets whose compiled gradients differed from eager. Was ``segresnet_p4`` (5e-2 of the largest gradient, bound 7e-4,

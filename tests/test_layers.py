@@ -189,12 +189,11 @@ def test_norms_load_the_state_dicts_of_their_one_dimensional_versions():
 
 @pytest.mark.parametrize("momentum,affine", [(0.1, True), (None, False)])
 def test_batch_norm_written_for_compile_equals_the_native_kernel(momentum, affine):
-    """Under ``torch.compile`` a training batch norm runs ``batch_statistics_norm``: statistics per channel combined
-    per field by the law of total variance, its own backward, an output that is not a view (``layers/compiled_norm.py``
-    and tests/test_compile.py say why). Called directly here, on channels whose means differ within a field, in
-    both layouts, it gives the native kernel's outputs, input and affine gradients and running statistics
-    (cumulative average when momentum is None), in 2D and 3D (round-off of means over B·|G|·prod(spatial)
-    entries)."""
+    """Under ``torch.compile`` a training batch norm runs ``batch_statistics_norm``: statistics per channel combined per
+    field by the law of total variance, its own backward, an output that is not a view (``layers/compiled_norm.py`` and
+    tests/test_compile.py say why). Called directly here, on channels whose means differ within a field, in both
+    layouts, it gives the native kernel's outputs, input and affine gradients and running statistics (cumulative average
+    when momentum is None), in 2D and 3D (round-off of means over B·|G|·prod(spatial) entries)."""
     from monai_equivariant.layers.compiled_norm import batch_statistics_norm
 
     for dims, group in ((2, "p4m"), (3, "O")):
@@ -231,11 +230,11 @@ def test_batch_norm_written_for_compile_equals_the_native_kernel(momentum, affin
 @pytest.mark.parametrize("norm_class,track", [(GroupBatchNorm, True), (GroupBatchNorm, False),
                                               (GroupInstanceNorm, False), (GroupInstanceNorm, True)])
 def test_norms_for_compile_equal_the_native_kernel_on_the_field_view(norm_class, track):
-    """Under ``torch.compile`` the norms run ``forward_for_compile``: eval with running statistics (``batch_norm``
-    on ``x`` with them repeated |G| times), instance norm without them (``group_norm``, one group per field) and
-    batch statistics (``batch_statistics_norm``). Each gives the eager forward's outputs (the native kernel on the
-    field view), a tensor that is not a view where the mode allows it, in training and eval, and eval changes no
-    buffer."""
+    """Under ``torch.compile`` the norms run ``forward_for_compile``: eval with running statistics
+    (``frozen_statistics_norm``: each field's statistics and affine read per channel), instance norm without them
+    (``group_norm``, one group per field) and batch statistics (``batch_statistics_norm``). Each gives the eager
+    forward's outputs (the native kernel on the field view), a tensor that is not a view where the mode allows it, in
+    training and eval, and eval changes no buffer."""
     g = get_group("p4m")
     torch.manual_seed(0)
     norm = norm_class(3, g.order, affine=True, track_running_stats=track)
@@ -256,11 +255,11 @@ def test_norms_for_compile_equal_the_native_kernel_on_the_field_view(norm_class,
 
 
 def test_repeat_per_field_is_a_well_formed_operator():
-    """``repeat_per_field`` (the compiled norms' per-field to per-channel step, an operator so that inductor reads
-    its output per channel): each value repeated |G| times, field-major, a fresh tensor (also for a trivial group or
-    a single field: an operator's output may not alias its input, which GroupUNet-trivial and -3d-O hit under
-    inductor), its gradient the
-    sum over the |G| copies, and torch's operator checks (schema, fake tensor, autograd registration) pass."""
+    """``repeat_per_field`` (the compiled norms' per-field to per-channel step, an operator so that inductor reads its
+    output per channel): each value repeated |G| times, field-major, a fresh tensor (also for a trivial group or a
+    single field: an operator's output may not alias its input, which GroupUNet-trivial and -3d-O hit under inductor),
+    its gradient the sum over the |G| copies, and torch's operator checks (schema, fake tensor, autograd registration)
+    pass."""
     from monai_equivariant.layers.compiled_norm import repeat_per_field
 
     for fields, group_size in ((5, 4), (5, 1), (1, 24)):  # trivial group, one field: views if not written with care

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["batch_statistics_norm", "frozen_statistics_norm", "repeat_per_field"]
+__all__ = ["batch_statistics_norm", "frozen_statistics_norm", "per_channel", "repeat_per_field"]
 
 
 @torch.library.custom_op("monai_equivariant::repeat_per_field", mutates_args=())
@@ -51,6 +51,12 @@ torch.library.register_autograd(
     lambda ctx, grad: (_sum_per_field(grad, ctx.group_size), None),
     setup_context=lambda ctx, inputs, output: setattr(ctx, "group_size", inputs[1]),
 )
+
+
+def per_channel(values: torch.Tensor | None, group_size: int) -> torch.Tensor | None:
+    """(C,) per-field values -> (C·|G|,) per-channel values (each repeated |G| times, field-major), or None: in
+    eager code and exported programs (under compile, :func:`repeat_per_field`)."""
+    return None if values is None else values.repeat_interleave(group_size)
 
 
 def _accumulation(x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +94,8 @@ class _FieldStatisticsNorm(torch.autograd.Function):
     through :func:`repeat_per_field` (module docstring). Once differentiable (compiled graphs are, anyway)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, group_size: int,  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None,  # type: ignore[override]
+                bias: torch.Tensor | None, group_size: int,
                 eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         acc = _accumulation(x)
         dims = [0, *range(2, x.dim())]
@@ -115,11 +122,10 @@ class _FieldStatisticsNorm(torch.autograd.Function):
         fields = mean.shape[0]
         count = acc.numel() // fields
         shape = (1, -1) + (1,) * (acc.dim() - 2)
-        sum_dy_c = dy.sum(dims)  # (C·|G|,)
-        centred_c = (dy * (acc - mean_c.view(shape))).sum(dims)  # centred per channel: little cancellation
-        sum_dy = sum_dy_c.view(fields, group_size).sum(1)
-        sum_dy_xmu = (centred_c + (mean_c - mean.repeat_interleave(group_size)) * sum_dy_c).view(
-            fields, group_size).sum(1)
+        sum_dy_c = dy.sum(dims).view(fields, group_size)
+        centred_c = (dy * (acc - mean_c.view(shape))).sum(dims).view(fields, group_size)  # little cancellation
+        sum_dy = sum_dy_c.sum(1)
+        sum_dy_xmu = (centred_c + (mean_c.view(fields, group_size) - mean[:, None]) * sum_dy_c).sum(1)
         k = invstd if weight is None else invstd * weight
         b = -k * invstd * invstd * sum_dy_xmu / count
         a = -k * sum_dy / count
@@ -130,7 +136,8 @@ class _FieldStatisticsNorm(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
-def batch_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._BatchNorm, group_size: int) -> torch.Tensor:
+def batch_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._BatchNorm,
+                          group_size: int) -> torch.Tensor:
     """Training batch norm of (B, C·|G|, *spatial) ``x`` with statistics per field (over batch, group and space),
     updating ``norm``'s running statistics as ``nn.BatchNorm1d`` does. Its output is not a view, which is what
     ``torch.compile`` needs: after an in-place activation (MONAI's ``ReLU(inplace=True)``) on the view that the
@@ -148,16 +155,15 @@ def batch_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._Bat
     return y
 
 
-def frozen_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._NormBase, group_size: int) -> torch.Tensor:
+def frozen_statistics_norm(x: torch.Tensor, norm: torch.nn.modules.batchnorm._NormBase,
+                           group_size: int) -> torch.Tensor:
     """Batch norm of (B, C·|G|, *spatial) ``x`` with ``norm``'s running statistics (a fresh output, no view). Inside
     ``torch.export`` it is ``batch_norm`` with them repeated |G| times, the plain export's op (no operator of ours
     in an exported program); under ``torch.compile`` :func:`_normalize` with the per-field values spread to the
     channels by :func:`repeat_per_field` (module docstring)."""
     if torch.compiler.is_exporting():
-        def per_channel(v: torch.Tensor | None) -> torch.Tensor | None:
-            return None if v is None else v.repeat_interleave(group_size)
-
-        return F.batch_norm(x, per_channel(norm.running_mean), per_channel(norm.running_var),
-                            per_channel(norm.weight), per_channel(norm.bias), False, 0.0, norm.eps)
+        return F.batch_norm(x, per_channel(norm.running_mean, group_size), per_channel(norm.running_var, group_size),
+                            per_channel(norm.weight, group_size), per_channel(norm.bias, group_size), False, 0.0,
+                            norm.eps)
     invstd = torch.rsqrt(norm.running_var + norm.eps)
     return _normalize(_accumulation(x), norm.running_mean, invstd, norm.weight, norm.bias, group_size).to(x.dtype)

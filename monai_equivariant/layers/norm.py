@@ -9,14 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.factories import Norm
 
-from monai_equivariant.layers.compiled_norm import batch_statistics_norm, frozen_statistics_norm
+from monai_equivariant.layers.compiled_norm import batch_statistics_norm, frozen_statistics_norm, per_channel
 
 __all__ = ["GroupBatchNorm", "GroupGroupNorm", "GroupInstanceNorm"]
-
-
-def _per_channel(values: torch.Tensor | None, group_size: int) -> torch.Tensor | None:
-    """(C,) per-field values -> (C·|G|,) per-channel values (each repeated |G| times, field-major), or None."""
-    return None if values is None else values.repeat_interleave(group_size)
 
 
 class _FieldBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -130,13 +125,14 @@ class GroupInstanceNorm(_SharedOverGroup):
 
     def forward_for_compile(self, x: torch.Tensor) -> torch.Tensor:
         """The same map with an output that is not a view where it can be
-        (:func:`~monai_equivariant.layers.compiled_norm.batch_statistics_norm` says why): without running statistics (the default), ``group_norm`` on ``x`` with one norm group per field and
-        each field's affine repeated |G| times; with them, those in eval mode, and the native kernel on the field
-        view in training mode (which updates them)."""
+        (:func:`~monai_equivariant.layers.compiled_norm.batch_statistics_norm` says why): without running
+        statistics (the default), ``group_norm`` on ``x`` with one norm group per field and each field's affine
+        repeated |G| times; with them, those in eval mode, and the native kernel on the field view in training mode
+        (which updates them)."""
         norm: _FieldInstanceNorm = self.norm
         if not norm.track_running_stats or norm.running_mean is None:
-            return F.group_norm(x, self.num_fields, _per_channel(norm.weight, self.group_size),
-                                _per_channel(norm.bias, self.group_size), norm.eps)
+            return F.group_norm(x, self.num_fields, per_channel(norm.weight, self.group_size),
+                                per_channel(norm.bias, self.group_size), norm.eps)
         if not norm.training:
             return frozen_statistics_norm(x, norm, self.group_size)
         return norm(self.fields_view(x)).flatten(1, 2)
@@ -185,8 +181,8 @@ class GroupGroupNorm(_SharedOverGroup):
         in GroupSegResNet (5e-2 of the scale; ``tests/test_compile.py``)."""
         self.check_channels(x)
         norm: nn.GroupNorm = self.norm
-        return F.group_norm(x, norm.num_groups, _per_channel(norm.weight, self.group_size),
-                            _per_channel(norm.bias, self.group_size), norm.eps)
+        return F.group_norm(x, norm.num_groups, per_channel(norm.weight, self.group_size),
+                            per_channel(norm.bias, self.group_size), norm.eps)
 
     def to_plain(self) -> nn.Module:
         """``nn.GroupNorm(num_groups, C·|G|)`` with each field's affine repeated |G| times: field-major channels
@@ -202,8 +198,8 @@ def _plain_group_norm(num_groups: int, norm: nn.Module, num_fields: int, group_s
     if norm.affine:
         plain = plain.to(device=norm.weight.device, dtype=norm.weight.dtype)
         with torch.no_grad():
-            plain.weight.copy_(_per_channel(norm.weight, group_size))
-            plain.bias.copy_(_per_channel(norm.bias, group_size))
+            plain.weight.copy_(per_channel(norm.weight, group_size))
+            plain.bias.copy_(per_channel(norm.bias, group_size))
     return plain.eval()
 
 
@@ -214,9 +210,9 @@ def _frozen_batch_norm(norm: nn.modules.batchnorm._NormBase, group_size: int, sp
         norm.num_features * group_size, eps=norm.eps, momentum=norm.momentum, affine=norm.affine
     ).to(device=norm.running_mean.device, dtype=norm.running_mean.dtype)
     with torch.no_grad():
-        plain.running_mean.copy_(_per_channel(norm.running_mean, group_size))
-        plain.running_var.copy_(_per_channel(norm.running_var, group_size))
+        plain.running_mean.copy_(per_channel(norm.running_mean, group_size))
+        plain.running_var.copy_(per_channel(norm.running_var, group_size))
         if norm.affine:
-            plain.weight.copy_(_per_channel(norm.weight, group_size))
-            plain.bias.copy_(_per_channel(norm.bias, group_size))
+            plain.weight.copy_(per_channel(norm.weight, group_size))
+            plain.bias.copy_(per_channel(norm.bias, group_size))
     return plain.eval()
